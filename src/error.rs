@@ -1,0 +1,129 @@
+//! Exit codes and user-facing errors.
+//!
+//! Docker's convention: the command's own exit code passes through; 125 means minictr itself failed;
+//! 126 the command was found but cannot be executed; 127 the command was not found; 128+N the command
+//! was killed by signal N. Every error minictr prints is one line: what went wrong, and what to do.
+
+use std::fmt;
+
+/// minictr itself failed (bad input, a kernel call refused, …).
+pub const EXIT_RUNTIME: i32 = 125;
+/// The command exists but cannot be executed (permission, format).
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+/// The command does not exist inside the container.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// An error with a suggestion for the user. It is the innermost error of an `anyhow` chain, so the
+/// printed line reads `minictr: <context>: <what> (hint: <what to do>)`.
+#[derive(Debug)]
+pub struct Hint {
+    pub what: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (hint: {})", self.what, self.hint)
+    }
+}
+
+impl std::error::Error for Hint {}
+
+/// Build an error that tells the user what to do: `bail_hint("rootfs /x does not exist", "build one with …")`.
+pub fn hint(what: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hint {
+        what: what.into(),
+        hint: hint.into(),
+    })
+}
+
+/// The command could not be started; carries 126 or 127 instead of 125.
+#[derive(Debug)]
+pub struct CommandError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// The exit code for an error: 126/127 when the command could not be run, 125 for everything else.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<CommandError>().map(|c| c.code))
+        .unwrap_or(EXIT_RUNTIME)
+}
+
+/// The one-line message: every context of the chain joined by ": ".
+pub fn one_line(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    let mut out = String::new();
+    for p in parts {
+        // anyhow chains often repeat the inner error inside an outer message; skip exact repeats.
+        if out.ends_with(&p) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&p);
+    }
+    out.replace('\n', " ")
+}
+
+/// Exit status of a process the way a shell reports it: the code, or 128 + the signal.
+pub fn status_code(status: nix::sys::wait::WaitStatus) -> Option<i32> {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn runtime_errors_are_125_and_command_errors_keep_their_code() {
+        let e = anyhow::anyhow!("boom");
+        assert_eq!(exit_code(&e), 125);
+        let e = anyhow::Error::new(CommandError {
+            code: 127,
+            message: "nope: not found".into(),
+        })
+        .context("starting the command");
+        assert_eq!(exit_code(&e), 127);
+    }
+
+    #[test]
+    fn one_line_joins_the_chain_with_the_hint_last() {
+        let e = Err::<(), _>(hint("rootfs /x does not exist", "build one"))
+            .context("checking the root filesystem")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "checking the root filesystem: rootfs /x does not exist (hint: build one)"
+        );
+    }
+
+    #[test]
+    fn signals_become_128_plus_n() {
+        use nix::sys::signal::Signal;
+        use nix::sys::wait::WaitStatus;
+        use nix::unistd::Pid;
+        let p = Pid::from_raw(1);
+        assert_eq!(status_code(WaitStatus::Exited(p, 42)), Some(42));
+        assert_eq!(
+            status_code(WaitStatus::Signaled(p, Signal::SIGKILL, false)),
+            Some(137)
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! minictr — an educational container runtime. `minictr run ROOTFS CMD…` runs CMD isolated the way
+//! Docker isolates it; each stage of the start sequence is one module and one chapter of the book in
+//! `chapters/`. This file is only the command line: the start sequence lives in `run.rs`.
+
+mod error;
+mod explain;
+mod namespaces;
+mod process;
+mod rootfs;
+mod run;
+mod state;
+mod sync;
+mod userns;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "minictr",
+    version,
+    about = "An educational container runtime: build your own Docker",
+    after_help = "Example:\n  sudo minictr run ./rootfs /bin/sh\n\nEach stage of a container start is one chapter of the book in chapters/; \
+                  `minictr run --explain …` names every kernel call as it happens."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a new container (foreground; removed when it exits, like `docker run --rm`)
+    #[command(after_help = "Examples:\n  \
+        sudo minictr run ./rootfs /bin/sh\n  \
+        sudo minictr run --hostname box -e GREETING=hi ./rootfs sh -c 'echo $GREETING from $(hostname)'\n  \
+        sudo minictr run -v \"$PWD\":/work:ro -w /work ./rootfs ls -l\n  \
+        sudo minictr run --explain ./rootfs /bin/true        # narrate every kernel call\n  \
+        sudo minictr run --no-net --no-pid ./rootfs ps       # switch stages off to see what they add\n\n\
+        Exit status: the command's; 128+N if it was killed by signal N; 125 if minictr failed;\n\
+        126 if the command cannot be executed; 127 if it was not found.")]
+    Run(RunArgs),
+}
+
+/// Options of `minictr run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The root filesystem: a directory holding the container's /bin, /etc, … (build one with rootfs-scripts/busybox.sh)
+    #[arg(value_name = "ROOTFS")]
+    pub rootfs: PathBuf,
+
+    /// The command to run inside, and its arguments (passed on verbatim, also words starting with '-')
+    #[arg(value_name = "CMD", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    pub command: Vec<String>,
+
+    /// The container's hostname [default: the container id]
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the host's value); repeatable
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Bind-mount a host path: HOST:CONTAINER[:ro][,idmap]; repeatable
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volumes: Vec<String>,
+
+    /// Working directory inside the container (created if missing) [default: /]
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Run as this user: UID[:GID] (numbers, or names from the container's /etc/passwd)
+    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+
+    /// Narrate each kernel call of the start sequence on stderr, with its chapter
+    #[arg(long)]
+    pub explain: bool,
+
+    /// User namespace: "private" (default: container root is an unprivileged host user) or "host" (off)
+    #[arg(long, value_name = "MODE", default_value = "private")]
+    pub userns: String,
+
+    /// Map container uids to host uids: CTR:HOST:LEN; repeatable (default: from /etc/subuid)
+    #[arg(long, value_name = "CTR:HOST:LEN")]
+    pub uidmap: Vec<String>,
+
+    /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
+    #[arg(long, value_name = "CTR:HOST:LEN")]
+    pub gidmap: Vec<String>,
+
+    /// Stage switch (ch01): keep the host's PID namespace
+    #[arg(long)]
+    pub no_pid: bool,
+    /// Stage switch (ch01): keep the host's network namespace
+    #[arg(long)]
+    pub no_net: bool,
+    /// Stage switch (ch01): keep the host's UTS namespace (hostname)
+    #[arg(long)]
+    pub no_uts: bool,
+    /// Stage switch (ch01): keep the host's IPC namespace
+    #[arg(long)]
+    pub no_ipc: bool,
+    /// Stage switch (ch01): keep the host's cgroup namespace
+    #[arg(long)]
+    pub no_cgroupns: bool,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => error::EXIT_RUNTIME,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("minictr: {}", error::one_line(&e));
+            std::process::exit(error::exit_code(&e));
+        }
+    }
+}

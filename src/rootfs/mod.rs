@@ -1,0 +1,337 @@
+//! Chapter 2 — The root filesystem: a private mount namespace, the rootfs as a mount point, the
+//! kernel filesystems a program expects (/proc, /sys, /dev), volumes, and `pivot_root` — never chroot.
+//!
+//! Everything here runs in the container's first process, in its new mount namespace, before exec.
+//! Every target is resolved inside the rootfs ([`safepath`]), so a symlink in the image can never
+//! redirect a mount onto the host.
+
+mod dev;
+pub mod safepath;
+mod volumes;
+
+pub use volumes::{parse_volume, Volume};
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use safepath::{fd_path, Root};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+pub const CHAPTER: &str = "ch02 rootfs";
+
+/// MS_* flags as a student would write them in a mount(2) call.
+pub fn describe_ms(flags: MsFlags) -> String {
+    const NAMES: [(MsFlags, &str); 10] = [
+        (MsFlags::MS_RDONLY, "MS_RDONLY"),
+        (MsFlags::MS_NOSUID, "MS_NOSUID"),
+        (MsFlags::MS_NODEV, "MS_NODEV"),
+        (MsFlags::MS_NOEXEC, "MS_NOEXEC"),
+        (MsFlags::MS_REMOUNT, "MS_REMOUNT"),
+        (MsFlags::MS_BIND, "MS_BIND"),
+        (MsFlags::MS_REC, "MS_REC"),
+        (MsFlags::MS_PRIVATE, "MS_PRIVATE"),
+        (MsFlags::MS_SLAVE, "MS_SLAVE"),
+        (MsFlags::MS_STRICTATIME, "MS_STRICTATIME"),
+    ];
+    let v: Vec<&str> = NAMES
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
+    if v.is_empty() {
+        "0".into()
+    } else {
+        v.join("|")
+    }
+}
+
+// ANCHOR: check
+/// Parent, before clone: the rootfs must be a directory, and its /proc, /sys and /dev must not be
+/// symlinks — they are mounted on, and a symlink could point anywhere on the host.
+pub fn check_rootfs(path: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        crate::error::hint(
+            format!("rootfs {} cannot be used: {e}", path.display()),
+            "build one with `rootfs-scripts/busybox.sh DIR` and pass DIR",
+        )
+    })?;
+    if !meta.is_dir() {
+        bail!(crate::error::hint(
+            format!("rootfs {} is not a directory", path.display()),
+            "pass the directory that holds the container's /bin, /etc, …"
+        ));
+    }
+    let root = path
+        .canonicalize()
+        .with_context(|| format!("failed to resolve the rootfs path {}", path.display()))?;
+    for dir in ["proc", "sys", "dev"] {
+        let p = root.join(dir);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => bail!(crate::error::hint(
+                format!("refusing rootfs {}: /{dir} is a symlink", root.display()),
+                format!("/{dir} is mounted on and a symlink could point out of the rootfs; replace it with an empty directory")
+            )),
+            Ok(m) if !m.is_dir() => bail!(crate::error::hint(
+                format!("refusing rootfs {}: /{dir} is not a directory", root.display()),
+                format!("replace {} with an empty directory", p.display())
+            )),
+            _ => {}
+        }
+    }
+    Ok(root)
+}
+// ANCHOR_END: check
+
+/// What the root filesystem stage needs in the child.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The rootfs (canonical host path). The container's "/" is mounted here.
+    pub rootfs: PathBuf,
+    pub volumes: Vec<Volume>,
+    pub workdir: PathBuf,
+    /// Whether the container has its own network namespace (sysfs can only be mounted fresh then).
+    pub own_netns: bool,
+    /// Whether the container has its own IPC namespace (for /dev/mqueue).
+    pub own_ipcns: bool,
+}
+
+/// One mount(2) call on a target inside the container, narrated under `--explain`.
+pub(crate) fn mount_on(
+    src: &str,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    crate::explain!(
+        CHAPTER,
+        "mount({src:?}, {:?}, {}, {}, {})",
+        shown,
+        fstype
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_else(|| "NULL".into()),
+        describe_ms(flags),
+        data.map(|d| format!("{d:?}"))
+            .unwrap_or_else(|| "NULL".into())
+    );
+    mount(Some(src), fd_path(target).as_str(), fstype, flags, data).with_context(|| {
+        format!(
+            "failed to mount {} on {} ({})",
+            fstype.unwrap_or(src),
+            shown.display(),
+            describe_ms(flags)
+        )
+    })
+}
+
+// ANCHOR: private
+/// First thing in the new mount namespace: stop mount events from propagating back to the host.
+pub fn make_private() -> Result<()> {
+    crate::explain!(
+        CHAPTER,
+        "mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL) — nothing we mount leaks to the host"
+    );
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("failed to make / private in the new mount namespace")
+}
+// ANCHOR_END: private
+
+// ANCHOR: root_mount
+/// Make the rootfs a mount point — pivot_root needs one. Either a detached mount prepared by the
+/// parent (an overlay, or an idmapped bind: chapters 3 and 5) is attached there, or the rootfs is
+/// bound onto itself.
+pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
+    match prepared {
+        Some(fd) => {
+            crate::explain!(
+                CHAPTER,
+                "move_mount(fd {}, \"\", AT_FDCWD, {:?}, MOVE_MOUNT_F_EMPTY_PATH) — attach the prepared root",
+                fd.as_raw_fd(),
+                cfg.rootfs
+            );
+            move_mount_to(fd.as_fd(), &cfg.rootfs)?;
+        }
+        None => {
+            let p = cfg.rootfs.as_path();
+            crate::explain!(CHAPTER, "mount({p:?}, {p:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs becomes a mount point");
+            mount(
+                Some(p),
+                p,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("failed to bind the rootfs {} onto itself", p.display()))?;
+        }
+    }
+    // Open it only now, so the fd refers to the new mount and not the directory beneath it.
+    Root::open(&cfg.rootfs)
+}
+// ANCHOR_END: root_mount
+
+/// move_mount(2) of a detached mount onto a host path.
+fn move_mount_to(fd: BorrowedFd<'_>, target: &Path) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let t = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .context("rootfs path contains a NUL byte")?;
+    // SAFETY: move_mount reads two NUL-terminated strings valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!("failed to attach the prepared root on {}", target.display())
+        });
+    }
+    Ok(())
+}
+
+// ANCHOR: kernel_fs
+/// /proc, /sys and /dev inside the new root.
+pub fn mount_kernel_filesystems(root: &Root, cfg: &Config) -> Result<()> {
+    let proc_dir = root.mkdir_all(Path::new("/proc"))?;
+    mount_on(
+        "proc",
+        proc_dir.as_fd(),
+        Path::new("/proc"),
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        None,
+    )?;
+
+    let sys_dir = root.mkdir_all(Path::new("/sys"))?;
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    if cfg.own_netns {
+        mount_on(
+            "sysfs",
+            sys_dir.as_fd(),
+            Path::new("/sys"),
+            Some("sysfs"),
+            ro,
+            None,
+        )?;
+    } else {
+        // sysfs shows the network devices of the namespace that mounts it; without a network
+        // namespace of our own the kernel refuses a new instance in a user namespace, so runc (and we)
+        // bind the host's /sys read-only instead.
+        mount_on(
+            "/sys",
+            sys_dir.as_fd(),
+            Path::new("/sys"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        let sys_dir = root.resolve(Path::new("/sys"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        make_readonly(sys_dir.as_fd(), Path::new("/sys"), true)?;
+    }
+
+    dev::mount_dev(root, cfg.own_ipcns)
+}
+// ANCHOR_END: kernel_fs
+
+/// Read-only for a mount that is already attached (and, with `recursive`, everything below it):
+/// mount_setattr(MOUNT_ATTR_RDONLY). Unlike a `MS_REMOUNT|MS_RDONLY` remount it keeps the flags the
+/// kernel locked on the mount (nosuid, nodev, … in a user namespace).
+pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> Result<()> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    crate::explain!(
+        CHAPTER,
+        "mount_setattr({shown:?}, {}attr_set=MOUNT_ATTR_RDONLY) — read-only",
+        if recursive { "AT_RECURSIVE, " } else { "" }
+    );
+    // SAFETY: mount_setattr reads `attr` (valid for the call) and an empty path string.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("failed to make {} read-only", shown.display()));
+    }
+    Ok(())
+}
+
+/// Bind-mount the volumes (`-v HOST:CTR[:ro]`).
+pub fn mount_volumes(root: &Root, volumes: &[Volume]) -> Result<()> {
+    for v in volumes {
+        volumes::bind(root, v)?;
+    }
+    Ok(())
+}
+
+/// Create the working directory inside the rootfs if it is missing (as Docker does); `chdir` to it
+/// happens after pivot_root, when "/" is the rootfs and nothing can resolve outside it.
+pub fn prepare_workdir(root: &Root, workdir: &Path) -> Result<()> {
+    root.mkdir_all(workdir).with_context(|| {
+        format!(
+            "failed to prepare the working directory {}",
+            workdir.display()
+        )
+    })?;
+    Ok(())
+}
+
+// ANCHOR: pivot
+/// Swap the root: the rootfs becomes "/" and the host's root is detached, unreachable from now on.
+/// The `pivot_root(".", ".")` trick stacks the old root on top of the new one, so no `.oldroot`
+/// directory has to be created in the image.
+pub fn pivot(root: Root) -> Result<()> {
+    crate::explain!(
+        CHAPTER,
+        "fchdir({:?}); pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH); chdir(\"/\")",
+        root.host_path()
+    );
+    let dir = nix::fcntl::openat(
+        root.fd(),
+        ".",
+        OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context("failed to open the new root")?;
+    nix::unistd::fchdir(&dir).context("failed to enter the new root")?;
+    nix::unistd::pivot_root(".", ".")
+        .with_context(|| format!("pivot_root into {} failed", root.host_path().display()))?;
+    umount2(".", MntFlags::MNT_DETACH).context("failed to detach the old root")?;
+    nix::unistd::chdir("/").context("failed to chdir to the new /")?;
+    Ok(())
+}
+// ANCHOR_END: pivot

@@ -1,0 +1,279 @@
+//! Resolving paths inside the container's root without ever leaving it (chapter 2, and the symlink
+//! escapes of chapter 7).
+//!
+//! A rootfs is untrusted: `/mnt/x` inside it may be a symlink to `/etc` *of the host* while we are
+//! still in the host's mount tree. Every mount target is therefore opened with
+//! `openat2(RESOLVE_IN_ROOT)`, which resolves `..` and symlinks as if the rootfs were `/`, and then
+//! mounted on through `/proc/self/fd/N` so the kernel uses exactly the inode we checked.
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// The container's root directory on the host, held open.
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// `/proc/self/fd/N`: a path that names exactly the file behind `fd`, for mount(2).
+pub fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// The normal components of an absolute in-container path (`/a/./b` → `["a", "b"]`). `..` is kept:
+/// RESOLVE_IN_ROOT clamps it at the root.
+fn components(inner: &Path) -> Vec<&std::ffi::OsStr> {
+    inner
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s),
+            Component::ParentDir => Some(std::ffi::OsStr::new("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join(parts: &[&std::ffi::OsStr]) -> PathBuf {
+    let mut p = PathBuf::new();
+    for c in parts {
+        p.push(c);
+    }
+    if p.as_os_str().is_empty() {
+        p.push(".");
+    }
+    p
+}
+
+impl Root {
+    /// Open `path` (a host path, already a mount point when used for mounting).
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open the root filesystem {}", path.display()))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn host_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// openat2(root, inner, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS).
+    pub fn resolve(&self, inner: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+        let rel = join(&components(inner));
+        let c = CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+        let how = OpenHow {
+            flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
+            mode: 0,
+            resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: openat2 reads `how` (valid for the call) and the NUL-terminated path; it returns a
+        // new descriptor that we wrap immediately.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: a fresh descriptor returned by the kernel.
+        Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+    }
+
+    /// Create every missing directory of `inner` inside the root and return an O_PATH fd to the
+    /// last one. A component that is a symlink is followed *inside* the root; a dangling symlink is
+    /// refused rather than guessed at.
+    pub fn mkdir_all(&self, inner: &Path) -> Result<OwnedFd> {
+        let parts = components(inner);
+        // Fast path: it already exists.
+        if let Ok(fd) = self.resolve(inner, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            return Ok(fd);
+        }
+        let mut dir = self
+            .resolve(Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .context("failed to open the container's root")?;
+        for i in 1..=parts.len() {
+            let prefix = join(&parts[..i]);
+            match self.resolve(&prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                Ok(fd) => dir = fd,
+                Err(Errno::ENOENT) => {
+                    let name = parts[i - 1];
+                    if let Ok(st) = fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
+                            bail!(crate::error::hint(
+                                format!("/{} is a symlink to a path that does not exist in the rootfs", prefix.display()),
+                                "create the directory it points to inside the rootfs, or choose another path"
+                            ));
+                        }
+                    }
+                    // Use a real directory fd for mkdirat (O_PATH is enough for *at since Linux 5.x
+                    // for lookups, but mkdirat needs search permission only).
+                    nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755))
+                        .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
+                        .with_context(|| {
+                            format!("failed to create /{} inside the rootfs", prefix.display())
+                        })?;
+                    dir = self
+                        .resolve(&prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                        .with_context(|| {
+                            format!("failed to open /{} inside the rootfs", prefix.display())
+                        })?;
+                }
+                Err(Errno::ENOTDIR) => {
+                    bail!("/{} inside the rootfs is not a directory", prefix.display())
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("failed to resolve /{} inside the rootfs", prefix.display())
+                    })
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Make sure `inner` exists as a regular file (creating its parents and an empty file, mode
+    /// 0644, if needed) and return an O_PATH fd to it — a mount point for a file bind.
+    pub fn mkfile(&self, inner: &Path) -> Result<OwnedFd> {
+        if let Ok(fd) = self.resolve(inner, OFlag::O_PATH) {
+            return Ok(fd);
+        }
+        let parent = inner.parent().unwrap_or(Path::new("/"));
+        let name = inner
+            .file_name()
+            .with_context(|| format!("{} has no file name", inner.display()))?;
+        let dir = self.mkdir_all(parent)?;
+        // A dangling symlink at `name` would make O_CREAT follow it: O_NOFOLLOW|O_EXCL refuses that.
+        let dirfd = nix::fcntl::openat(
+            dir.as_fd(),
+            ".",
+            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open {} inside the rootfs", parent.display()))?;
+        match nix::fcntl::openat(
+            dirfd.as_fd(),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        ) {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("failed to create {} inside the rootfs", inner.display())
+                })
+            }
+        }
+        self.resolve(inner, OFlag::O_PATH)
+            .with_context(|| format!("failed to open {} inside the rootfs", inner.display()))
+    }
+
+    /// Create a symlink `inner` → `target` (replacing nothing: an existing entry is left alone).
+    pub fn symlink(&self, target: &str, inner: &Path) -> Result<()> {
+        let parent = inner.parent().unwrap_or(Path::new("/"));
+        let name = inner
+            .file_name()
+            .with_context(|| format!("{} has no file name", inner.display()))?;
+        let dir = self.mkdir_all(parent)?;
+        match nix::unistd::symlinkat(target, dir.as_fd(), name) {
+            Ok(()) | Err(Errno::EEXIST) => Ok(()),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "failed to create the symlink {} -> {target}",
+                    inner.display()
+                )
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("minictr-safepath-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let d = tmp("in-root");
+        let root = d.join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // An absolute symlink and a ../.. symlink: on the host both would reach the host's /etc.
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../../../../../etc", root.join("rel")).unwrap();
+        let r = Root::open(&root).unwrap();
+        for p in ["/abs/inner", "/rel/x"] {
+            let fd = r.mkdir_all(Path::new(p)).unwrap();
+            let real = std::fs::read_link(fd_path(fd.as_fd())).unwrap();
+            assert!(
+                real.starts_with(root.join("etc")),
+                "{p}: {real:?} escaped {root:?}"
+            );
+        }
+        let f = r.mkfile(Path::new("/abs/file")).unwrap();
+        let real = std::fs::read_link(fd_path(f.as_fd())).unwrap();
+        assert_eq!(real, root.join("etc/file"));
+        assert!(!Path::new("/etc/inner").exists() && !Path::new("/etc/file").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_dangling_symlink_is_refused() {
+        let d = tmp("dangling");
+        let root = d.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        symlink("/nonexistent-minictr-target", root.join("mnt")).unwrap();
+        let r = Root::open(&root).unwrap();
+        let err = r.mkdir_all(Path::new("/mnt/x")).unwrap_err();
+        assert!(format!("{err:#}").contains("symlink"), "{err:#}");
+        assert!(!Path::new("/nonexistent-minictr-target").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn dotdot_is_clamped_at_the_root() {
+        let d = tmp("dotdot");
+        std::fs::create_dir_all(d.join("root")).unwrap();
+        let r = Root::open(&d.join("root")).unwrap();
+        let fd = r.mkdir_all(Path::new("/../../a")).unwrap();
+        let real = std::fs::read_link(fd_path(fd.as_fd())).unwrap();
+        assert_eq!(real, d.join("root/a"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,164 @@
+//! `-v HOST:CTR[:ro]` — bind mounts from the host into the container.
+
+use super::safepath::Root;
+use super::{make_readonly, mount_on};
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// A parsed `-v` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Canonical host path.
+    pub host: PathBuf,
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    pub readonly: bool,
+    /// `:idmap` — map the volume's owners into the container's user namespace (chapter 3).
+    pub idmap: bool,
+}
+
+// ANCHOR: parse_volume
+/// Parse `HOST:CTR[:OPTS]`, OPTS a comma list of `ro`, `rw`, `idmap`. HOST must exist (no silent
+/// creation on the host); CTR must be absolute and not `/`.
+pub fn parse_volume(spec: &str) -> Result<Volume> {
+    let usage = "use -v HOST_PATH:CONTAINER_PATH[:ro|rw][,idmap], e.g. -v /srv/data:/data:ro";
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, target, opts) = match parts.as_slice() {
+        [h, t] => (*h, *t, ""),
+        [h, t, o] => (*h, *t, *o),
+        _ => bail!(crate::error::hint(
+            format!("invalid volume {spec:?}"),
+            usage
+        )),
+    };
+    if host.is_empty() || target.is_empty() {
+        bail!(crate::error::hint(
+            format!("invalid volume {spec:?}: empty path"),
+            usage
+        ));
+    }
+    let target = PathBuf::from(target);
+    if !target.is_absolute() {
+        bail!(crate::error::hint(
+            format!(
+                "invalid volume {spec:?}: the container path {} is not absolute",
+                target.display()
+            ),
+            usage
+        ));
+    }
+    if target.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir
+                | std::path::Component::ParentDir
+                | std::path::Component::CurDir
+        )
+    }) {
+        bail!(crate::error::hint(
+            format!("invalid volume {spec:?}: cannot mount over the container's /"),
+            usage
+        ));
+    }
+    let mut readonly = false;
+    let mut idmap = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" => readonly = false,
+            "idmap" => idmap = true,
+            other => bail!(crate::error::hint(
+                format!("invalid volume option {other:?} in {spec:?}"),
+                usage
+            )),
+        }
+    }
+    let host_path = Path::new(host);
+    if !host_path.is_absolute() {
+        bail!(crate::error::hint(
+            format!("invalid volume {spec:?}: the host path {host} is not absolute"),
+            "give the full path, e.g. -v \"$PWD/data:/data\""
+        ));
+    }
+    let host = host_path.canonicalize().map_err(|e| {
+        crate::error::hint(
+            format!("volume source {host} cannot be used: {e}"),
+            "create it on the host first (minictr does not create host paths)",
+        )
+    })?;
+    Ok(Volume {
+        host,
+        target,
+        readonly,
+        idmap,
+    })
+}
+// ANCHOR_END: parse_volume
+
+// ANCHOR: bind
+/// Bind the host path onto its target, which is created and resolved *inside* the rootfs; `:ro`
+/// makes the bind itself read-only (the host path stays writable for the host).
+pub fn bind(root: &Root, v: &Volume) -> Result<()> {
+    let is_dir = std::fs::metadata(&v.host)
+        .with_context(|| format!("volume source {} disappeared", v.host.display()))?
+        .is_dir();
+    let target = if is_dir {
+        root.mkdir_all(&v.target)?
+    } else {
+        root.mkfile(&v.target)?
+    };
+    let src = v
+        .host
+        .to_str()
+        .context("volume source is not valid UTF-8")?;
+    mount_on(
+        src,
+        target.as_fd(),
+        &v.target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    if v.readonly {
+        // Re-resolve: the fd we mounted on points *under* the new mount; the bind is on top.
+        let mounted = root.resolve(&v.target, OFlag::O_PATH)?;
+        make_readonly(mounted.as_fd(), &v.target, true)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: bind
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rw_ro_and_idmap() {
+        let v = parse_volume("/tmp:/data").unwrap();
+        assert_eq!(v.target, PathBuf::from("/data"));
+        assert!(!v.readonly && !v.idmap);
+        assert!(parse_volume("/tmp:/data:ro").unwrap().readonly);
+        let v = parse_volume("/tmp:/data:ro,idmap").unwrap();
+        assert!(v.readonly && v.idmap);
+    }
+
+    #[test]
+    fn refuses_bad_volumes() {
+        for bad in [
+            "/tmp",
+            "/tmp:data",
+            ":/data",
+            "/tmp:",
+            "/tmp:/",
+            "/tmp:/data:rx",
+            "relative:/data",
+            "/nonexistent-minictr-src:/data",
+            "/tmp:/a:ro:x",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The per-container runtime directory `/run/minictr/<id>/` (chapter 8 builds the lifecycle on it).
+//!
+//! Crash safety: the directory holds `state.json` and a `lock` file that the owning minictr keeps
+//! `flock`ed for as long as it lives. The kernel drops the lock when that process dies — however it
+//! dies, SIGKILL included — so any later minictr command can tell a live container from a stale one
+//! (immune to pid reuse) and undo what the stale one recorded. Every reservation is recorded in
+//! `state.json` *before* it is made.
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const CHAPTER: &str = "ch08 lifecycle";
+
+/// Where runtime directories live: /run/minictr for root, $XDG_RUNTIME_DIR/minictr otherwise.
+pub fn base_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("MINICTR_RUN_DIR") {
+        return PathBuf::from(dir);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/minictr");
+    }
+    match std::env::var("XDG_RUNTIME_DIR") {
+        Ok(d) if !d.is_empty() => Path::new(&d).join("minictr"),
+        _ => std::env::temp_dir().join(format!("minictr-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// A new container id: 12 lower-case hex digits (Docker's short id length).
+pub fn new_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff;
+    format!("{n:012x}")
+}
+
+/// What `state.json` records about one container.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    pub id: String,
+    /// The minictr process that owns (and holds the lock of) this container.
+    pub owner_pid: i32,
+    pub container_pid: Option<i32>,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub rootfs: PathBuf,
+    pub command: Vec<String>,
+    pub hostname: String,
+    /// What each stage reserved on the host, keyed by stage: cgroup directories, writable-layer
+    /// directories, addresses, interfaces. Written before the reservation is made.
+    pub resources: BTreeMap<String, Vec<String>>,
+}
+
+/// A live runtime directory, owned by this process. Dropping it removes the directory.
+pub struct RuntimeDir {
+    path: PathBuf,
+    _lock: Flock<File>,
+    pub state: State,
+}
+
+fn lock_file(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("lock"))
+        .with_context(|| format!("failed to open {}/lock", dir.display()))?;
+    let arg = if nonblocking {
+        FlockArg::LockExclusiveNonblock
+    } else {
+        FlockArg::LockExclusive
+    };
+    match Flock::lock(f, arg) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}/lock", dir.display())),
+    }
+}
+
+impl RuntimeDir {
+    /// Create `<base>/<id>/` atomically: built under a dot-name, locked, state written, then renamed
+    /// into place — so nobody ever sees an unlocked or state-less directory under its real name.
+    pub fn create(base: &Path, state: State) -> Result<RuntimeDir> {
+        std::fs::create_dir_all(base).with_context(|| {
+            format!("failed to create the runtime directory {}", base.display())
+        })?;
+        let tmp = base.join(format!(".new-{}", state.id));
+        let path = base.join(&state.id);
+        crate::explain!(
+            CHAPTER,
+            "mkdir({:?}) + flock(lock) + state.json — the container's runtime directory",
+            path
+        );
+        std::fs::create_dir(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+        let lock = match lock_file(&tmp, false) {
+            Ok(Some(l)) => l,
+            Ok(None) => unreachable_lock(&tmp)?,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let mut dir = RuntimeDir {
+            path: tmp.clone(),
+            _lock: lock,
+            state,
+        };
+        dir.save()?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("failed to create {}", path.display()))?;
+        dir.path = path;
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write state.json atomically (write a temporary file, then rename).
+    pub fn save(&self) -> Result<()> {
+        let tmp = self.path.join("state.json.tmp");
+        let data =
+            serde_json::to_vec_pretty(&self.state).context("failed to serialise the state")?;
+        let mut f =
+            File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
+        f.write_all(&data)
+            .with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join("state.json"))
+            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+    }
+
+    /// Record a reservation of `stage` before making it (see the module docs).
+    pub fn record(&mut self, stage: &str, values: Vec<String>) -> Result<()> {
+        self.state.resources.insert(stage.to_string(), values);
+        self.save()
+    }
+}
+
+fn unreachable_lock(dir: &Path) -> Result<Flock<File>> {
+    anyhow::bail!("{} is locked by another process", dir.display())
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A runtime directory whose owner is gone. We hold its lock while cleaning it.
+pub struct Stale {
+    pub path: PathBuf,
+    pub state: Option<State>,
+    _lock: Flock<File>,
+}
+
+impl Stale {
+    /// Remove the directory (after the stages undid their reservations).
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.path).with_context(|| {
+            format!(
+                "failed to remove stale runtime directory {}",
+                self.path.display()
+            )
+        })
+    }
+}
+
+/// Every runtime directory under `base` whose lock is free: its minictr died without cleaning up.
+pub fn stale_entries(base: &Path) -> Vec<Stale> {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".new-") {
+            // Being created right now, or left by a crash between mkdir and flock: only old ones.
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age.as_secs() < 30);
+            if young {
+                continue;
+            }
+        }
+        if let Ok(Some(lock)) = lock_file(&path, true) {
+            let state = std::fs::read(path.join("state.json"))
+                .ok()
+                .and_then(|d| serde_json::from_slice::<State>(&d).ok());
+            out.push(Stale {
+                path,
+                state,
+                _lock: lock,
+            });
+        }
+    }
+    out
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_dir_is_not_stale_and_a_dropped_one_is_gone() {
+        let base = std::env::temp_dir().join(format!("minictr-state-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let st = State {
+            id: new_id(),
+            ..Default::default()
+        };
+        let mut dir = RuntimeDir::create(&base, st.clone()).unwrap();
+        assert!(base.join(&st.id).join("state.json").exists());
+        dir.record("cgroup", vec!["/sys/fs/cgroup/x".into()])
+            .unwrap();
+        // flock locks belong to the open file description: a second open in this process conflicts.
+        assert!(stale_entries(&base).is_empty());
+        drop(dir);
+        assert!(!base.join(&st.id).exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn ids_are_12_hex_digits() {
+        let id = new_id();
+        assert_eq!(id.len(), 12);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
