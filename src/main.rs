@@ -8,6 +8,8 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod run;
+mod security;
+mod selftest;
 mod state;
 mod sync;
 mod userns;
@@ -29,6 +31,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing RunArgs would only add noise
 enum Command {
     /// Run a command in a new container (foreground; removed when it exits, like `docker run --rm`)
     #[command(after_help = "Examples:\n  \
@@ -40,6 +43,12 @@ enum Command {
         Exit status: the command's; 128+N if it was killed by signal N; 125 if minictr failed;\n\
         126 if the command cannot be executed; 127 if it was not found.")]
     Run(RunArgs),
+    /// Start containers on ROOTFS and check, from inside, every wall the book describes (PASS/FAIL per check)
+    #[command(
+        after_help = "Without ROOTFS, ./rootfs is used when it exists. Build one with:\n  \
+        rootfs-scripts/busybox.sh ./rootfs\n\nExit status: 0 when every check passes, 1 when one fails, 125 if minictr itself failed."
+    )]
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Options of `minictr run`.
@@ -104,6 +113,32 @@ pub struct RunArgs {
     /// Stage switch (ch01): keep the host's cgroup namespace
     #[arg(long)]
     pub no_cgroupns: bool,
+
+    // ---- chapter 7: hardening ----
+    /// Add a capability to Docker's default 14 (CAP_ prefix optional, any case, or ALL); repeatable
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set (or ALL); repeatable
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// no-new-privileges[=true|false] (default true), seccomp=unconfined, seccomp=PROFILE.json (Docker format); repeatable
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Resource limit NAME=SOFT[:HARD], e.g. nofile=1024:2048 (default nofile=1024:1024); repeatable
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Stage switch (ch07): no hardening at all (all capabilities, no seccomp, no masks, no no_new_privs)
+    #[arg(long)]
+    pub no_security: bool,
+    /// Stage switch (ch07): keep every capability of the container's root
+    #[arg(long)]
+    pub no_caps: bool,
+    /// Stage switch (ch07): no seccomp filter (same as --security-opt seccomp=unconfined)
+    #[arg(long)]
+    pub no_seccomp: bool,
+    /// Stage switch (ch07): do not mask /proc/kcore, … nor make /proc/sys, … read-only
+    #[arg(long)]
+    pub no_masks: bool,
 }
 
 fn main() {
@@ -123,6 +158,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Selftest(args) => selftest::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

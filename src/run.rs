@@ -8,7 +8,7 @@
 
 use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::sync::{Channel, Msg};
-use crate::{error, namespaces, process, rootfs, state, sync, userns, RunArgs};
+use crate::{error, namespaces, process, rootfs, security, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -39,6 +39,8 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub user: process::UserSpec,
     pub userns: Option<userns::Plan>,
+    /// Chapter 7: capabilities, no_new_privs, seccomp (compiled here, once), masks, rlimits.
+    pub security: security::Config,
 }
 
 // ANCHOR: validate
@@ -119,7 +121,19 @@ impl Spec {
             own_netns: namespaces.net,
             own_ipcns: namespaces.ipc,
         };
+        // ch07: every hardening option checked and the seccomp filter compiled before clone.
+        let security = security::Config::from_options(&security::Options {
+            cap_add: &args.cap_add,
+            cap_drop: &args.cap_drop,
+            security_opt: &args.security_opt,
+            ulimit: &args.ulimit,
+            no_security: args.no_security,
+            no_caps: args.no_caps,
+            no_seccomp: args.no_seccomp,
+            no_masks: args.no_masks,
+        })?;
         Ok(Spec {
+            security,
             id,
             hostname,
             namespaces,
@@ -293,6 +307,8 @@ fn wait_forwarding(pid: Pid, mut sfd: SignalFd) -> Result<i32> {
 
 /// The container's first process, before exec. Runs in the child and never returns normally.
 fn child_main(spec: &Spec, ch: &Channel, parent_end: &Channel, mask: &SigSet, sfd: i32) -> i32 {
+    // ch07: non-dumpable from the first instruction inside the new namespaces until execve.
+    security::set_nondumpable();
     // The parent's ends are the parent's: closing our copies lets each side see EOF when the other dies.
     let _ = nix::unistd::close(parent_end_raw(parent_end));
     let _ = nix::unistd::close(sfd);
@@ -334,6 +350,8 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
     rootfs::mount_volumes(&root, &spec.rootfs.volumes)?;
     rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
+    // ch07: mask /proc/kcore, … and make /proc/sys, … read-only (after /proc, before pivot_root).
+    security::protect_paths(&spec.security, &root)?;
     // 10. pivot_root: from here on the host's files are out of reach.
     rootfs::pivot(root)?;
     if spec.namespaces.net {
@@ -349,11 +367,15 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
             spec.rootfs.workdir.display()
         )
     })?;
+    // ch07 (step 13): rlimits, then the bounding set — while still root with every capability.
+    security::before_user_switch(&spec.security)?;
     process::switch_user(&id)?;
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(&spec.hostname, &home, &spec.env);
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
+    // ch07 (step 13): capability sets, fds close-on-exec, no_new_privs, seccomp — the last walls.
+    security::after_user_switch(&spec.security)?;
     Err(process::exec(&spec.command, &env).into())
 }
 // ANCHOR_END: child
