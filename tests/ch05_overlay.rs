@@ -44,7 +44,7 @@ fn layer_dir(id: &str) -> PathBuf {
 /// Start `minictr run` in the background and wait until its state.json names the container's pid.
 fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
     let host = common::unique("ov");
-    let child = Command::new(common::bin())
+    let mut child = Command::new(common::bin())
         .arg("run")
         .args(["--hostname", &host])
         .args(opts)
@@ -69,7 +69,11 @@ fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "container {host} did not start");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("container {host} did not start");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
