@@ -42,6 +42,7 @@ fn layer_dir(id: &str) -> PathBuf {
 }
 
 /// Start `minictr run` in the background and wait until its state.json names the container's pid.
+#[allow(clippy::zombie_processes)] // the child is returned to the caller, which waits for it
 fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
     let host = common::unique("ov");
     let mut child = Command::new(common::bin())
