@@ -180,7 +180,10 @@ fn unsuitable_upper_fs(magic: i64) -> Option<&'static str> {
 /// container is kept.
 pub struct WritableLayer {
     pub dir: PathBuf,
-    pub keep: bool,
+    /// Set by [`WritableLayer::commit`] once the container has started: a layer whose container
+    /// never ran is discarded even with --keep, so a failed start leaves nothing behind.
+    keep: bool,
+    name: Option<String>,
 }
 
 /// What `<data>/containers/<id>/container.json` records about a kept container.
@@ -197,7 +200,7 @@ pub struct Kept {
 impl WritableLayer {
     /// Parent, before clone: create upper/ and work/, owned by the user that is root inside the
     /// container (host uid 100000 with the default user namespace), so container root can write.
-    pub fn create(dir: PathBuf, owner: (u32, u32), keep: bool) -> Result<WritableLayer> {
+    pub fn create(dir: PathBuf, owner: (u32, u32), name: Option<String>) -> Result<WritableLayer> {
         let parent = dir.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(parent)
             .with_context(|| format!("failed to create {}", parent.display()))?;
@@ -216,9 +219,25 @@ impl WritableLayer {
             owner.0,
             owner.1
         );
-        std::fs::create_dir(&dir)
-            .with_context(|| format!("failed to create the writable layer {}", dir.display()))?;
-        let layer = WritableLayer { dir, keep };
+        if let Some(n) = &name {
+            let id = dir
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            claim_name(n, &id)?;
+        }
+        // From here on, Drop undoes everything (the name included) until commit().
+        let layer = WritableLayer {
+            dir,
+            keep: false,
+            name,
+        };
+        std::fs::create_dir(&layer.dir).with_context(|| {
+            format!(
+                "failed to create the writable layer {}",
+                layer.dir.display()
+            )
+        })?;
         for sub in ["upper", "work"] {
             let p = layer.dir.join(sub);
             std::fs::create_dir(&p).with_context(|| format!("failed to create {}", p.display()))?;
@@ -237,6 +256,11 @@ impl WritableLayer {
 
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
+    }
+
+    /// The container started: from now on a kept layer outlives it.
+    pub fn commit(&mut self, keep: bool) {
+        self.keep = keep;
     }
 
     /// Record a kept container so `minictr diff` and `minictr rm` can find it.
@@ -258,6 +282,9 @@ impl Drop for WritableLayer {
                 self.dir
             );
             let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(n) = &self.name {
+                release_name(n);
+            }
         }
     }
 }
@@ -565,11 +592,22 @@ pub fn remove_kept(dir: &Path, kept: &Kept) -> Result<()> {
     Ok(())
 }
 
-/// Stale cleanup: a crashed run's writable layer (`values`: [dir, "keep"|"discard"]).
+/// Stale cleanup: a crashed run's writable layer (`values`: [dir, "keep"|"discard", name?]).
 pub fn cleanup_stale(values: &[String]) {
-    if let [dir, mode, ..] = values {
+    if let [dir, mode, rest @ ..] = values {
         if mode == "discard" {
             let _ = std::fs::remove_dir_all(dir);
+            if let Some(name) = rest.first() {
+                // Only if the name still points at this (now removed) container.
+                let link = names_dir().join(name);
+                let id = Path::new(dir)
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_os_string();
+                if std::fs::read_link(&link).is_ok_and(|t| t.file_name() == Some(id.as_os_str())) {
+                    release_name(name);
+                }
+            }
         }
     }
 }

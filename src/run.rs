@@ -232,37 +232,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
         },
     )?;
 
-    // The writable layer (chapter 5), recorded before it is created.
-    let layer = match &spec.overlay {
+    crate::explain::checkpoint("runtime-dir");
+
+    // The writable layer (chapter 5), recorded before it is created (as "discard": until the
+    // container runs, even a kept layer is removed by a failed start or the next command after a crash).
+    let mut layer = match &spec.overlay {
         Some(ov) if !ov.readonly => {
             let dir = overlay::containers_dir().join(&spec.id);
-            let mode = if ov.keep { "keep" } else { "discard" };
-            rt.record(
-                "overlay",
-                vec![dir.to_string_lossy().into_owned(), mode.into()],
-            )?;
-            if let Some(name) = &ov.name {
-                overlay::claim_name(name, &spec.id)?;
-            }
-            let layer = overlay::WritableLayer::create(dir, root_owner(&spec), ov.keep);
-            let layer = match layer {
-                Ok(l) => l,
-                Err(e) => {
-                    if let Some(name) = &ov.name {
-                        overlay::release_name(name);
-                    }
-                    return Err(e);
-                }
-            };
-            if ov.keep {
-                layer.save_kept(&overlay::Kept {
-                    id: spec.id.clone(),
-                    name: ov.name.clone(),
-                    lowers: ov.lowers.clone(),
-                    command: spec.command.clone(),
-                    created: state::now(),
-                })?;
-            }
+            let mut record = vec![dir.to_string_lossy().into_owned(), "discard".into()];
+            record.extend(ov.name.clone());
+            rt.record("overlay", record)?;
+            let layer = overlay::WritableLayer::create(dir, root_owner(&spec), ov.name.clone())?;
+            crate::explain::checkpoint("writable-layer");
             Some(layer)
         }
         _ => None,
@@ -299,11 +280,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut guard = ChildGuard(Some(pid));
     rt.state.container_pid = Some(pid.as_raw());
     rt.save()?;
+    crate::explain::checkpoint("clone");
 
     // 4. User namespace: the maps, before the child does anything as "root".
     let mut go_fds: Vec<OwnedFd> = Vec::new();
     if let Some(plan) = &spec.userns {
         userns::write_maps(pid, plan)?;
+        crate::explain::checkpoint("id-maps");
     }
     // 5. The root, prepared by the parent as a detached mount (root only: rootless has no rights on
     //    the host's mount table, its child mounts the overlay itself).
@@ -328,6 +311,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         None => {}
     }
 
+    crate::explain::checkpoint("root-prepared");
+
     // 6. Go. EOF on the channel means the command was exec'd; a message means the child failed.
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
     parent_end.send_go(&raw)?;
@@ -341,10 +326,27 @@ pub fn run(args: RunArgs) -> Result<i32> {
         return Err(CommandError { code, message }.into());
     }
     guard.0 = None;
+    crate::explain::checkpoint("running");
+    if let (Some(layer), Some(ov)) = (layer.as_mut(), &spec.overlay) {
+        if ov.keep {
+            layer.save_kept(&overlay::Kept {
+                id: spec.id.clone(),
+                name: ov.name.clone(),
+                lowers: ov.lowers.clone(),
+                command: spec.command.clone(),
+                created: state::now(),
+            })?;
+            let mut record = vec![layer.dir.to_string_lossy().into_owned(), "keep".into()];
+            record.extend(ov.name.clone());
+            rt.record("overlay", record)?;
+        }
+        layer.commit(ov.keep);
+    }
 
     // 12. Forward signals until the container's first process exits.
     let code = wait_forwarding(pid, sfd)?;
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
+    crate::explain::checkpoint("teardown");
     drop(layer);
     drop(rt);
     Ok(code)
@@ -452,6 +454,10 @@ fn child_setup(
     // If minictr dies, so does the container (set after the uid change, which would clear it).
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // The parent may have died before the prctl: then nobody would ever kill us.
+    if !ch.peer_alive() {
+        bail!("minictr exited before the container started");
+    }
     // 8. Hostname.
     if spec.namespaces.uts {
         namespaces::set_hostname(&spec.hostname)?;
