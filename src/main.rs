@@ -4,7 +4,9 @@
 
 mod error;
 mod explain;
+mod mountapi;
 mod namespaces;
+mod overlay;
 mod process;
 mod rootfs;
 mod run;
@@ -31,7 +33,6 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once; boxing RunArgs would only add noise
 enum Command {
     /// Run a command in a new container (foreground; removed when it exits, like `docker run --rm`)
     #[command(after_help = "Examples:\n  \
@@ -42,7 +43,26 @@ enum Command {
         sudo minictr run --no-net --no-pid ./rootfs ps       # switch stages off to see what they add\n\n\
         Exit status: the command's; 128+N if it was killed by signal N; 125 if minictr failed;\n\
         126 if the command cannot be executed; 127 if it was not found.")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+
+    /// List what a kept container changed in its writable layer (A added, C changed, D deleted)
+    #[command(
+        after_help = "Example:\n  sudo minictr run --name demo ./rootfs sh -c 'rm /bin/ls; echo hi > /etc/motd'\n  sudo minictr diff demo"
+    )]
+    Diff {
+        /// Container id (or a unique prefix) or name
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+    },
+
+    /// Remove kept containers (their writable layer and name)
+    #[command(after_help = "Example:\n  sudo minictr rm demo")]
+    Rm {
+        /// Container ids (or unique prefixes) or names
+        #[arg(value_name = "ID|NAME", required = true)]
+        containers: Vec<String>,
+    },
+
     /// Start containers on ROOTFS and check, from inside, every wall the book describes (PASS/FAIL per check)
     #[command(
         after_help = "Without ROOTFS, ./rootfs is used when it exists. Build one with:\n  \
@@ -97,6 +117,30 @@ pub struct RunArgs {
     /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
     #[arg(long, value_name = "CTR:HOST:LEN")]
     pub gidmap: Vec<String>,
+
+    /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
+    #[arg(long = "layer", value_name = "DIR")]
+    pub layers: Vec<PathBuf>,
+
+    /// Keep the writable layer after exit (see `minictr diff`, `minictr rm`)
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Name the container (unique; implies --keep)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Mount the container's root read-only (no writable layer)
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Mount a tmpfs: PATH[:size=64m,mode=1777,exec,…] (default nosuid,nodev,noexec); repeatable
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    pub tmpfs: Vec<String>,
+
+    /// Stage switch (ch05): no overlay — the rootfs itself is the container's root, writes go to the image
+    #[arg(long)]
+    pub no_overlay: bool,
 
     /// Stage switch (ch01): keep the host's PID namespace
     #[arg(long)]
@@ -157,7 +201,9 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
+        Command::Diff { container } => run::diff(&container),
+        Command::Rm { containers } => run::rm(&containers),
         Command::Selftest(args) => selftest::run(args),
     };
     match result {

@@ -8,7 +8,7 @@
 
 use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::sync::{Channel, Msg};
-use crate::{error, namespaces, process, rootfs, security, state, sync, userns, RunArgs};
+use crate::{error, namespaces, overlay, process, rootfs, security, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -39,6 +39,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub user: process::UserSpec,
     pub userns: Option<userns::Plan>,
+    /// `None` with `--no-overlay`: the rootfs itself is the container's root (chapter 2).
+    pub overlay: Option<overlay::Config>,
+    pub tmpfs: Vec<overlay::Tmpfs>,
     /// Chapter 7: capabilities, no_new_privs, seccomp (compiled here, once), masks, rlimits.
     pub security: security::Config,
 }
@@ -114,8 +117,41 @@ impl Spec {
             ipc: !args.no_ipc,
             cgroup: !args.no_cgroupns,
         };
+        let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
+        if let Some(n) = &args.name {
+            overlay::validate_name(n)?;
+        }
+        // --read-only with nothing to stack needs no overlay: the image itself is mounted read-only.
+        let overlay = if args.no_overlay || (args.read_only && args.layers.is_empty()) {
+            if args.no_overlay && (!args.layers.is_empty() || args.keep || args.name.is_some()) {
+                bail!(error::hint(
+                    "--layer, --keep and --name need the overlay stage",
+                    "drop --no-overlay"
+                ));
+            }
+            None
+        } else {
+            Some(overlay::Config {
+                lowers: overlay::lower_stack(&rootfs_path, &args.layers)?,
+                readonly: args.read_only,
+                keep: args.keep || args.name.is_some(),
+                name: args.name.clone(),
+            })
+        };
+        if args.read_only && (args.keep || args.name.is_some()) {
+            bail!(error::hint(
+                "--read-only has no writable layer to keep",
+                "drop --keep/--name or --read-only"
+            ));
+        }
+        let tmpfs = args
+            .tmpfs
+            .iter()
+            .map(|t| overlay::parse_tmpfs(t))
+            .collect::<Result<Vec<_>>>()?;
         let rootfs = rootfs::Config {
-            rootfs: rootfs::check_rootfs(&args.rootfs)?,
+            rootfs: rootfs_path,
+            readonly: args.read_only,
             volumes,
             workdir,
             own_netns: namespaces.net,
@@ -142,6 +178,8 @@ impl Spec {
             env,
             user,
             userns,
+            overlay,
+            tmpfs,
         })
     }
 }
@@ -155,6 +193,11 @@ pub fn cleanup_stale() {
             "removing stale runtime directory {:?} (its minictr died)",
             stale.path
         );
+        if let Some(st) = &stale.state {
+            if let Some(v) = st.resources.get("overlay") {
+                overlay::cleanup_stale(v);
+            }
+        }
         if let Err(e) = stale.remove() {
             eprintln!("minictr: warning: {}", error::one_line(&e));
         }
@@ -203,6 +246,23 @@ pub fn run(args: RunArgs) -> Result<i32> {
         },
     )?;
 
+    crate::explain::checkpoint("runtime-dir");
+
+    // The writable layer (chapter 5), recorded before it is created (as "discard": until the
+    // container runs, even a kept layer is removed by a failed start or the next command after a crash).
+    let mut layer = match &spec.overlay {
+        Some(ov) if !ov.readonly => {
+            let dir = overlay::containers_dir().join(&spec.id);
+            let mut record = vec![dir.to_string_lossy().into_owned(), "discard".into()];
+            record.extend(ov.name.clone());
+            rt.record("overlay", record)?;
+            let layer = overlay::WritableLayer::create(dir, root_owner(&spec), ov.name.clone())?;
+            crate::explain::checkpoint("writable-layer");
+            Some(layer)
+        }
+        _ => None,
+    };
+
     // Signals are blocked from here on and read from a signalfd: none can kill minictr half-way, and
     // each one is passed on to the container once it runs.
     let mut mask = SigSet::empty();
@@ -219,21 +279,42 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // 3. clone: the child blocks on the channel until the parent says "go".
     let (parent_end, child_end) = sync::pair()?;
     let flags = spec.namespaces.clone_flags();
+    let layer_dir = layer.as_ref().map(|l| l.dir.clone());
     let pid = namespaces::clone_child(flags, None, || {
-        child_main(&spec, &child_end, &parent_end, &old_mask, sfd.as_raw_fd())
+        child_main(
+            &spec,
+            layer_dir.as_deref(),
+            &child_end,
+            &parent_end,
+            &old_mask,
+            sfd.as_raw_fd(),
+        )
     })?;
     drop(child_end);
     let mut guard = ChildGuard(Some(pid));
     rt.state.container_pid = Some(pid.as_raw());
     rt.save()?;
+    crate::explain::checkpoint("clone");
 
     // 4. User namespace: the maps, before the child does anything as "root".
     let mut go_fds: Vec<OwnedFd> = Vec::new();
     if let Some(plan) = &spec.userns {
         userns::write_maps(pid, plan)?;
-        // 5. The root: an idmapped copy of the rootfs (root only; rootless owns its rootfs already).
-        if plan.writer == userns::Writer::Direct {
-            match userns::idmapped_mount(pid, &spec.rootfs.rootfs, false) {
+        crate::explain::checkpoint("id-maps");
+    }
+    // 5. The root, prepared by the parent as a detached mount (root only: rootless has no rights on
+    //    the host's mount table, its child mounts the overlay itself).
+    let host_root = nix::unistd::geteuid().is_root();
+    let idmap_for = spec.userns.as_ref().map(|_| pid);
+    match &spec.overlay {
+        Some(ov) if host_root => go_fds.push(overlay::mount_detached(
+            &ov.lowers,
+            layer.as_ref(),
+            idmap_for,
+        )?),
+        Some(_) => {}
+        None if host_root && spec.userns.is_some() => {
+            match userns::idmapped_mount(pid, &spec.rootfs.rootfs, spec.rootfs.readonly) {
                 Ok(fd) => go_fds.push(fd),
                 Err(e) => eprintln!(
                     "minictr: note: {} — falling back to a plain bind: files owned by host root appear as nobody (65534) inside and container root cannot change them",
@@ -241,7 +322,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 ),
             }
         }
+        None => {}
     }
+
+    crate::explain::checkpoint("root-prepared");
 
     // 6. Go. EOF on the channel means the command was exec'd; a message means the child failed.
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -256,10 +340,28 @@ pub fn run(args: RunArgs) -> Result<i32> {
         return Err(CommandError { code, message }.into());
     }
     guard.0 = None;
+    crate::explain::checkpoint("running");
+    if let (Some(layer), Some(ov)) = (layer.as_mut(), &spec.overlay) {
+        if ov.keep {
+            layer.save_kept(&overlay::Kept {
+                id: spec.id.clone(),
+                name: ov.name.clone(),
+                lowers: ov.lowers.clone(),
+                command: spec.command.clone(),
+                created: state::now(),
+            })?;
+            let mut record = vec![layer.dir.to_string_lossy().into_owned(), "keep".into()];
+            record.extend(ov.name.clone());
+            rt.record("overlay", record)?;
+        }
+        layer.commit(ov.keep);
+    }
 
     // 12. Forward signals until the container's first process exits.
     let code = wait_forwarding(pid, sfd)?;
-    // 13. Tear down (the runtime directory goes with `rt`).
+    // 13. Tear down: the writable layer (unless kept), then the runtime directory.
+    crate::explain::checkpoint("teardown");
+    drop(layer);
     drop(rt);
     Ok(code)
 }
@@ -267,7 +369,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
 // ANCHOR: wait
 /// Pass signals on and wait for the child; returns its exit code, or 128+N if signal N killed it.
-fn wait_forwarding(pid: Pid, mut sfd: SignalFd) -> Result<i32> {
+fn wait_forwarding(pid: Pid, sfd: SignalFd) -> Result<i32> {
     loop {
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
@@ -306,13 +408,36 @@ fn wait_forwarding(pid: Pid, mut sfd: SignalFd) -> Result<i32> {
 // ANCHOR_END: wait
 
 /// The container's first process, before exec. Runs in the child and never returns normally.
-fn child_main(spec: &Spec, ch: &Channel, parent_end: &Channel, mask: &SigSet, sfd: i32) -> i32 {
+/// The host uid/gid that is root inside the container: the owner of its writable layer.
+fn root_owner(spec: &Spec) -> (u32, u32) {
+    let Some(plan) = &spec.userns else {
+        return (0, 0);
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+    }
+    let find =
+        |maps: &[userns::IdMap]| maps.iter().find(|m| m.inside == 0).map_or(0, |m| m.outside);
+    (find(&plan.uid_maps), find(&plan.gid_maps))
+}
+
+fn child_main(
+    spec: &Spec,
+    layer_dir: Option<&std::path::Path>,
+    ch: &Channel,
+    parent_end: &Channel,
+    mask: &SigSet,
+    sfd: i32,
+) -> i32 {
     // ch07: non-dumpable from the first instruction inside the new namespaces until execve.
     security::set_nondumpable();
     // The parent's ends are the parent's: closing our copies lets each side see EOF when the other dies.
     let _ = nix::unistd::close(parent_end_raw(parent_end));
     let _ = nix::unistd::close(sfd);
-    match child_setup(spec, ch, mask) {
+    match child_setup(spec, layer_dir, ch, mask) {
         Ok(never) => match never {},
         Err(e) => {
             let code = error::exit_code(&e);
@@ -327,7 +452,12 @@ fn parent_end_raw(c: &Channel) -> i32 {
 }
 
 // ANCHOR: child
-fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert::Infallible> {
+fn child_setup(
+    spec: &Spec,
+    layer_dir: Option<&std::path::Path>,
+    ch: &Channel,
+    mask: &SigSet,
+) -> Result<std::convert::Infallible> {
     let mut fds = match ch.recv()? {
         Some(Msg::Go(fds)) => fds,
         Some(Msg::Failed { message, .. }) => bail!("parent failed: {message}"),
@@ -340,15 +470,32 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     // If minictr dies, so does the container (set after the uid change, which would clear it).
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // The parent may have died before the prctl: then nobody would ever kill us.
+    if !ch.peer_alive() {
+        bail!("minictr exited before the container started");
+    }
     // 8. Hostname.
     if spec.namespaces.uts {
         namespaces::set_hostname(&spec.hostname)?;
     }
     // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
     rootfs::make_private()?;
-    let root = rootfs::mount_root(&spec.rootfs, fds.pop())?;
+    let root = match (&spec.overlay, fds.pop()) {
+        // Rootless: mount the overlay here, inside the user namespace.
+        (Some(ov), None) => {
+            overlay::mount_in_child(&ov.lowers, layer_dir, &spec.rootfs.rootfs)?;
+            rootfs::safepath::Root::open(&spec.rootfs.rootfs)?
+        }
+        (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
+    };
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
     rootfs::mount_volumes(&root, &spec.rootfs.volumes)?;
+    for t in &spec.tmpfs {
+        rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
+    }
+    if spec.rootfs.readonly {
+        rootfs::make_root_readonly(&root)?;
+    }
     rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
     // ch07: mask /proc/kcore, … and make /proc/sys, … read-only (after /proc, before pivot_root).
     security::protect_paths(&spec.security, &root)?;
@@ -379,3 +526,46 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     Err(process::exec(&spec.command, &env).into())
 }
 // ANCHOR_END: child
+
+/// `minictr diff ID|NAME`.
+pub fn diff(what: &str) -> Result<i32> {
+    cleanup_stale();
+    let (dir, kept) = overlay::find_kept(what)?;
+    for (kind, path) in overlay::diff(&dir.join("upper"), &kept.lowers)? {
+        println!("{kind} {path}");
+    }
+    Ok(0)
+}
+
+/// `minictr rm ID|NAME…`.
+pub fn rm(what: &[String]) -> Result<i32> {
+    cleanup_stale();
+    for w in what {
+        let (dir, kept) = overlay::find_kept(w)?;
+        if running_ids().contains(&kept.id) {
+            bail!(error::hint(
+                format!("container {w} is running"),
+                "stop it first"
+            ));
+        }
+        overlay::remove_kept(&dir, &kept)?;
+        println!("{}", kept.id);
+    }
+    Ok(0)
+}
+
+/// Ids of the containers whose minictr is alive.
+fn running_ids() -> Vec<String> {
+    let stale: Vec<PathBuf> = state::stale_entries(&state::base_dir())
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
+    std::fs::read_dir(state::base_dir())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !stale.contains(&e.path()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

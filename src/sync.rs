@@ -75,6 +75,21 @@ impl Channel {
         Ok(())
     }
 
+    /// Whether the other end is still open (a non-blocking peek: EOF means it is gone).
+    pub fn peer_alive(&self) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: recv into a 1-byte buffer we own; MSG_PEEK leaves any message in place.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n != 0
+    }
+
     /// Wait for the next message; `None` means the other end was closed (for the parent: the child
     /// exec'd or died; for the child: the parent died).
     pub fn recv(&self) -> Result<Option<Msg>> {

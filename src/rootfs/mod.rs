@@ -90,6 +90,8 @@ pub struct Config {
     pub rootfs: PathBuf,
     pub volumes: Vec<Volume>,
     pub workdir: PathBuf,
+    /// `--read-only`: the root itself is mounted read-only (chapter 5).
+    pub readonly: bool,
     /// Whether the container has its own network namespace (sysfs can only be mounted fresh then).
     pub own_netns: bool,
     /// Whether the container has its own IPC namespace (for /dev/mqueue).
@@ -157,7 +159,7 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
                 fd.as_raw_fd(),
                 cfg.rootfs
             );
-            move_mount_to(fd.as_fd(), &cfg.rootfs)?;
+            crate::mountapi::attach(fd.as_fd(), &cfg.rootfs)?;
         }
         None => {
             let p = cfg.rootfs.as_path();
@@ -176,30 +178,6 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
     Root::open(&cfg.rootfs)
 }
 // ANCHOR_END: root_mount
-
-/// move_mount(2) of a detached mount onto a host path.
-fn move_mount_to(fd: BorrowedFd<'_>, target: &Path) -> Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let t = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .context("rootfs path contains a NUL byte")?;
-    // SAFETY: move_mount reads two NUL-terminated strings valid for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
-            format!("failed to attach the prepared root on {}", target.display())
-        });
-    }
-    Ok(())
-}
 
 // ANCHOR: kernel_fs
 /// /proc, /sys and /dev inside the new root.
@@ -288,6 +266,20 @@ pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> R
             .with_context(|| format!("failed to make {} read-only", shown.display()));
     }
     Ok(())
+}
+
+/// A tmpfs at `target` (`--tmpfs`, chapter 5): writable scratch space, also in a read-only root.
+pub fn mount_tmpfs(root: &Root, target: &Path, flags: MsFlags, data: &str) -> Result<()> {
+    let fd = root.mkdir_all(target)?;
+    let data = if data.is_empty() { None } else { Some(data) };
+    mount_on("tmpfs", fd.as_fd(), target, Some("tmpfs"), flags, data)
+}
+
+/// `--read-only`: the root mount itself (not the mounts below it: /proc, /dev, volumes, tmpfs keep
+/// their own flags).
+pub fn make_root_readonly(root: &Root) -> Result<()> {
+    let fd = root.resolve(Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    make_readonly(fd.as_fd(), Path::new("/"), false)
 }
 
 /// Bind-mount the volumes (`-v HOST:CTR[:ro]`).
