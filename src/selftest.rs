@@ -293,7 +293,22 @@ fn checks(root: bool) -> Vec<Check> {
             "( : > /proc/sysrq-trigger ) 2>/dev/null && echo written || echo refused",
             refused,
         ),
-        check("ch07", "/proc/1/fd holds only 0, 1, 2", &[], "ls /proc/1/fd | tr '\\n' ' '", prints("0 1 2")),
+        check(
+            "ch07",
+            "/proc/1/fd holds only 0, 1, 2",
+            &[],
+            // `; :` keeps the shell as PID 1 (a lone command would be exec'd, and PID 1 would be ls
+            // holding /proc/1/fd open); no pipe, whose end the shell would hold while ls looks.
+            "ls /proc/1/fd; :",
+            |o| {
+                let fds: Vec<&str> = o.out.split_whitespace().collect();
+                if o.code == 0 && fds == ["0", "1", "2"] {
+                    Ok(())
+                } else {
+                    Err(format!("open descriptors {fds:?}"))
+                }
+            },
+        ),
         check("ch07", "/proc/1/cwd is inside the rootfs", &["-w", "/tmp"], "readlink /proc/1/cwd", prints("/tmp")),
         check(
             "ch07",
