@@ -217,6 +217,13 @@ fn checks(root: bool) -> Vec<Check> {
             prints("fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"),
         ),
         check(
+            "ch07",
+            "mknod of a block device is refused (and so is reading one)",
+            &[],
+            "mknod /tmp/selftest-blk b 8 0 2>/dev/null && head -c1 /tmp/selftest-blk >/dev/null 2>&1 && echo read || echo refused",
+            refused,
+        ),
+        check(
             "ch03",
             "container root is not host root: uid_map is not the identity",
             &[],
@@ -327,9 +334,9 @@ fn checks(root: bool) -> Vec<Check> {
         ));
         v.push(check(
             "ch07",
-            "--userns=host: mount, unshare -U and core_pattern are still refused",
+            "--userns=host: mount, unshare -U, mknod b and core_pattern are still refused",
             &["--userns=host"],
-            "for c in 'mount -t tmpfs t /mnt' 'unshare -U true' ': > /proc/sys/kernel/core_pattern'; do (eval \"$c\") 2>/dev/null && echo \"allowed: $c\"; done; echo done",
+            "for c in 'mount -t tmpfs t /mnt' 'unshare -U true' 'mknod /tmp/b b 8 0' ': > /proc/sys/kernel/core_pattern'; do (eval \"$c\") 2>/dev/null && echo \"allowed: $c\"; done; echo done",
             prints("done"),
         ));
         v.push(check(

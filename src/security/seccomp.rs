@@ -407,6 +407,19 @@ mod tests {
             [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0]
         ));
         assert!(!blocked(&p, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]));
+        // mknodat: a FIFO yes, a block or character device no.
+        let fifo = (libc::S_IFIFO | 0o644) as u64;
+        assert!(!blocked(&p, "mknodat", [0, 0, fifo, 0, 0, 0]));
+        assert!(blocked(
+            &p,
+            "mknodat",
+            [0, 0, (libc::S_IFBLK | 0o600) as u64, 0x800, 0, 0]
+        ));
+        assert!(blocked(
+            &p,
+            "mknodat",
+            [0, 0, (libc::S_IFCHR | 0o600) as u64, 0x103, 0, 0]
+        ));
         assert!(blocked(&p, "personality", [0x0040_0000, 0, 0, 0, 0, 0]));
     }
 
