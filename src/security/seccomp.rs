@@ -268,15 +268,38 @@ pub fn kernel_version() -> (u32, u32) {
 
 // ANCHOR: install
 /// Install the programs (the base allow-list last, so `seccomp(2)` itself is still allowed while
-/// the earlier ones go in). Without no_new_privs this needs CAP_SYS_ADMIN.
+/// the earlier ones go in). Without no_new_privs the kernel demands CAP_SYS_ADMIN for this.
+///
+/// We make the syscall ourselves: `seccompiler::apply_filter` would also switch no_new_privs on,
+/// and `--security-opt no-new-privileges=false` must be able to leave it off.
 pub fn install(programs: &[BpfProgram]) -> Result<()> {
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const seccompiler::sock_filter,
+    }
     for p in programs {
-        seccompiler::apply_filter(p).map_err(|e| {
-            crate::error::hint(
-                format!("failed to install the seccomp filter: {e}"),
-                "the kernel needs CONFIG_SECCOMP_FILTER; use --security-opt seccomp=unconfined to run without",
+        let prog = SockFprog {
+            len: p.len() as u16,
+            filter: p.as_ptr(),
+        };
+        // SAFETY: the kernel copies `prog` and the instructions it points to; both outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const SockFprog,
             )
-        })?;
+        };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| {
+                crate::error::hint(
+                    "failed to install the seccomp filter",
+                    "the kernel needs CONFIG_SECCOMP_FILTER; --security-opt seccomp=unconfined runs without",
+                )
+            });
+        }
     }
     Ok(())
 }
