@@ -193,19 +193,15 @@ pub fn current() -> Result<(CapSet, CapSet, CapSet)> {
 /// setuid-root or file-capability binary) can get them back. Needs CAP_SETPCAP, so this runs while
 /// the process is still root with every capability.
 pub fn drop_bounding(keep: CapSet) -> Result<()> {
-    for cap in 0..64usize {
+    for cap in (0..64usize).filter(|c| !keep.has(*c)) {
         // SAFETY: prctl with plain integer arguments.
-        let in_bounding =
-            unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-        if in_bounding < 0 {
-            break; // EINVAL: past the last capability this kernel knows
-        }
-        if in_bounding == 1 && !keep.has(cap) {
-            // SAFETY: prctl with plain integer arguments.
-            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("prctl(PR_CAPBSET_DROP, {}) failed", cap_name(cap)));
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break; // past the last capability this kernel knows
             }
+            return Err(err)
+                .with_context(|| format!("prctl(PR_CAPBSET_DROP, {}) failed", cap_name(cap)));
         }
     }
     Ok(())

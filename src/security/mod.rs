@@ -8,6 +8,7 @@
 //! user switch (process.rs) → permitted/effective/inheritable, ambient → close-on-exec for every fd
 //! → no_new_privs → seccomp → execve.
 
+pub mod bpf;
 pub mod caps;
 pub mod paths;
 pub mod profile;
@@ -16,7 +17,6 @@ pub mod syscalls;
 
 use anyhow::{bail, Context, Result};
 use caps::CapSet;
-use seccompiler::BpfProgram;
 
 pub const CHAPTER: &str = "ch07 hardening";
 
@@ -35,8 +35,8 @@ pub struct Config {
     /// The capabilities to keep; `None` with `--no-caps` (every capability of the namespace's root).
     pub caps: Option<CapSet>,
     pub no_new_privs: bool,
-    /// The compiled filters, in installation order; empty means unconfined.
-    pub seccomp: Vec<BpfProgram>,
+    /// The compiled filter; `None` means unconfined.
+    pub seccomp: Option<bpf::Program>,
     /// Where the filter came from, for --explain.
     pub seccomp_source: String,
     pub masks: bool,
@@ -193,9 +193,9 @@ impl Config {
             // Gated groups follow the capabilities the container really gets.
             let effective_caps = if use_caps { caps } else { CapSet::all() };
             let plan = seccomp::plan(&profile, effective_caps, &arch, seccomp::kernel_version());
-            (plan.programs(&arch)?, source)
+            (Some(plan.program(&arch)?), source)
         } else {
-            (Vec::new(), String::new())
+            (None, String::new())
         };
         Ok(Config {
             caps: use_caps.then_some(caps),
@@ -258,7 +258,7 @@ pub fn before_user_switch(cfg: &Config) -> Result<()> {
             });
         }
     }
-    if !cfg.no_new_privs && !cfg.seccomp.is_empty() {
+    if !cfg.no_new_privs && cfg.seccomp.is_some() {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it now, while we have it
         // (runc does the same). The filter must then allow what follows: setuid, capset, execve, …
         install_seccomp(cfg)?;
@@ -305,21 +305,20 @@ pub fn after_user_switch(cfg: &Config) -> Result<()> {
 // ANCHOR_END: after_user
 
 fn install_seccomp(cfg: &Config) -> Result<()> {
-    if cfg.seccomp.is_empty() {
+    let Some(prog) = &cfg.seccomp else {
         crate::explain!(
             CHAPTER,
             "no seccomp filter (unconfined): every syscall reaches the kernel"
         );
         return Ok(());
-    }
+    };
     crate::explain!(
         CHAPTER,
-        "seccomp(SECCOMP_SET_MODE_FILTER) × {} — {} BPF instructions from {}",
-        cfg.seccomp.len(),
-        cfg.seccomp.iter().map(|p| p.len()).sum::<usize>(),
+        "seccomp(SECCOMP_SET_MODE_FILTER, {} BPF instructions from {}) — the last wall: the kernel now checks every syscall",
+        prog.len(),
         cfg.seccomp_source
     );
-    seccomp::install(&cfg.seccomp)
+    seccomp::install(prog)
 }
 
 // ANCHOR: close_fds
@@ -391,14 +390,14 @@ mod tests {
     fn defaults_and_switches() {
         let c = Config::from_options(&Options::default()).unwrap();
         assert_eq!(c.caps, Some(CapSet::docker_default()));
-        assert!(c.no_new_privs && c.masks && !c.seccomp.is_empty());
+        assert!(c.no_new_privs && c.masks && c.seccomp.is_some());
         assert_eq!(c.rlimits.len(), 1);
         assert_eq!((c.rlimits[0].soft, c.rlimits[0].hard), (1024, 1024));
 
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let sec = s(&["no-new-privileges=false", "seccomp=unconfined"]);
         let c = Config::from_options(&opts(&sec)).unwrap();
-        assert!(!c.no_new_privs && c.seccomp.is_empty());
+        assert!(!c.no_new_privs && c.seccomp.is_none());
         for bad in [
             &["seccomp"][..],
             &["apparmor=x"],
@@ -412,7 +411,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(c.caps.is_none() && !c.no_new_privs && c.seccomp.is_empty() && !c.masks);
+        assert!(c.caps.is_none() && !c.no_new_privs && c.seccomp.is_none() && !c.masks);
         let u = s(&["nofile=10:20", "nofile=30:40", "core=0"]);
         let c = Config::from_options(&Options {
             ulimit: &u,

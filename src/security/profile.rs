@@ -8,6 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// What the filter answers for a syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,7 +57,8 @@ pub struct Filter {
 /// One entry of `syscalls`: these names get `action` when `args` all match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub names: Vec<String>,
+    /// Borrowed for the built-in profile (no allocation per name), owned when parsed from JSON.
+    pub names: Vec<Cow<'static, str>>,
     pub action: Action,
     pub args: Vec<Arg>,
     pub includes: Filter,
@@ -167,9 +169,9 @@ const AF_VSOCK: u64 = 40;
 const ENOSYS: u32 = 38;
 // ANCHOR_END: default_gated
 
-fn rule(names: &[&str], action: Action, args: Vec<Arg>) -> Rule {
+fn rule(names: &[&'static str], action: Action, args: Vec<Arg>) -> Rule {
     Rule {
-        names: names.iter().map(|s| s.to_string()).collect(),
+        names: names.iter().map(|s| Cow::Borrowed(*s)).collect(),
         action,
         args,
         includes: Filter::default(),
@@ -190,7 +192,7 @@ fn arg(index: u8, op: Op, value: u64, value_two: u64) -> Arg {
 /// minictr's default profile, in the same shape as a parsed Docker JSON file.
 pub fn default_profile() -> Profile {
     let mut rules = vec![rule(ALLOW, Action::Allow, vec![])];
-    let arch_only = |names: &[&str], arches: &[&str]| {
+    let arch_only = |names: &[&'static str], arches: &[&str]| {
         let mut r = rule(names, Action::Allow, vec![]);
         r.includes.arches = arches.iter().map(|s| s.to_string()).collect();
         r
@@ -379,7 +381,7 @@ pub fn parse_docker_json(text: &str) -> Result<Profile> {
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("syscalls[{i}]"))?;
         rules.push(Rule {
-            names,
+            names: names.into_iter().map(Cow::Owned).collect(),
             action: action(&s.action, s.errno_ret, libc::EPERM as u32)
                 .with_context(|| format!("syscalls[{i}]"))?,
             args,
@@ -452,13 +454,13 @@ mod tests {
     #[test]
     fn the_default_never_allows_the_dangerous_ones() {
         let p = default_profile();
-        let unconditional: Vec<&String> = p
+        let unconditional: Vec<&str> = p
             .rules
             .iter()
             .filter(|r| {
                 r.includes.caps.is_empty() && r.action == Action::Allow && r.args.is_empty()
             })
-            .flat_map(|r| r.names.iter())
+            .flat_map(|r| r.names.iter().map(|n| n.as_ref()))
             .collect();
         for never in [
             "keyctl",

@@ -1,46 +1,41 @@
 //! seccomp (chapter 7): a BPF program the kernel runs on every syscall the container makes. We turn a
-//! [`Profile`] (Docker's format) into BPF with the pure-Rust `seccompiler` crate, for the
-//! architecture we run on, once per `minictr run`, in the parent, before clone.
+//! [`Profile`] (Docker's format) into classic BPF (`bpf.rs`, pure Rust), for the architecture we
+//! run on, once per `minictr run`, in the parent, before clone.
 //!
-//! `seccompiler` builds a filter with ONE "match" and ONE "mismatch" action. A profile mixes actions
-//! (allow most, ENOSYS for clone3, EPERM for the rest), so we stack filters and let the kernel's rule
-//! decide: every filter runs, and the answer with the highest precedence wins
-//! (KILL > TRAP > ERRNO > TRACE > LOG > ALLOW; between equals, the most recently installed filter).
-//!
-//! - one filter per non-allow action X: "X if a rule for X matches, else allow";
-//! - then the base filter: "allow if any rule matches, else the default action".
+//! A profile resolves, for this container, to one answer per syscall number: an action, or a short
+//! list of (argument conditions → action) tried in order, and the default action for every syscall
+//! it does not name. That [`Plan`] becomes ONE BPF program: each extra program costs another
+//! verification and JIT compilation when installed (tens of µs each), and the kernel runs them all.
 
+use super::bpf::{self, Program};
 use super::caps::CapSet;
 use super::profile::{Action, Arg, Op, Profile, Rule};
 use super::syscalls;
 use anyhow::{Context, Result};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
 use std::collections::BTreeMap;
 
 /// The running architecture, in the names profiles use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arch {
-    pub target: TargetArch,
+    /// `AUDIT_ARCH_*`: what the kernel puts in `seccomp_data.arch`.
+    pub audit: u32,
     /// Docker/Go name: `amd64`, `arm64`.
     pub docker: &'static str,
-    pub table: syscalls::Table,
+    pub table: &'static syscalls::Table,
 }
 
 pub fn native_arch() -> Option<Arch> {
     #[cfg(target_arch = "x86_64")]
     return Some(Arch {
-        target: TargetArch::x86_64,
+        audit: 0xC000_003E, // AUDIT_ARCH_X86_64
         docker: "amd64",
-        table: syscalls::X86_64,
+        table: &syscalls::X86_64,
     });
     #[cfg(target_arch = "aarch64")]
     return Some(Arch {
-        target: TargetArch::aarch64,
+        audit: 0xC000_00B7, // AUDIT_ARCH_AARCH64
         docker: "arm64",
-        table: syscalls::AARCH64,
+        table: &syscalls::AARCH64,
     });
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     return None;
@@ -56,40 +51,66 @@ fn arch_matches(arch: &Arch, name: &str) -> bool {
     }
 }
 
-/// One filter: `matched` when a syscall is in `rules` (and, if it has conditions, one condition
-/// list matches), `otherwise` else. An empty condition list means "the number alone matches".
+/// One way a syscall can be answered: when every condition of `args` holds (all of them; none means
+/// always), `action`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
-    pub matched: Action,
-    pub otherwise: Action,
-    pub rules: BTreeMap<i64, Vec<Vec<Arg>>>,
+pub struct Alt {
+    pub args: Vec<Arg>,
+    pub action: Action,
 }
 
-impl Layer {
-    fn add(&mut self, nr: i64, args: &[Arg]) {
+/// What the filter answers: per syscall number, alternatives tried in order (the strongest action
+/// first, as the kernel would rank them); `default` for every other number, and when none holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub default: Action,
+    pub rules: BTreeMap<i64, Vec<Alt>>,
+}
+
+impl Plan {
+    fn add(&mut self, nr: i64, args: &[Arg], action: Action) {
         let alts = self.rules.entry(nr).or_default();
-        if alts.iter().any(|a| a.is_empty()) {
-            return; // already unconditional
+        if alts.iter().any(|a| a.args.is_empty() && a.action == action)
+            || alts.iter().any(|a| a.args == args && a.action == action)
+        {
+            return;
         }
-        if args.is_empty() {
-            alts.clear();
-        }
-        if !alts.iter().any(|a| a == args) {
-            alts.push(args.to_vec());
+        // Keep the strongest first; an unconditional alternative ends the list (nothing after it
+        // could ever be reached).
+        let at = alts.partition_point(|a| precedence(a.action) <= precedence(action));
+        alts.insert(
+            at,
+            Alt {
+                args: args.to_vec(),
+                action,
+            },
+        );
+        if let Some(cut) = alts.iter().position(|a| a.args.is_empty()) {
+            alts.truncate(cut + 1);
         }
     }
 
+    /// What the kernel answers for syscall `nr` with these arguments.
     #[cfg_attr(not(test), allow(dead_code))] // the kernel's side, modelled for the unit tests
-    fn answer(&self, nr: i64, argv: &[u64; 6]) -> Action {
-        match self.rules.get(&nr) {
-            Some(alts) if alts.iter().any(|a| a.is_empty()) => self.matched,
-            Some(alts) if alts.iter().any(|a| a.iter().all(|c| holds(c, argv))) => self.matched,
-            _ => self.otherwise,
-        }
+    pub fn verdict(&self, nr: i64, argv: &[u64; 6]) -> Action {
+        self.rules
+            .get(&nr)
+            .and_then(|alts| alts.iter().find(|a| a.args.iter().all(|c| holds(c, argv))))
+            .map_or(self.default, |a| a.action)
+    }
+
+    /// The verdict for a syscall by name (`None`: not on this arch).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn verdict_by_name(&self, arch: &Arch, name: &str, argv: &[u64; 6]) -> Option<Action> {
+        syscalls::number(arch.table, name).map(|nr| self.verdict(nr, argv))
+    }
+
+    /// The BPF program.
+    pub fn program(&self, arch: &Arch) -> Result<Program> {
+        bpf::compile(self, arch.audit).context("failed to build the seccomp BPF program")
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 fn holds(c: &Arg, argv: &[u64; 6]) -> bool {
     let v = argv[c.index as usize];
     match c.op {
@@ -103,14 +124,7 @@ fn holds(c: &Arg, argv: &[u64; 6]) -> bool {
     }
 }
 
-/// The filters to install, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub layers: Vec<Layer>,
-}
-
 /// The kernel's precedence of an action (`SECCOMP_RET_*` as a signed number: lower wins).
-#[cfg_attr(not(test), allow(dead_code))]
 fn precedence(a: Action) -> i64 {
     match a {
         Action::KillProcess => -0x8000_0000,
@@ -120,76 +134,6 @@ fn precedence(a: Action) -> i64 {
         Action::Trace(_) => 0x7ff0_0000,
         Action::Log => 0x7ffc_0000,
         Action::Allow => 0x7fff_0000,
-    }
-}
-
-impl Plan {
-    /// What the kernel answers for syscall `nr` with these arguments, all layers combined: the layers
-    /// run from the last installed to the first; a strictly stronger answer replaces the current one.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn verdict(&self, nr: i64, argv: &[u64; 6]) -> Action {
-        let mut best = Action::Allow;
-        for layer in self.layers.iter().rev() {
-            let a = layer.answer(nr, argv);
-            if precedence(a) < precedence(best) {
-                best = a;
-            }
-        }
-        best
-    }
-
-    /// The verdict for a syscall by name with all-zero arguments (`None`: not on this arch).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn verdict_by_name(&self, arch: &Arch, name: &str, argv: &[u64; 6]) -> Option<Action> {
-        syscalls::number(arch.table, name).map(|nr| self.verdict(nr, argv))
-    }
-
-    /// BPF programs, in installation order.
-    pub fn programs(&self, arch: &Arch) -> Result<Vec<BpfProgram>> {
-        self.layers
-            .iter()
-            .map(|l| {
-                let mut rules = BTreeMap::new();
-                for (nr, alts) in &l.rules {
-                    let mut chain = Vec::new();
-                    for alt in alts.iter().filter(|a| !a.is_empty()) {
-                        let conds = alt
-                            .iter()
-                            .map(|c| {
-                                let (op, value) = match c.op {
-                                    Op::Eq => (SeccompCmpOp::Eq, c.value),
-                                    Op::Ne => (SeccompCmpOp::Ne, c.value),
-                                    Op::Lt => (SeccompCmpOp::Lt, c.value),
-                                    Op::Le => (SeccompCmpOp::Le, c.value),
-                                    Op::Gt => (SeccompCmpOp::Gt, c.value),
-                                    Op::Ge => (SeccompCmpOp::Ge, c.value),
-                                    Op::MaskedEq => (SeccompCmpOp::MaskedEq(c.value), c.value_two),
-                                };
-                                SeccompCondition::new(c.index, SeccompCmpArgLen::Qword, op, value)
-                            })
-                            .collect::<std::result::Result<Vec<_>, _>>()?;
-                        chain.push(SeccompRule::new(conds)?);
-                    }
-                    rules.insert(*nr, chain);
-                }
-                let filter =
-                    SeccompFilter::new(rules, to_sc(l.otherwise), to_sc(l.matched), arch.target)?;
-                BpfProgram::try_from(filter)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .context("failed to build the seccomp BPF program")
-    }
-}
-
-fn to_sc(a: Action) -> SeccompAction {
-    match a {
-        Action::Allow => SeccompAction::Allow,
-        Action::Errno(e) => SeccompAction::Errno(e),
-        Action::KillThread => SeccompAction::KillThread,
-        Action::KillProcess => SeccompAction::KillProcess,
-        Action::Trap => SeccompAction::Trap,
-        Action::Log => SeccompAction::Log,
-        Action::Trace(n) => SeccompAction::Trace(n),
     }
 }
 
@@ -209,12 +153,11 @@ fn applies(rule: &Rule, caps: CapSet, arch: &Arch, kernel: (u32, u32)) -> bool {
 // ANCHOR_END: applies
 
 // ANCHOR: plan
-/// Resolve a profile for this container (its capabilities, this arch and kernel) into layers.
+/// Resolve a profile for this container (its capabilities, this arch and kernel): the rules that
+/// apply, by syscall number.
 pub fn plan(profile: &Profile, caps: CapSet, arch: &Arch, kernel: (u32, u32)) -> Plan {
-    let mut special: Vec<Layer> = Vec::new();
-    let mut base = Layer {
-        matched: Action::Allow,
-        otherwise: profile.default_action,
+    let mut plan = Plan {
+        default: profile.default_action,
         rules: BTreeMap::new(),
     };
     for rule in profile
@@ -222,34 +165,13 @@ pub fn plan(profile: &Profile, caps: CapSet, arch: &Arch, kernel: (u32, u32)) ->
         .iter()
         .filter(|r| applies(r, caps, arch, kernel))
     {
-        for nr in rule
-            .names
-            .iter()
-            .filter_map(|n| syscalls::number(arch.table, n))
-        {
-            // The base layer lets through whatever some rule decides on; the special layers decide.
-            base.add(nr, &rule.args);
-            if rule.action != Action::Allow {
-                let idx = match special.iter().position(|l| l.matched == rule.action) {
-                    Some(i) => i,
-                    None => {
-                        special.push(Layer {
-                            matched: rule.action,
-                            otherwise: Action::Allow,
-                            rules: BTreeMap::new(),
-                        });
-                        special.len() - 1
-                    }
-                };
-                special[idx].add(nr, &rule.args);
+        for name in &rule.names {
+            if let Some(nr) = syscalls::number(arch.table, name) {
+                plan.add(nr, &rule.args, rule.action);
             }
         }
     }
-    let mut layers = special;
-    if profile.default_action != Action::Allow {
-        layers.push(base);
-    }
-    Plan { layers }
+    plan
 }
 // ANCHOR_END: plan
 
@@ -267,21 +189,12 @@ pub fn kernel_version() -> (u32, u32) {
 }
 
 // ANCHOR: install
-/// Install the programs (the base allow-list last, so `seccomp(2)` itself is still allowed while
-/// the earlier ones go in). Without no_new_privs the kernel demands CAP_SYS_ADMIN for this.
-///
-/// We make the syscall ourselves: `seccompiler::apply_filter` would also switch no_new_privs on,
-/// and `--security-opt no-new-privileges=false` must be able to leave it off.
-pub fn install(programs: &[BpfProgram]) -> Result<()> {
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const seccompiler::sock_filter,
-    }
-    for p in programs {
-        let prog = SockFprog {
+/// Install the program. Without no_new_privs the kernel demands CAP_SYS_ADMIN for this.
+pub fn install(p: &Program) -> Result<()> {
+    {
+        let prog = libc::sock_fprog {
             len: p.len() as u16,
-            filter: p.as_ptr(),
+            filter: p.as_ptr() as *mut libc::sock_filter,
         };
         // SAFETY: the kernel copies `prog` and the instructions it points to; both outlive the call.
         let ret = unsafe {
@@ -289,7 +202,7 @@ pub fn install(programs: &[BpfProgram]) -> Result<()> {
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
                 0,
-                &prog as *const SockFprog,
+                &prog as *const libc::sock_fprog,
             )
         };
         if ret < 0 {
@@ -476,23 +389,88 @@ mod tests {
     }
 
     #[test]
-    fn programs_build_and_fit() {
+    fn one_small_program() {
         let p = plan(
             &default_profile(),
             CapSet::docker_default(),
             &arch(),
             (6, 18),
         );
-        let progs = p.programs(&arch()).unwrap();
-        assert_eq!(progs.len(), 2, "an ENOSYS layer and the base layer");
-        assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        let prog = p.program(&arch()).unwrap();
+        assert!(prog.len() < 512, "{} instructions", prog.len());
         let all = plan(&default_profile(), CapSet::all(), &arch(), (6, 18));
-        assert_eq!(
-            all.layers.len(),
+        assert!(all.program(&arch()).unwrap().len() < 512);
+    }
+
+    /// The BPF the kernel will run gives, for every syscall number and a spread of arguments, the
+    /// same answer as the rule table.
+    #[test]
+    fn the_bpf_program_agrees_with_the_rule_table() {
+        let a = arch();
+        let json = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 2, "value": 4294967296, "op": "SCMP_CMP_GT"}]},
+            {"names": ["write"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 100, "op": "SCMP_CMP_LE"}]},
+            {"names": ["write"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 4294967396, "op": "SCMP_CMP_GE"}]},
+            {"names": ["close"], "action": "SCMP_ACT_TRAP", "args": [{"index": 0, "value": 7, "op": "SCMP_CMP_LT"}]},
+            {"names": ["getpid"], "action": "SCMP_ACT_KILL_PROCESS"},
+            {"names": ["dup"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_NE"}]},
+            {"names": ["dup2"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["dup2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 9, "args": [{"index": 0, "value": 7, "op": "SCMP_CMP_EQ"}]}
+        ]}"#;
+        // The stronger answer wins whatever the order of the rules: dup2(7, …) gets EBADF.
+        let mixed = plan(&parse_docker_json(json).unwrap(), CapSet(0), &a, (6, 18));
+        if let Some(nr) = syscalls::number(a.table, "dup2") {
+            assert_eq!(mixed.verdict(nr, &[7, 0, 0, 0, 0, 0]), Action::Errno(9));
+            assert_eq!(mixed.verdict(nr, &[6, 0, 0, 0, 0, 0]), Action::Allow);
+        }
+        let plans = [
+            plan(&default_profile(), CapSet::docker_default(), &a, (6, 18)),
+            plan(&default_profile(), CapSet::all(), &a, (6, 18)),
+            plan(&default_profile(), CapSet(0), &a, (6, 18)),
+            plan(&parse_docker_json(json).unwrap(), CapSet(0), &a, (6, 18)),
+        ];
+        let edges = [
+            0u64,
             1,
-            "with SYS_ADMIN clone3 is simply allowed"
-        );
-        all.programs(&arch()).unwrap();
+            6,
+            7,
+            8,
+            38,
+            40,
+            99,
+            100,
+            101,
+            0xffff_ffff,
+            1 << 32,
+            (1 << 32) + 1,
+            4294967396,
+            4294967397,
+            u64::MAX,
+            0x7E02_0000,
+            0x1000_0011,
+            0x20008,
+            0o060600,
+            0o010644,
+        ];
+        for p in &plans {
+            let prog = p.program(&a).unwrap();
+            {
+                for nr in 0..470i64 {
+                    for (i, e) in edges.iter().enumerate() {
+                        let mut argv = [0u64; 6];
+                        for (j, slot) in argv.iter_mut().enumerate() {
+                            *slot = edges[(i + j) % edges.len()];
+                        }
+                        argv[0] = *e;
+                        let want = bpf::ret_value(p.verdict(nr, &argv));
+                        let got = bpf::run(&prog, nr as u32, a.audit, &argv);
+                        assert_eq!(got, want, "nr {nr} args {argv:x?}");
+                    }
+                }
+                // Another ABI's syscalls are killed, whatever their number.
+                assert_eq!(bpf::run(&prog, 0, 0x4000_0003, &[0; 6]), 0x8000_0000);
+            }
+        }
     }
 
     #[test]
@@ -518,11 +496,11 @@ mod tests {
             p.verdict_by_name(&arch(), "mkdirat", &NO_ARGS),
             Some(Action::Errno(13))
         );
-        p.programs(&arch()).unwrap();
+        p.program(&arch()).unwrap();
     }
 
     #[test]
-    fn a_deny_list_profile_has_no_base_layer() {
+    fn a_deny_list_profile() {
         let text = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#;
         let p = plan(
@@ -531,7 +509,7 @@ mod tests {
             &arch(),
             (6, 18),
         );
-        assert_eq!(p.layers.len(), 1);
+        assert_eq!(p.default, Action::Allow);
         assert!(blocked(&p, "mkdirat", NO_ARGS));
         assert!(!blocked(&p, "keyctl", NO_ARGS));
     }

@@ -3,14 +3,47 @@
 //! `chown32` everywhere here) is simply not in its table, so a profile naming it skips it — as
 //! libseccomp does. Generated from the `libc` crate's `SYS_*` constants (0.2.191): one sorted
 //! table per architecture, looked up by binary search.
+//!
+//! A profile names ~350 syscalls and each lookup is part of every container start, so the search
+//! compares integers, not strings: the first 8 bytes of each name as a big-endian number (computed
+//! at compile time) order the table exactly as the names do; only names sharing those 8 bytes
+//! (`timer_create`, `timer_delete`, …) are then compared in full.
 
-/// `(name, number)`, sorted by name.
-pub type Table = &'static [(&'static str, i64)];
+/// The syscalls of one architecture.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Table {
+    /// `(name, number)`, sorted by name.
+    pub names: &'static [(&'static str, i64)],
+    /// `key(name)` of each entry, in the same order.
+    keys: &'static [u64],
+}
+
+/// The first 8 bytes of `name`, big-endian, zero-padded: sorts as the names do.
+const fn key(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let mut k = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        k = (k << 8) | if i < b.len() { b[i] as u64 } else { 0 };
+        i += 1;
+    }
+    k
+}
+
+const fn keys<const N: usize>(names: &[(&str, i64)]) -> [u64; N] {
+    let mut out = [0u64; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = key(names[i].0);
+        i += 1;
+    }
+    out
+}
 
 /// x86_64: 360 syscalls.
 #[rustfmt::skip]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub const X86_64: Table = &[
+const X86_64_NAMES: &[(&str, i64)] = &[
     ("_sysctl", 156), ("accept", 43), ("accept4", 288), ("access", 21), ("acct", 163),
     ("add_key", 248), ("adjtimex", 159), ("afs_syscall", 183), ("alarm", 37), ("arch_prctl", 158),
     ("bind", 49), ("bpf", 321), ("brk", 12), ("capget", 125), ("capset", 126), ("chdir", 80),
@@ -97,7 +130,7 @@ pub const X86_64: Table = &[
 /// aarch64: 302 syscalls.
 #[rustfmt::skip]
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-pub const AARCH64: Table = &[
+const AARCH64_NAMES: &[(&str, i64)] = &[
     ("accept", 202), ("accept4", 242), ("acct", 89), ("add_key", 217), ("adjtimex", 171),
     ("bind", 200), ("bpf", 280), ("brk", 214), ("capget", 90), ("capset", 91), ("chdir", 49),
     ("chroot", 51), ("clock_adjtime", 266), ("clock_getres", 114), ("clock_gettime", 113),
@@ -170,10 +203,59 @@ pub const AARCH64: Table = &[
     ("vmsplice", 75), ("wait4", 260), ("waitid", 95), ("write", 64), ("writev", 66),
 ];
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+static X86_64_KEYS: [u64; X86_64_NAMES.len()] = keys(X86_64_NAMES);
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub static X86_64: Table = Table {
+    names: X86_64_NAMES,
+    keys: &X86_64_KEYS,
+};
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+static AARCH64_KEYS: [u64; AARCH64_NAMES.len()] = keys(AARCH64_NAMES);
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub static AARCH64: Table = Table {
+    names: AARCH64_NAMES,
+    keys: &AARCH64_KEYS,
+};
+
 /// The number of `name` in `table`, if that architecture has it.
-pub fn number(table: Table, name: &str) -> Option<i64> {
-    table
-        .binary_search_by(|(n, _)| n.cmp(&name))
-        .ok()
-        .map(|i| table[i].1)
+pub fn number(table: &Table, name: &str) -> Option<i64> {
+    let k = key(name);
+    let first = table.keys.partition_point(|x| *x < k);
+    table.keys[first..]
+        .iter()
+        .take_while(|x| **x == k)
+        .zip(&table.names[first..])
+        .find(|(_, (n, _))| *n == name)
+        .map(|(_, (_, nr))| *nr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_found_and_the_keys_are_sorted() {
+        for t in [&X86_64, &AARCH64] {
+            assert!(t.keys.windows(2).all(|w| w[0] <= w[1]));
+            assert!(t.names.windows(2).all(|w| w[0].0 < w[1].0));
+            for (name, nr) in t.names {
+                assert_eq!(number(t, name), Some(*nr), "{name}");
+            }
+            for absent in [
+                "",
+                "no_such_syscall",
+                "timer",
+                "timer_creat",
+                "readx",
+                "chown32",
+            ] {
+                assert_eq!(number(t, absent), None, "{absent}");
+            }
+        }
+        assert_eq!(number(&X86_64, "read"), Some(0));
+        assert_eq!(number(&X86_64, "clone3"), Some(435));
+        assert_eq!(number(&AARCH64, "openat"), Some(56));
+        assert_eq!(number(&AARCH64, "open"), None);
+    }
 }
