@@ -69,6 +69,10 @@ impl Asm {
     fn op(&mut self, code: u16, k: u32) {
         self.code.push((insn(code, 0, 0, k), None));
     }
+    /// An instruction whose jumps stay inside the code being emitted (offsets already final).
+    fn raw(&mut self, i: libc::sock_filter) {
+        self.code.push((i, None));
+    }
     fn goto(&mut self, l: Label) {
         self.code.push((insn(JA, 0, 0, 0), Some(l)));
     }
@@ -227,16 +231,90 @@ fn tree(ranges: &[(u32, Leaf)], default: Action) -> Result<Program> {
 /// The alternatives of one syscall, tried in order; the conditions of one must all hold.
 fn block(alts: &[Alt], default: Action) -> Result<Program> {
     let mut asm = Asm::default();
-    for alt in alts {
-        let next = asm.label();
-        for c in &alt.args {
-            condition(&mut asm, c, next);
+    let mut rest = alts;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|a| same_test(first, a))
+            .count()
+            .max(1);
+        if n > 1 {
+            value_list(&mut asm, &rest[..n]);
+        } else {
+            let next = asm.label();
+            for c in &first.args {
+                condition(&mut asm, c, next);
+            }
+            asm.op(RET_K, ret_value(first.action));
+            asm.place(next);
         }
-        asm.op(RET_K, ret_value(alt.action));
-        asm.place(next);
+        rest = &rest[n..];
     }
     asm.op(RET_K, ret_value(default));
     asm.finish()
+}
+
+/// Alternatives that test one argument against a list of values (personality's 5 personas,
+/// mknod's 4 file types): same action, one `Eq` or `MaskedEq` condition on the same argument with
+/// the same mask and the same high word.
+fn same_test(a: &Alt, b: &Alt) -> bool {
+    match (a.args.as_slice(), b.args.as_slice()) {
+        ([x], [y]) => {
+            a.action == b.action
+                && x.index == y.index
+                && x.op == y.op
+                && match x.op {
+                    Op::Eq => x.value >> 32 == y.value >> 32,
+                    Op::MaskedEq => x.value == y.value && x.value_two >> 32 == y.value_two >> 32,
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+/// `if ((arg & mask) == v1 || … == vn) return action;` — the high word once (skipped when the mask
+/// clears it), then one `jeq` per value, all jumping to one shared `ret`.
+fn value_list(asm: &mut Asm, alts: &[Alt]) {
+    let c = alts[0].args[0];
+    let masked = c.op == Op::MaskedEq;
+    let (mask_hi, mask_lo) = if masked {
+        ((c.value >> 32) as u32, c.value as u32)
+    } else {
+        (u32::MAX, u32::MAX)
+    };
+    let want = |a: &Alt| {
+        if masked {
+            a.args[0].value_two
+        } else {
+            a.args[0].value
+        }
+    };
+    let n = alts.len() as u8; // callers pass a handful; a block never holds 256 alternatives
+    let lo_part = if masked { 2 } else { 1 } + n as usize + 1; // ld (+and), n jeq, ret
+    if mask_hi != 0 {
+        load_arg(asm, c.index, true);
+        if masked {
+            asm.op(ALU_AND_K, mask_hi);
+        }
+        // wrong high word: skip the whole list
+        asm.raw(insn(
+            JEQ,
+            0,
+            lo_part as u8,
+            (want(&alts[0]) >> 32) as u32 & mask_hi,
+        ));
+    }
+    load_arg(asm, c.index, false);
+    if masked {
+        asm.op(ALU_AND_K, mask_lo);
+    }
+    for (i, a) in alts.iter().enumerate() {
+        let last = i + 1 == alts.len();
+        // equal: jump to the ret after the list; not equal: next jeq, or past the ret
+        asm.raw(insn(JEQ, n - 1 - i as u8, u8::from(last), want(a) as u32));
+    }
+    asm.op(RET_K, ret_value(alts[0].action));
 }
 // ANCHOR_END: compile
 
@@ -244,7 +322,7 @@ fn block(alts: &[Alt], default: Action) -> Result<Program> {
 /// the real program on `seccomp_data` without a kernel.
 #[cfg(test)]
 pub fn run(prog: &[libc::sock_filter], nr: u32, arch: u32, args: &[u64; 6]) -> u32 {
-    let mut data = vec![0u8; 64];
+    let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
     for (i, a) in args.iter().enumerate() {

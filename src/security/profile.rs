@@ -500,7 +500,7 @@ mod tests {
             "move_mount",
         ] {
             assert!(
-                !unconditional.iter().any(|n| *n == never),
+                !unconditional.contains(&never),
                 "{never} must not be allowed unconditionally"
             );
         }
