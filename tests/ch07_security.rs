@@ -582,12 +582,12 @@ fn no_security_turns_every_wall_off_and_explain_names_each() {
         "[ch07 hardening] capset(permitted=effective=0xa80425fb",
         "[ch07 hardening] close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
         "[ch07 hardening] prctl(PR_SET_NO_NEW_PRIVS, 1)",
-        "[ch07 hardening] seccomp(SECCOMP_SET_MODE_FILTER)",
+        "[ch07 hardening] seccomp(SECCOMP_SET_MODE_FILTER, ",
         "/proc/keys",
     ] {
         assert!(err.contains(want), "--explain lacks {want:?}:\n{err}");
     }
-    let seccomp_at = err.find("seccomp(SECCOMP_SET_MODE_FILTER)").unwrap();
+    let seccomp_at = err.find("seccomp(SECCOMP_SET_MODE_FILTER").unwrap();
     let execve_at = err.find("execve(").unwrap();
     assert!(
         seccomp_at < execve_at,
