@@ -514,6 +514,7 @@ fn child_setup(
             spec.rootfs.workdir.display()
         )
     })?;
+    // ANCHOR: ch07_steps
     // ch07 (step 13): rlimits, then the bounding set — while still root with every capability.
     security::before_user_switch(&spec.security)?;
     process::switch_user(&id)?;
@@ -523,6 +524,7 @@ fn child_setup(
         .context("failed to restore the signal mask")?;
     // ch07 (step 13): capability sets, fds close-on-exec, no_new_privs, seccomp — the last walls.
     security::after_user_switch(&spec.security)?;
+    // ANCHOR_END: ch07_steps
     Err(process::exec(&spec.command, &env).into())
 }
 // ANCHOR_END: child

@@ -41,3 +41,13 @@ mdbook build chapters
 
 step "unit and integration tests (as root)"
 cargo test --no-fail-fast 2>&1 | tee target/test-root.log
+
+# ---- chapter 7: minictr selftest on a fresh busybox rootfs (every wall checked from inside) ----
+step "minictr selftest (chapter 7)"
+cargo build --quiet
+selftest_rootfs=$(mktemp -d /tmp/minictr-selftest-rootfs.XXXXXX)
+sh rootfs-scripts/busybox.sh "$selftest_rootfs" --force
+selftest_rc=0
+target/debug/minictr selftest "$selftest_rootfs" || selftest_rc=$?
+rm -rf "$selftest_rootfs"
+[ "$selftest_rc" = 0 ] || { echo "minictr selftest FAILED (exit $selftest_rc)" >&2; exit 1; }

@@ -82,6 +82,7 @@ impl Root {
         &self.path
     }
 
+    // ANCHOR: resolve
     /// openat2(root, inner, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS).
     pub fn resolve(&self, inner: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
         let rel = join(&components(inner));
@@ -108,6 +109,7 @@ impl Root {
         // SAFETY: a fresh descriptor returned by the kernel.
         Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
     }
+    // ANCHOR_END: resolve
 
     /// Create every missing directory of `inner` inside the root and return an O_PATH fd to the
     /// last one. A component that is a symlink is followed *inside* the root; a dangling symlink is
