@@ -4,6 +4,7 @@
 
 mod error;
 mod explain;
+mod lifecycle;
 mod mountapi;
 mod namespaces;
 mod overlay;
@@ -108,6 +109,18 @@ pub struct RunArgs {
     /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
     #[arg(long, value_name = "CTR:HOST:LEN")]
     pub gidmap: Vec<String>,
+
+    /// Allocate a pseudo-terminal for the container (its own /dev/pts/0)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Keep stdin open and forward it (with -t: into the container's terminal)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies (minictr itself)
+    #[arg(long)]
+    pub init: bool,
 
     /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
     #[arg(long = "layer", value_name = "DIR")]

@@ -7,6 +7,7 @@
 //! parent: 12 forward signals, wait → 13 tear down, exit with the command's status.
 
 use crate::error::{CommandError, EXIT_RUNTIME};
+use crate::lifecycle::{init, pty};
 use crate::sync::{Channel, Msg};
 use crate::{error, namespaces, overlay, process, rootfs, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,10 @@ pub struct Spec {
     /// `None` with `--no-overlay`: the rootfs itself is the container's root (chapter 2).
     pub overlay: Option<overlay::Config>,
     pub tmpfs: Vec<overlay::Tmpfs>,
+    /// `-t`, `-i`, `--init` (chapter 8).
+    pub tty: bool,
+    pub interactive: bool,
+    pub init: bool,
 }
 
 // ANCHOR: validate
@@ -166,6 +171,9 @@ impl Spec {
             userns,
             overlay,
             tmpfs,
+            tty: args.tty,
+            interactive: args.interactive,
+            init: args.init,
         })
     }
 }
@@ -256,6 +264,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         mask.add(s);
     }
     mask.add(Signal::SIGCHLD);
+    if spec.tty {
+        mask.add(Signal::SIGWINCH);
+    }
     let mut old_mask = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
         .context("failed to block signals")?;
@@ -317,13 +328,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
     parent_end.send_go(&raw)?;
     drop(go_fds);
-    if let Some(Msg::Failed { code, message }) = parent_end.recv()? {
-        let _ = waitpid(pid, None);
-        guard.0 = None;
-        if code == EXIT_RUNTIME {
-            bail!("container setup failed: {message}");
+    let mut relay = None;
+    loop {
+        match parent_end.recv()? {
+            None => break,
+            Some(Msg::Pty(master)) => relay = Some(pty::Relay::new(master, spec.interactive)),
+            Some(Msg::Failed { code, message }) => {
+                let _ = waitpid(pid, None);
+                guard.0 = None;
+                if code == EXIT_RUNTIME {
+                    bail!("container setup failed: {message}");
+                }
+                return Err(CommandError { code, message }.into());
+            }
+            Some(Msg::Go(_)) => bail!("unexpected message from the container process"),
         }
-        return Err(CommandError { code, message }.into());
     }
     guard.0 = None;
     crate::explain::checkpoint("running");
@@ -344,7 +363,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 
     // 12. Forward signals until the container's first process exits.
-    let code = wait_forwarding(pid, sfd)?;
+    let code = wait_forwarding(pid, sfd, relay)?;
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
     crate::explain::checkpoint("teardown");
     drop(layer);
@@ -355,8 +374,45 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
 // ANCHOR: wait
 /// Pass signals on and wait for the child; returns its exit code, or 128+N if signal N killed it.
-fn wait_forwarding(pid: Pid, sfd: SignalFd) -> Result<i32> {
+/// With `-t`, also relay the terminal: the container's output to our stdout, our stdin (with `-i`)
+/// to the container, and window-size changes.
+fn wait_forwarding(pid: Pid, sfd: SignalFd, mut relay: Option<pty::Relay>) -> Result<i32> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
     loop {
+        let (sig_ready, out_ready, in_ready) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(r) = &relay {
+                fds.push(PollFd::new(r.master.as_fd(), PollFlags::POLLIN));
+                if r.stdin_open {
+                    fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("poll failed"),
+            }
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            (ready(0), ready(1), ready(2))
+        };
+        // The terminal closed (EIO): stop polling it; the exit status still comes via SIGCHLD.
+        if out_ready && relay.as_ref().is_some_and(|r| !r.pump_output()) {
+            relay = None;
+        }
+        if in_ready {
+            if let Some(r) = &mut relay {
+                r.pump_input();
+            }
+        }
+        if !sig_ready {
+            continue;
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) => continue,
@@ -364,30 +420,36 @@ fn wait_forwarding(pid: Pid, sfd: SignalFd) -> Result<i32> {
             Err(e) => return Err(e).context("failed to read signals"),
         };
         let sig = Signal::try_from(info.ssi_signo as i32).ok();
-        if sig == Some(Signal::SIGCHLD) {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => continue,
+        match sig {
+            Some(Signal::SIGCHLD) => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
                 Ok(status) => {
                     if let Some(code) = error::status_code(status) {
+                        if let Some(r) = &relay {
+                            r.drain();
+                        }
                         return Ok(code);
                     }
                 }
                 Err(nix::errno::Errno::ECHILD) => return Ok(EXIT_RUNTIME),
                 Err(e) => return Err(e).context("failed to wait for the container"),
+            },
+            Some(Signal::SIGWINCH) => {
+                if let Some(r) = &relay {
+                    pty::copy_winsize(stdin.as_fd(), r.master.as_fd());
+                }
             }
-            continue;
-        }
-        if let Some(sig) = sig {
             // A terminal's Ctrl-C (si_code SI_KERNEL) already went to the whole foreground process
             // group, the container included: passing it on again would deliver it twice.
-            if info.ssi_code == libc::SI_KERNEL {
-                continue;
+            Some(_) if info.ssi_code == libc::SI_KERNEL => {}
+            Some(sig) => {
+                crate::explain!(
+                    CHAPTER,
+                    "kill({pid}, {sig}) — forwarding a signal minictr received"
+                );
+                let _ = kill(pid, sig);
             }
-            crate::explain!(
-                CHAPTER,
-                "kill({pid}, {sig}) — forwarding a signal minictr received"
-            );
-            let _ = kill(pid, sig);
+            None => {}
         }
     }
 }
@@ -422,7 +484,7 @@ fn child_main(
     let _ = nix::unistd::close(parent_end_raw(parent_end));
     let _ = nix::unistd::close(sfd);
     match child_setup(spec, layer_dir, ch, mask) {
-        Ok(never) => match never {},
+        Ok(code) => code,
         Err(e) => {
             let code = error::exit_code(&e);
             let _ = ch.send_failed(code, &error::one_line(&e));
@@ -441,10 +503,11 @@ fn child_setup(
     layer_dir: Option<&std::path::Path>,
     ch: &Channel,
     mask: &SigSet,
-) -> Result<std::convert::Infallible> {
+) -> Result<i32> {
     let mut fds = match ch.recv()? {
         Some(Msg::Go(fds)) => fds,
         Some(Msg::Failed { message, .. }) => bail!("parent failed: {message}"),
+        Some(Msg::Pty(_)) => bail!("unexpected message from the parent"),
         None => bail!("minictr exited before the container started"),
     };
     // 7. Root inside the user namespace (the parent wrote the maps).
@@ -486,6 +549,10 @@ fn child_setup(
     if spec.namespaces.net {
         namespaces::loopback_up()?;
     }
+    if spec.tty {
+        let master = pty::open_in_container()?;
+        ch.send_pty(master.as_raw_fd())?;
+    }
     // 11. The process: user, working directory, environment, exec.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -501,6 +568,10 @@ fn child_setup(
     let env = process::build_env(&spec.hostname, &home, &spec.env);
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
+    if spec.init {
+        // minictr stays PID 1; the command runs as its child.
+        return Ok(init::run(mask, || process::exec(&spec.command, &env)));
+    }
     Err(process::exec(&spec.command, &env).into())
 }
 // ANCHOR_END: child

@@ -1,0 +1,5 @@
+//! Chapter 8 — Lifecycle: terminals, init, detached containers and the commands that manage them,
+//! and state that survives crashes.
+
+pub mod init;
+pub mod pty;
