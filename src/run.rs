@@ -7,7 +7,7 @@
 //! parent: 12 forward signals, wait → 13 tear down, exit with the command's status.
 
 use crate::error::{CommandError, EXIT_RUNTIME};
-use crate::lifecycle::{init, pty};
+use crate::lifecycle::{detach, init, pty};
 use crate::sync::{Channel, Msg};
 use crate::{error, namespaces, overlay, process, rootfs, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
@@ -47,6 +47,7 @@ pub struct Spec {
     pub tty: bool,
     pub interactive: bool,
     pub init: bool,
+    pub detach: bool,
 }
 
 // ANCHOR: validate
@@ -174,6 +175,7 @@ impl Spec {
             tty: args.tty,
             interactive: args.interactive,
             init: args.init,
+            detach: args.detach,
         })
     }
 }
@@ -192,7 +194,18 @@ pub fn cleanup_stale() {
                 overlay::cleanup_stale(v);
             }
         }
-        if let Err(e) = stale.remove() {
+        // A detached container that was running when its monitor died stays listed as exited
+        // (its log and kept layer wait for `minictr rm`); anything else goes entirely.
+        let keep_entry = stale
+            .state
+            .as_ref()
+            .is_some_and(|s| s.detached && s.status == "running");
+        let result = if keep_entry {
+            stale.mark_exited()
+        } else {
+            stale.remove()
+        };
+        if let Err(e) = result {
             eprintln!("minictr: warning: {}", error::one_line(&e));
         }
     }
@@ -225,7 +238,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
         ));
     }
     cleanup_stale();
+    // -d: from here on we are the monitor; the foreground process waits for our verdict.
+    let mut notifier = if spec.detach {
+        Some(detach::daemonize()?)
+    } else {
+        None
+    };
+    let result = start(&spec, notifier.as_mut());
+    if let (Err(e), Some(n)) = (&result, notifier.as_mut()) {
+        n.failed(error::exit_code(e), &error::one_line(e));
+    }
+    result
+}
 
+/// Steps 2–13 of `minictr run`, in the foreground or in a detached container's monitor.
+fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32> {
     // 2. Reserve what is named on the host (recorded first, so a crash can be undone).
     let mut rt = state::RuntimeDir::create(
         &state::base_dir(),
@@ -236,9 +263,25 @@ pub fn run(args: RunArgs) -> Result<i32> {
             rootfs: spec.rootfs.rootfs.clone(),
             command: spec.command.clone(),
             hostname: spec.hostname.clone(),
+            name: spec.overlay.as_ref().and_then(|o| o.name.clone()),
+            status: "created".into(),
+            detached: spec.detach,
+            exec: state::ExecInfo {
+                env: spec.env.clone(),
+                user: spec.user.user.as_ref().map(|u| match &spec.user.group {
+                    Some(g) => format!("{u}:{g}"),
+                    None => u.clone(),
+                }),
+                workdir: spec.rootfs.workdir.clone(),
+                namespaces: spec.namespaces.proc_names(),
+            },
             ..Default::default()
         },
     )?;
+    if spec.detach {
+        rt.persist = true;
+        detach::redirect_output(&rt.path().join("log"))?;
+    }
 
     crate::explain::checkpoint("runtime-dir");
 
@@ -250,7 +293,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let mut record = vec![dir.to_string_lossy().into_owned(), "discard".into()];
             record.extend(ov.name.clone());
             rt.record("overlay", record)?;
-            let layer = overlay::WritableLayer::create(dir, root_owner(&spec), ov.name.clone())?;
+            let layer = overlay::WritableLayer::create(dir, root_owner(spec), ov.name.clone())?;
             crate::explain::checkpoint("writable-layer");
             Some(layer)
         }
@@ -279,7 +322,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let layer_dir = layer.as_ref().map(|l| l.dir.clone());
     let pid = namespaces::clone_child(flags, None, || {
         child_main(
-            &spec,
+            spec,
             layer_dir.as_deref(),
             &child_end,
             &parent_end,
@@ -359,11 +402,23 @@ pub fn run(args: RunArgs) -> Result<i32> {
             record.extend(ov.name.clone());
             rt.record("overlay", record)?;
         }
-        layer.commit(ov.keep);
+        layer.commit(ov.keep || spec.detach);
+        if spec.detach && !ov.keep {
+            rt.record(
+                "overlay",
+                vec![layer.dir.to_string_lossy().into_owned(), "keep".into()],
+            )?;
+        }
+    }
+    rt.state.status = "running".into();
+    rt.save()?;
+    if let Some(n) = notifier.as_mut() {
+        n.started(&spec.id);
     }
 
     // 12. Forward signals until the container's first process exits.
     let code = wait_forwarding(pid, sfd, relay)?;
+    rt.state.exit_code = Some(code);
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
     crate::explain::checkpoint("teardown");
     drop(layer);
@@ -586,22 +641,204 @@ pub fn diff(what: &str) -> Result<i32> {
     Ok(0)
 }
 
-/// `minictr rm ID|NAME…`.
-pub fn rm(what: &[String]) -> Result<i32> {
+// ANCHOR: rm
+/// `minictr rm [-f] ID|NAME…`: a stopped (or, with -f, running) container's runtime directory, writable
+/// layer and name; or a kept container that only has a layer.
+pub fn rm(what: &[String], force: bool) -> Result<i32> {
     cleanup_stale();
     for w in what {
-        let (dir, kept) = overlay::find_kept(w)?;
-        if running_ids().contains(&kept.id) {
-            bail!(error::hint(
-                format!("container {w} is running"),
-                "stop it first"
-            ));
+        match state::find(&state::base_dir(), w) {
+            Ok(e) => {
+                if e.live {
+                    if !force {
+                        bail!(error::hint(
+                            format!("container {w} is running"),
+                            "stop it first (`minictr stop`), or use rm -f"
+                        ));
+                    }
+                    if let Some(pid) = e.state.container_pid {
+                        crate::explain!(state::CHAPTER, "kill({pid}, SIGKILL) — rm -f");
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    if !crate::lifecycle::commands::wait_gone(
+                        &e,
+                        std::time::Duration::from_secs(10),
+                    ) {
+                        bail!("container {w} did not stop within 10 s");
+                    }
+                }
+                if let Some(v) = e.state.resources.get("overlay") {
+                    let mut v = v.clone();
+                    if v.len() >= 2 {
+                        v[1] = "discard".into();
+                    }
+                    overlay::cleanup_stale(&v);
+                }
+                std::fs::remove_dir_all(&e.path)
+                    .with_context(|| format!("failed to remove {}", e.path.display()))?;
+                println!("{}", e.state.id);
+            }
+            Err(_) => {
+                let (dir, kept) = overlay::find_kept(w)?;
+                if running_ids().contains(&kept.id) {
+                    bail!(error::hint(
+                        format!("container {w} is running"),
+                        "stop it first"
+                    ));
+                }
+                overlay::remove_kept(&dir, &kept)?;
+                println!("{}", kept.id);
+            }
         }
-        overlay::remove_kept(&dir, &kept)?;
-        println!("{}", kept.id);
     }
     Ok(0)
 }
+// ANCHOR_END: rm
+
+/// Options of `minictr exec`.
+pub struct ExecOptions {
+    pub container: String,
+    pub command: Vec<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub env: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+// ANCHOR: exec
+/// `minictr exec`: start another process in a running container — in all of its namespaces, as its
+/// user, with the same environment.
+pub fn exec(o: ExecOptions) -> Result<i32> {
+    cleanup_stale();
+    let e = state::find(&state::base_dir(), &o.container)?;
+    let pid = match (e.live, e.state.status.as_str(), e.state.container_pid) {
+        (true, "running", Some(p)) => Pid::from_raw(p),
+        _ => bail!(error::hint(
+            format!("container {} is not running", o.container),
+            "start a new one with `minictr run`; see `minictr ps -a`"
+        )),
+    };
+    let info = &e.state.exec;
+    let mut env: Vec<(String, String)> = info.env.clone();
+    for kv in &o.env {
+        if let Some(pair) = process::parse_env(kv)? {
+            env.push(pair);
+        }
+    }
+    let user = match o.user.as_deref().or(info.user.as_deref()) {
+        Some(u) => process::parse_user(u)?,
+        None => process::UserSpec::default(),
+    };
+    let workdir = o.workdir.clone().unwrap_or_else(|| info.workdir.clone());
+    // Non-dumpable before we enter: a process of the container must never get at our memory or at
+    // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let joined = namespaces::join(pid, &info.namespaces)?;
+
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    if o.tty {
+        mask.add(Signal::SIGWINCH);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
+        .context("failed to block signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
+        .context("failed to create a signalfd")?;
+    let (parent_end, child_end) = sync::pair()?;
+    // Entering a PID namespace applies to children only: fork.
+    crate::explain!(
+        namespaces::CHAPTER,
+        "fork() — setns(CLONE_NEWPID) only affects children"
+    );
+    // SAFETY: single-threaded; the child only sets itself up and execs.
+    let child = match unsafe { nix::unistd::fork() }.context("fork failed")? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_end);
+            drop(sfd);
+            let code = match exec_child(
+                &o,
+                &user,
+                &workdir,
+                &env,
+                &e.state.hostname,
+                &child_end,
+                &old_mask,
+                joined.user,
+            ) {
+                Ok(never) => match never {},
+                Err(err) => {
+                    let code = error::exit_code(&err);
+                    let _ = child_end.send_failed(code, &error::one_line(&err));
+                    code
+                }
+            };
+            // SAFETY: leave the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(child_end);
+    let mut relay = None;
+    loop {
+        match parent_end.recv()? {
+            None => break,
+            Some(Msg::Pty(master)) => relay = Some(pty::Relay::new(master, o.interactive)),
+            Some(Msg::Failed { code, message }) => {
+                let _ = waitpid(child, None);
+                if code == EXIT_RUNTIME {
+                    bail!("exec failed: {message}");
+                }
+                return Err(CommandError { code, message }.into());
+            }
+            Some(Msg::Go(_)) => bail!("unexpected message from the exec'd process"),
+        }
+    }
+    wait_forwarding(child, sfd, relay)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exec_child(
+    o: &ExecOptions,
+    user: &process::UserSpec,
+    workdir: &std::path::Path,
+    env: &[(String, String)],
+    hostname: &str,
+    ch: &Channel,
+    mask: &SigSet,
+    in_userns: bool,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if in_userns {
+        userns::become_root(true)?;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = process::resolve_identity(user, &passwd, &group)?;
+    nix::unistd::chdir(workdir).with_context(|| {
+        format!(
+            "failed to enter the working directory {}",
+            workdir.display()
+        )
+    })?;
+    process::switch_user(&id)?;
+    if o.tty {
+        let master = pty::open_in_container()?;
+        ch.send_pty(master.as_raw_fd())?;
+    }
+    let home = id.home.clone().unwrap_or_else(|| "/".into());
+    let env = process::build_env(hostname, &home, env);
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .context("failed to restore the signal mask")?;
+    Err(process::exec(&o.command, &env).into())
+}
+// ANCHOR_END: exec
 
 /// Ids of the containers whose minictr is alive.
 fn running_ids() -> Vec<String> {

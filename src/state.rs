@@ -52,6 +52,33 @@ pub struct State {
     /// What each stage reserved on the host, keyed by stage: cgroup directories, writable-layer
     /// directories, addresses, interfaces. Written before the reservation is made.
     pub resources: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// "created" until the command runs, then "running", and "exited" for a detached container
+    /// that ended (its directory stays until `minictr rm`).
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub finished: Option<u64>,
+    /// Started with -d: the directory (log, state) and writable layer outlive the container.
+    #[serde(default)]
+    pub detached: bool,
+    /// What `minictr exec` needs to start another process like the first one.
+    #[serde(default)]
+    pub exec: ExecInfo,
+}
+
+/// The first process's settings, for `minictr exec`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ExecInfo {
+    pub env: Vec<(String, String)>,
+    /// `-u` as given (resolved inside the container again by exec).
+    pub user: Option<String>,
+    pub workdir: PathBuf,
+    /// The namespaces the container has, by /proc/PID/ns name (user, mnt, pid, net, uts, ipc, cgroup).
+    pub namespaces: Vec<String>,
 }
 
 /// A live runtime directory, owned by this process. Dropping it removes the directory.
@@ -59,6 +86,8 @@ pub struct RuntimeDir {
     path: PathBuf,
     _lock: Flock<File>,
     pub state: State,
+    /// Detached containers: keep the directory (state, log) after exit, marked "exited".
+    pub persist: bool,
 }
 
 fn lock_file(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
@@ -108,6 +137,7 @@ impl RuntimeDir {
             path: tmp.clone(),
             _lock: lock,
             state,
+            persist: false,
         };
         dir.save()?;
         std::fs::rename(&tmp, &path)
@@ -147,7 +177,13 @@ fn unreachable_lock(dir: &Path) -> Result<Flock<File>> {
 
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if self.persist {
+            self.state.status = "exited".into();
+            self.state.finished = Some(now());
+            let _ = self.save();
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -159,6 +195,19 @@ pub struct Stale {
 }
 
 impl Stale {
+    /// A detached container whose monitor died: keep its directory (log, state) as "exited".
+    pub fn mark_exited(self) -> Result<()> {
+        let mut st = self.state.clone().unwrap_or_default();
+        st.status = "exited".into();
+        st.finished = Some(now());
+        st.resources.retain(|k, _| k == "overlay");
+        let data = serde_json::to_vec_pretty(&st).context("failed to serialise the state")?;
+        let tmp = self.path.join("state.json.tmp");
+        std::fs::write(&tmp, data).with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join("state.json"))
+            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+    }
+
     /// Remove the directory (after the stages undid their reservations).
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.path).with_context(|| {
@@ -198,6 +247,10 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             let state = std::fs::read(path.join("state.json"))
                 .ok()
                 .and_then(|d| serde_json::from_slice::<State>(&d).ok());
+            // A detached container that ended normally is not stale: it waits for `minictr rm`.
+            if state.as_ref().is_some_and(|s| s.status == "exited") {
+                continue;
+            }
             out.push(Stale {
                 path,
                 state,
@@ -214,6 +267,64 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// One container known to minictr: its runtime directory, state, and whether its minictr (the
+/// owner of the lock) is alive.
+pub struct Entry {
+    pub path: PathBuf,
+    pub state: State,
+    pub live: bool,
+}
+
+/// Every container with a runtime directory under `base`.
+pub fn list(base: &Path) -> Vec<Entry> {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let path = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        let Some(state) = std::fs::read(path.join("state.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<State>(&d).ok())
+        else {
+            continue;
+        };
+        let live = matches!(lock_file(&path, true), Ok(None));
+        out.push(Entry { path, state, live });
+    }
+    out.sort_by_key(|e| e.state.created);
+    out
+}
+
+/// Find a container by id, unique id prefix, or name.
+pub fn find(base: &Path, what: &str) -> Result<Entry> {
+    let mut all = list(base);
+    if let Some(i) = all
+        .iter()
+        .position(|e| e.state.id == what || e.state.name.as_deref() == Some(what))
+    {
+        return Ok(all.swap_remove(i));
+    }
+    let mut m: Vec<Entry> = all
+        .into_iter()
+        .filter(|e| !what.is_empty() && e.state.id.starts_with(what))
+        .collect();
+    match m.len() {
+        1 => Ok(m.remove(0)),
+        0 => Err(crate::error::hint(
+            format!("no such container: {what}"),
+            "list containers with `minictr ps -a`",
+        )),
+        _ => Err(crate::error::hint(
+            format!("{what:?} matches several containers"),
+            "give more of the id",
+        )),
+    }
 }
 
 #[cfg(test)]
