@@ -46,8 +46,22 @@ impl Spec {
     /// Step 1: parse and check every input. Nothing exists yet, so an error here leaves nothing behind.
     pub fn from_args(args: &RunArgs) -> Result<Spec> {
         let id = state::new_id();
-        let hostname = args.hostname.clone().unwrap_or_else(|| id.clone());
-        namespaces::validate_hostname(&hostname)?;
+        let hostname = match (&args.hostname, args.no_uts) {
+            (Some(_), true) => bail!(error::hint(
+                "--hostname needs the container's own UTS namespace, and --no-uts keeps the host's",
+                "drop --no-uts, or drop --hostname"
+            )),
+            // No UTS namespace: the container shares the host's name, and $HOSTNAME says so.
+            (None, true) => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| id.clone()),
+            (Some(h), false) => h.clone(),
+            (None, false) => id.clone(),
+        };
+        if !args.no_uts {
+            namespaces::validate_hostname(&hostname)?;
+        }
         let env = args
             .env
             .iter()
@@ -118,6 +132,7 @@ impl Spec {
             workdir,
             own_netns: namespaces.net,
             own_ipcns: namespaces.ipc,
+            own_pidns: namespaces.pid,
         };
         Ok(Spec {
             id,
@@ -207,7 +222,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let flags = spec.namespaces.clone_flags();
     let pid = namespaces::clone_child(flags, None, || {
         child_main(&spec, &child_end, &parent_end, &old_mask, sfd.as_raw_fd())
-    })?;
+    })
+    .map_err(|e| userns_disabled_error(e, &spec))?;
     drop(child_end);
     let mut guard = ChildGuard(Some(pid));
     rt.state.container_pid = Some(pid.as_raw());
@@ -250,6 +266,27 @@ pub fn run(args: RunArgs) -> Result<i32> {
     Ok(code)
 }
 // ANCHOR_END: run
+
+/// ch03: when clone fails for a normal user because a sysctl forbids unprivileged user namespaces,
+/// the error names that setting and the command that changes it.
+fn userns_disabled_error(e: anyhow::Error, spec: &Spec) -> anyhow::Error {
+    if !spec.namespaces.user || nix::unistd::geteuid().is_root() {
+        return e;
+    }
+    match userns::diagnose_disabled() {
+        Some(why) => {
+            let what = e
+                .downcast_ref::<error::Hint>()
+                .map(|h| h.what.clone())
+                .unwrap_or_else(|| error::one_line(&e));
+            error::hint(
+                format!("{what}: unprivileged user namespaces are disabled"),
+                why,
+            )
+        }
+        None => e,
+    }
+}
 
 // ANCHOR: wait
 /// Pass signals on and wait for the child; returns its exit code, or 128+N if signal N killed it.

@@ -94,6 +94,8 @@ pub struct Config {
     pub own_netns: bool,
     /// Whether the container has its own IPC namespace (for /dev/mqueue).
     pub own_ipcns: bool,
+    /// Whether the container has its own PID namespace (a fresh procfs can only be mounted then).
+    pub own_pidns: bool,
 }
 
 /// One mount(2) call on a target inside the container, narrated under `--explain`.
@@ -205,14 +207,28 @@ fn move_mount_to(fd: BorrowedFd<'_>, target: &Path) -> Result<()> {
 /// /proc, /sys and /dev inside the new root.
 pub fn mount_kernel_filesystems(root: &Root, cfg: &Config) -> Result<()> {
     let proc_dir = root.mkdir_all(Path::new("/proc"))?;
-    mount_on(
-        "proc",
-        proc_dir.as_fd(),
-        Path::new("/proc"),
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-        None,
-    )?;
+    if cfg.own_pidns {
+        mount_on(
+            "proc",
+            proc_dir.as_fd(),
+            Path::new("/proc"),
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+            None,
+        )?;
+    } else {
+        // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
+        // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
+        // (Podman does the same for --pid=host).
+        mount_on(
+            "/proc",
+            proc_dir.as_fd(),
+            Path::new("/proc"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+    }
 
     let sys_dir = root.mkdir_all(Path::new("/sys"))?;
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
