@@ -389,6 +389,7 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     process::switch_user(&id)?;
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(&spec.hostname, &home, &spec.env);
+    process::close_inherited_fds()?;
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
     Err(process::exec(&spec.command, &env).into())
