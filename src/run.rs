@@ -118,6 +118,27 @@ impl Spec {
                 "use --userns=private or --userns=host"
             )),
         };
+        // ch03: an idmapped volume needs a user namespace to map into, and host root to make it.
+        if volumes.iter().any(|v| v.idmap) {
+            if userns.is_none() {
+                bail!(error::hint(
+                    "`:idmap` volumes need a user namespace",
+                    "drop --userns=host, or drop :idmap"
+                ));
+            }
+            if !nix::unistd::geteuid().is_root() {
+                bail!(error::hint(
+                    "`:idmap` volumes need root: the kernel lets only host root create idmapped mounts",
+                    "drop :idmap (rootless, files you own appear as root inside already)"
+                ));
+            }
+            if volumes.iter().filter(|v| v.idmap).count() > 16 {
+                bail!(error::hint(
+                    "more than 16 `:idmap` volumes",
+                    "idmap a common parent directory instead"
+                ));
+            }
+        }
         let namespaces = namespaces::Namespaces {
             user: userns.is_some(),
             pid: !args.no_pid,
@@ -233,6 +254,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut go_fds: Vec<OwnedFd> = Vec::new();
     if let Some(plan) = &spec.userns {
         userns::write_maps(pid, plan)?;
+        // ch03: `-v HOST:CTR:idmap` volumes, idmapped like the root; sent first, in volume order.
+        for v in spec.rootfs.volumes.iter().filter(|v| v.idmap) {
+            go_fds.push(userns::idmapped_mount(pid, &v.host, v.readonly)?);
+        }
         // 5. The root: an idmapped copy of the rootfs (root only; rootless owns its rootfs already).
         if plan.writer == userns::Writer::Direct {
             match userns::idmapped_mount(pid, &spec.rootfs.rootfs, false) {
@@ -367,9 +392,21 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     }
     // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
     rootfs::make_private()?;
+    // The parent's fds: one idmapped mount per `:idmap` volume, then the prepared root if any.
+    let idmapped: Vec<OwnedFd> = fds
+        .drain(
+            ..spec
+                .rootfs
+                .volumes
+                .iter()
+                .filter(|v| v.idmap)
+                .count()
+                .min(fds.len()),
+        )
+        .collect();
     let root = rootfs::mount_root(&spec.rootfs, fds.pop())?;
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
-    rootfs::mount_volumes(&root, &spec.rootfs.volumes)?;
+    rootfs::mount_volumes(&root, &spec.rootfs.volumes, idmapped)?;
     rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
     // 10. pivot_root: from here on the host's files are out of reach.
     rootfs::pivot(root)?;

@@ -306,10 +306,51 @@ pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> R
     Ok(())
 }
 
-/// Bind-mount the volumes (`-v HOST:CTR[:ro]`).
-pub fn mount_volumes(root: &Root, volumes: &[Volume]) -> Result<()> {
+/// Bind-mount the volumes (`-v HOST:CTR[:ro]`). `idmapped` holds one detached, idmapped mount
+/// prepared by the parent for each `:idmap` volume, in order (chapter 3).
+pub fn mount_volumes(root: &Root, volumes: &[Volume], idmapped: Vec<OwnedFd>) -> Result<()> {
+    let mut idmapped = idmapped.into_iter();
     for v in volumes {
-        volumes::bind(root, v)?;
+        if v.idmap {
+            let fd = idmapped
+                .next()
+                .with_context(|| format!("no idmapped mount for volume {}", v.host.display()))?;
+            volumes::attach(root, v, fd)?;
+        } else {
+            volumes::bind(root, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// move_mount(2) of a detached mount onto a target held open inside the rootfs.
+pub(crate) fn move_mount_onto(
+    fd: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    crate::explain!(
+        CHAPTER,
+        "move_mount(fd {}, \"\", {shown:?}, \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) — attach a prepared mount",
+        fd.as_raw_fd()
+    );
+    // SAFETY: move_mount reads two empty NUL-terminated strings; both fds are valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!("failed to attach the prepared mount on {}", shown.display())
+        });
     }
     Ok(())
 }
