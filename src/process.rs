@@ -168,8 +168,10 @@ pub fn resolve_identity(spec: &UserSpec, passwd: &str, group: &str) -> Result<Id
 
 // ANCHOR: switch_user
 /// Become the requested user: supplementary groups, then gid, then uid (after setuid we could no
-/// longer change the groups).
-pub fn switch_user(id: &Identity) -> Result<()> {
+/// longer change the groups). `may_setgroups` is false in a user namespace whose `setgroups` file
+/// says "deny" (a normal user without subordinate ids, chapter 3): the kernel refuses setgroups(2)
+/// there, so the supplementary groups stay as they are.
+pub fn switch_user(id: &Identity, may_setgroups: bool) -> Result<()> {
     crate::explain!(
         CHAPTER,
         "setgroups({:?}); setresgid({g}, {g}, {g}); setresuid({u}, {u}, {u})",
@@ -177,8 +179,16 @@ pub fn switch_user(id: &Identity) -> Result<()> {
         g = id.gid,
         u = id.uid
     );
-    let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&groups).context("failed to set the supplementary groups")?;
+    if may_setgroups {
+        let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups).context("failed to set the supplementary groups")?;
+    } else if !id.groups.is_empty() {
+        crate::explain!(
+            CHAPTER,
+            "not setting supplementary groups {:?}: setgroups is denied in this user namespace",
+            id.groups
+        );
+    }
     let g = Gid::from_raw(id.gid);
     nix::unistd::setresgid(g, g, g).with_context(|| {
         crate::error::hint(

@@ -423,7 +423,8 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
             spec.rootfs.workdir.display()
         )
     })?;
-    process::switch_user(&id)?;
+    let may_setgroups = spec.userns.as_ref().map_or(true, |p| p.setgroups_allowed());
+    process::switch_user(&id, may_setgroups)?;
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(&spec.hostname, &home, &spec.env);
     process::close_inherited_fds()?;
