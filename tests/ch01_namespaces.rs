@@ -502,3 +502,28 @@ fn stdin_and_stdout_are_passed_through() {
     assert_ok(&out);
     assert_eq!(stdout(&out), "HELLO\n");
 }
+
+/// minictr itself SIGKILLed: the container dies with it (PR_SET_PDEATHSIG), and the runtime
+/// directory it could not remove is cleaned by the next minictr command.
+#[test]
+fn a_sigkilled_minictr_takes_its_container_along_and_the_next_run_cleans_up() {
+    if !common::need_root(
+        "a_sigkilled_minictr_takes_its_container_along_and_the_next_run_cleans_up",
+    ) {
+        return;
+    }
+    let h = unique("mkill");
+    let mut child = common::spawn_sh(&h, &[], &rootfs(), "echo ready; exec sleep 9140");
+    assert_eq!(common::read_line(&mut child), "ready");
+    let pid = common::container_pid(&h);
+    child.kill().unwrap(); // SIGKILL to minictr
+    let st = common::wait_bounded(&mut child, 10);
+    assert_eq!(st.signal(), Some(9));
+    common::wait_until(10, "the container to die with minictr", || {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .map_or(true, |c| !c.starts_with("sleep\09140"))
+    });
+    // The next container start cleans stale runtime directories first.
+    assert_ok(&run(&[], &["true"]));
+    assert_no_leftovers(&h);
+}

@@ -217,20 +217,48 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A minictr running in the background. Dropping it (also when a test fails half-way) SIGKILLs
+/// minictr; its container follows (PR_SET_PDEATHSIG) and the next run removes the runtime dir.
+pub struct Running(pub std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Run `minictr run --hostname HOST [opts] ROOTFS sh -c SCRIPT` in the background with piped stdio.
-pub fn spawn_sh(hostname: &str, opts: &[&str], rootfs: &Path, script: &str) -> std::process::Child {
-    minictr()
-        .arg("run")
-        .arg("--hostname")
-        .arg(hostname)
-        .args(opts)
-        .arg(rootfs)
-        .args(["sh", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("failed to start minictr")
+pub fn spawn_sh(hostname: &str, opts: &[&str], rootfs: &Path, script: &str) -> Running {
+    Running(
+        minictr()
+            .arg("run")
+            .arg("--hostname")
+            .arg(hostname)
+            .args(opts)
+            .arg(rootfs)
+            .args(["sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to start minictr"),
+    )
 }
 
 /// Read one line of a child's stdout (blocking).
