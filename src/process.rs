@@ -292,6 +292,7 @@ pub fn exec(args: &[String], env: &[(String, String)]) -> CommandError {
         Errno::ENOENT | Errno::ENOTDIR => {
             (EXIT_NOT_FOUND, "no such file in the container".to_string())
         }
+        Errno::EACCES if program.is_dir() => (EXIT_NOT_EXECUTABLE, "it is a directory".into()),
         Errno::EACCES => (
             EXIT_NOT_EXECUTABLE,
             "permission denied (not executable, or on a noexec mount)".into(),

@@ -79,6 +79,12 @@ impl Spec {
             .iter()
             .map(|v| rootfs::parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        if args.command.first().is_some_and(|c| c.is_empty()) {
+            bail!(error::hint(
+                "the command is an empty string",
+                "give the program to run inside the container, e.g. /bin/sh"
+            ));
+        }
         let workdir = args.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
         if !workdir.is_absolute() {
             bail!(error::hint(

@@ -91,6 +91,12 @@ pub fn validate(maps: &[IdMap], what: &str) -> Result<()> {
             )));
         }
     }
+    // The container's first process becomes root (step 7): container id 0 must be mapped.
+    if !maps.iter().any(|m| m.inside == 0) {
+        bail!(hint(format!(
+            "no {what} map for container {what} 0: the container's root would not exist"
+        )));
+    }
     for (i, a) in maps.iter().enumerate() {
         for b in &maps[i + 1..] {
             if (a.inside as u64) < b.end_inside() && (b.inside as u64) < a.end_inside() {
@@ -492,6 +498,8 @@ mod tests {
         assert!(validate(&[m(0, 4294967290, 10)], "uid").is_err());
         assert!(validate(&[m(0, 1, 0)], "uid").is_err());
         assert!(validate(&[], "uid").is_err());
+        // container root unmapped
+        assert!(validate(&[m(1, 100000, 10)], "uid").is_err());
         assert_eq!(
             map_text(&[m(0, 100000, 65536), m(65536, 5, 1)]),
             "0 100000 65536\n65536 5 1\n"

@@ -188,6 +188,13 @@ fn exit_codes_follow_dockers_convention() {
     let out = run(&[], &["/etc/passwd"]); // exists, not executable
     assert_eq!(code(&out), Some(126), "{}", stderr(&out));
     assert!(stderr(&out).contains("/etc/passwd"), "{}", stderr(&out));
+    let out = run(&[], &["/bin"]);
+    assert_eq!(code(&out), Some(126), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot run /bin: it is a directory"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&[], &["no-such-command"]);
     assert_eq!(code(&out), Some(127), "{}", stderr(&out));
     assert!(
@@ -458,6 +465,7 @@ fn bad_input_exits_125_with_one_line_and_leaves_nothing() {
         (vec!["-w", "rel", r, "true"], "invalid working directory"),
         (vec!["--userns=bogus", r, "true"], "invalid --userns"),
         (vec!["-u", "no-such-user", r, "true"], "unable to find user"),
+        (vec![r, ""], "the command is an empty string"),
     ];
     for (args, want) in cases {
         let h = unique("bad");

@@ -312,6 +312,10 @@ fn bad_maps_exit_125_with_a_clear_message() {
         (vec!["--uidmap", "a:b:c"], "invalid id map"),
         (vec!["--uidmap", "0:100000:0"], "has length 0"),
         (vec!["--uidmap=-1:100000:1"], "invalid id map"),
+        (
+            vec!["--uidmap", "1:100000:10"],
+            "no uid map for container uid 0",
+        ),
         (vec!["--userns=bogus"], "invalid --userns"),
     ] {
         let h = unique("badmap");
