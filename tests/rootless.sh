@@ -162,6 +162,9 @@ skipped "cgroup limits" "a normal user needs a delegated cgroup v2 subtree; this
 skipped "veth networking" "creating a veth pair in the host's network namespace needs root"
 
 # --- nothing left behind ----------------------------------------------------------------------
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  eq "the runtime dir in /tmp is private" "700 $me" "$(stat -c '%a %u' "$base")"
+fi
 leftover=$(ls -A "$base" 2>/dev/null)
 eq "no runtime directory left in $base" "" "$leftover"
 mine=$(ps -u "$me" -o args= | grep -c '[s]leep 9139')
