@@ -288,11 +288,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
         return Err(CommandError { code, message }.into());
     }
-    guard.0 = None;
 
-    // 12. Forward signals until the container's first process exits.
+    // 12. Forward signals until the container's first process exits. The guard stays armed: if
+    // waiting fails, the container is killed and reaped rather than left running unattended.
     let code = wait_forwarding(pid, sfd)?;
-    // 13. Tear down (the runtime directory goes with `rt`).
+    guard.0 = None; // reaped by wait_forwarding: its pid may belong to someone else now
+                    // 13. Tear down (the runtime directory goes with `rt`).
     drop(rt);
     Ok(code)
 }
