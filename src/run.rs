@@ -55,8 +55,22 @@ impl Spec {
     /// Step 1: parse and check every input. Nothing exists yet, so an error here leaves nothing behind.
     pub fn from_args(args: &RunArgs) -> Result<Spec> {
         let id = state::new_id();
-        let hostname = args.hostname.clone().unwrap_or_else(|| id.clone());
-        namespaces::validate_hostname(&hostname)?;
+        let hostname = match (&args.hostname, args.no_uts) {
+            (Some(_), true) => bail!(error::hint(
+                "--hostname needs the container's own UTS namespace, and --no-uts keeps the host's",
+                "drop --no-uts, or drop --hostname"
+            )),
+            // No UTS namespace: the container shares the host's name, and $HOSTNAME says so.
+            (None, true) => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| id.clone()),
+            (Some(h), false) => h.clone(),
+            (None, false) => id.clone(),
+        };
+        if !args.no_uts {
+            namespaces::validate_hostname(&hostname)?;
+        }
         let env = args
             .env
             .iter()
@@ -74,6 +88,12 @@ impl Spec {
             .iter()
             .map(|v| rootfs::parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        if args.command.first().is_some_and(|c| c.is_empty()) {
+            bail!(error::hint(
+                "the command is an empty string",
+                "give the program to run inside the container, e.g. /bin/sh"
+            ));
+        }
         let workdir = args.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
         if !workdir.is_absolute() {
             bail!(error::hint(
@@ -113,6 +133,27 @@ impl Spec {
                 "use --userns=private or --userns=host"
             )),
         };
+        // ch03: an idmapped volume needs a user namespace to map into, and host root to make it.
+        if volumes.iter().any(|v| v.idmap) {
+            if userns.is_none() {
+                bail!(error::hint(
+                    "`:idmap` volumes need a user namespace",
+                    "drop --userns=host, or drop :idmap"
+                ));
+            }
+            if !nix::unistd::geteuid().is_root() {
+                bail!(error::hint(
+                    "`:idmap` volumes need root: the kernel lets only host root create idmapped mounts",
+                    "drop :idmap (rootless, files you own appear as root inside already)"
+                ));
+            }
+            if volumes.iter().filter(|v| v.idmap).count() > 16 {
+                bail!(error::hint(
+                    "more than 16 `:idmap` volumes",
+                    "idmap a common parent directory instead"
+                ));
+            }
+        }
         let namespaces = namespaces::Namespaces {
             user: userns.is_some(),
             pid: !args.no_pid,
@@ -160,6 +201,7 @@ impl Spec {
             workdir,
             own_netns: namespaces.net,
             own_ipcns: namespaces.ipc,
+            own_pidns: namespaces.pid,
         };
         Ok(Spec {
             id,
@@ -329,7 +371,8 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             &old_mask,
             sfd.as_raw_fd(),
         )
-    })?;
+    })
+    .map_err(|e| userns_disabled_error(e, spec))?;
     drop(child_end);
     let mut guard = ChildGuard(Some(pid));
     rt.state.container_pid = Some(pid.as_raw());
@@ -341,9 +384,13 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     if let Some(plan) = &spec.userns {
         userns::write_maps(pid, plan)?;
         crate::explain::checkpoint("id-maps");
+        // ch03: `-v HOST:CTR:idmap` volumes, idmapped like the root; sent first, in volume order.
+        for v in spec.rootfs.volumes.iter().filter(|v| v.idmap) {
+            go_fds.push(userns::idmapped_mount(pid, &v.host, v.readonly)?);
+        }
     }
     // 5. The root, prepared by the parent as a detached mount (root only: rootless has no rights on
-    //    the host's mount table, its child mounts the overlay itself).
+    //    the host's mount table, its child mounts the overlay itself). Sent last.
     let host_root = nix::unistd::geteuid().is_root();
     let idmap_for = spec.userns.as_ref().map(|_| pid);
     match &spec.overlay {
@@ -387,7 +434,6 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             Some(Msg::Go(_)) => bail!("unexpected message from the container process"),
         }
     }
-    guard.0 = None;
     crate::explain::checkpoint("running");
     if let (Some(layer), Some(ov)) = (layer.as_mut(), &spec.overlay) {
         if ov.keep {
@@ -416,8 +462,10 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         n.started(&spec.id);
     }
 
-    // 12. Forward signals until the container's first process exits.
+    // 12. Forward signals until the container's first process exits. The guard stays armed: if
+    // waiting fails, the container is killed and reaped rather than left running unattended.
     let code = wait_forwarding(pid, sfd, relay)?;
+    guard.0 = None; // reaped by wait_forwarding: its pid may belong to someone else now
     rt.state.exit_code = Some(code);
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
     crate::explain::checkpoint("teardown");
@@ -426,6 +474,27 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     Ok(code)
 }
 // ANCHOR_END: run
+
+/// ch03: when clone fails for a normal user because a sysctl forbids unprivileged user namespaces,
+/// the error names that setting and the command that changes it.
+fn userns_disabled_error(e: anyhow::Error, spec: &Spec) -> anyhow::Error {
+    if !spec.namespaces.user || nix::unistd::geteuid().is_root() {
+        return e;
+    }
+    match userns::diagnose_disabled() {
+        Some(why) => {
+            let what = e
+                .downcast_ref::<error::Hint>()
+                .map(|h| h.what.clone())
+                .unwrap_or_else(|| error::one_line(&e));
+            error::hint(
+                format!("{what}: unprivileged user namespaces are disabled"),
+                why,
+            )
+        }
+        None => e,
+    }
+}
 
 // ANCHOR: wait
 /// Pass signals on and wait for the child; returns its exit code, or 128+N if signal N killed it.
@@ -582,6 +651,15 @@ fn child_setup(
     }
     // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
     rootfs::make_private()?;
+    // The parent's fds: one idmapped mount per `:idmap` volume, then the prepared root if any.
+    let n_idmapped = spec
+        .rootfs
+        .volumes
+        .iter()
+        .filter(|v| v.idmap)
+        .count()
+        .min(fds.len());
+    let idmapped: Vec<OwnedFd> = fds.drain(..n_idmapped).collect();
     let root = match (&spec.overlay, fds.pop()) {
         // Rootless: mount the overlay here, inside the user namespace.
         (Some(ov), None) => {
@@ -591,7 +669,7 @@ fn child_setup(
         (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
     };
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
-    rootfs::mount_volumes(&root, &spec.rootfs.volumes)?;
+    rootfs::mount_volumes(&root, &spec.rootfs.volumes, idmapped)?;
     for t in &spec.tmpfs {
         rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
     }
@@ -618,9 +696,11 @@ fn child_setup(
             spec.rootfs.workdir.display()
         )
     })?;
-    process::switch_user(&id)?;
+    let may_setgroups = spec.userns.as_ref().map_or(true, |p| p.setgroups_allowed());
+    process::switch_user(&id, may_setgroups)?;
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(&spec.hostname, &home, &spec.env);
+    process::close_inherited_fds()?;
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
     if spec.init {
@@ -815,8 +895,11 @@ fn exec_child(
 ) -> Result<std::convert::Infallible> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // A rootless container without subordinate ids denied setgroups(2) in its user namespace.
+    let may_setgroups =
+        std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow");
     if in_userns {
-        userns::become_root(true)?;
+        userns::become_root(may_setgroups)?;
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -827,13 +910,14 @@ fn exec_child(
             workdir.display()
         )
     })?;
-    process::switch_user(&id)?;
+    process::switch_user(&id, may_setgroups)?;
     if o.tty {
         let master = pty::open_in_container()?;
         ch.send_pty(master.as_raw_fd())?;
     }
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(hostname, &home, env);
+    process::close_inherited_fds()?;
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
     Err(process::exec(&o.command, &env).into())

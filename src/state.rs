@@ -30,6 +30,36 @@ pub fn base_dir() -> PathBuf {
     }
 }
 
+/// Create `base` (mode 0700 when we make it) and check it is ours: a directory, not a symlink,
+/// owned by us and writable by nobody else. The rootless fallback lives in the shared /tmp, where
+/// another user could have made `/tmp/minictr-<uid>` first to plant or read state.
+fn create_base(base: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(base)
+        .with_context(|| format!("failed to create the runtime directory {}", base.display()))?;
+    check_base(base)
+}
+
+fn check_base(base: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(base)
+        .with_context(|| format!("failed to inspect {}", base.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != euid || m.mode() & 0o022 != 0 {
+        anyhow::bail!(crate::error::hint(
+            format!(
+                "refusing runtime directory {}: not a directory owned by uid {euid} and writable only by it",
+                base.display()
+            ),
+            "remove it, or set XDG_RUNTIME_DIR (or MINICTR_RUN_DIR) to a private directory"
+        ));
+    }
+    Ok(())
+}
+
 /// A new container id: 12 lower-case hex digits (Docker's short id length).
 pub fn new_id() -> String {
     use rand::Rng;
@@ -114,9 +144,7 @@ impl RuntimeDir {
     /// Create `<base>/<id>/` atomically: built under a dot-name, locked, state written, then renamed
     /// into place — so nobody ever sees an unlocked or state-less directory under its real name.
     pub fn create(base: &Path, state: State) -> Result<RuntimeDir> {
-        std::fs::create_dir_all(base).with_context(|| {
-            format!("failed to create the runtime directory {}", base.display())
-        })?;
+        create_base(base)?;
         let tmp = base.join(format!(".new-{}", state.id));
         let path = base.join(&state.id);
         crate::explain!(
@@ -221,6 +249,9 @@ impl Stale {
 
 /// Every runtime directory under `base` whose lock is free: its minictr died without cleaning up.
 pub fn stale_entries(base: &Path) -> Vec<Stale> {
+    if check_base(base).is_err() {
+        return Vec::new(); // not ours (or missing): never act on what someone else wrote there
+    }
     let Ok(rd) = std::fs::read_dir(base) else {
         return Vec::new();
     };

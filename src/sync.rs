@@ -18,7 +18,7 @@ const TAG_GO: u8 = 1;
 const TAG_FAILED: u8 = 2;
 const TAG_PTY: u8 = 3;
 const MAX_MSG: usize = 4096;
-const MAX_FDS: usize = 8;
+const MAX_FDS: usize = 32;
 
 /// One end of the parent/child channel.
 pub struct Channel {
