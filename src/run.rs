@@ -704,7 +704,9 @@ fn child_setup(
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
     if spec.init {
-        // minictr stays PID 1; the command runs as its child.
+        // minictr stays PID 1 and never execs, so close-on-exec cannot tell the parent that the
+        // container runs: close our end of the channel explicitly (EOF = "running").
+        let _ = nix::unistd::close(ch.raw_fd());
         return Ok(init::run(mask, || process::exec(&spec.command, &env)));
     }
     Err(process::exec(&spec.command, &env).into())

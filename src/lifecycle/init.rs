@@ -94,6 +94,10 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
                 }
             }
             Ok(sig) => {
+                crate::explain!(
+                    CHAPTER,
+                    "init: kill({child}, {sig}) — passing on a signal PID 1 received"
+                );
                 let _ = kill(child, sig);
             }
             Err(_) => {}
