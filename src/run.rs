@@ -225,7 +225,8 @@ impl Spec {
 
 /// Undo what crashed runs left behind. Every minictr command calls this first.
 pub fn cleanup_stale() {
-    for stale in state::stale_entries(&state::base_dir()) {
+    let base = state::base_dir();
+    for stale in state::stale_entries(&base) {
         crate::explain!(
             state::CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -251,6 +252,7 @@ pub fn cleanup_stale() {
             eprintln!("minictr: warning: {}", error::one_line(&e));
         }
     }
+    overlay::remove_orphans();
 }
 
 /// Kills and reaps the child if the parent fails between clone and exec: no half-made container.
@@ -336,6 +338,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             record.extend(ov.name.clone());
             rt.record("overlay", record)?;
             let layer = overlay::WritableLayer::create(dir, root_owner(spec), ov.name.clone())?;
+            layer.set_owner(rt.path())?;
             crate::explain::checkpoint("writable-layer");
             Some(layer)
         }
