@@ -63,13 +63,19 @@ fn fifty_at_once_leave_nothing() {
                 ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     for (i, k) in kids.into_iter().enumerate() {
         let out = k.wait_with_output().unwrap();
-        assert!(out.status.success(), "container {i}: {:?}", out.status);
+        assert!(
+            out.status.success(),
+            "container {i}: {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             format!("{prefix}-{i}")
