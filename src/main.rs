@@ -4,6 +4,7 @@
 
 mod error;
 mod explain;
+mod lifecycle;
 mod mountapi;
 mod namespaces;
 mod overlay;
@@ -55,12 +56,86 @@ enum Command {
         container: String,
     },
 
-    /// Remove kept containers (their writable layer and name)
-    #[command(after_help = "Example:\n  sudo minictr rm demo")]
+    /// Remove stopped or kept containers (state, log, writable layer, name)
+    #[command(
+        after_help = "Examples:\n  sudo minictr rm demo\n  sudo minictr rm -f web      # kill it first if it runs"
+    )]
     Rm {
+        /// Kill a running container first
+        #[arg(short, long)]
+        force: bool,
         /// Container ids (or unique prefixes) or names
         #[arg(value_name = "ID|NAME", required = true)]
         containers: Vec<String>,
+    },
+
+    /// List containers: running ones, or all with -a
+    #[command(after_help = "Example:\n  sudo minictr ps -a")]
+    Ps {
+        /// Also show exited containers
+        #[arg(short, long)]
+        all: bool,
+    },
+
+    /// Show the output of a detached container
+    #[command(
+        after_help = "Example:\n  id=$(sudo minictr run -d ./rootfs sh -c 'while true; do date; sleep 1; done')\n  sudo minictr logs -f $id"
+    )]
+    Logs {
+        /// Keep printing new output until the container exits
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+    },
+
+    /// Run another command in a running container (all its namespaces, its user and environment)
+    #[command(
+        after_help = "Examples:\n  sudo minictr exec web ps\n  sudo minictr exec -it web /bin/sh"
+    )]
+    Exec {
+        /// Allocate a pseudo-terminal
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Keep stdin open
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Set an environment variable (KEY=VALUE); repeatable
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// User: UID[:GID] or names
+        #[arg(short = 'u', long, value_name = "UID[:GID]")]
+        user: Option<String>,
+        /// Narrate each kernel call
+        #[arg(long)]
+        explain: bool,
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+        #[arg(value_name = "CMD", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+
+    /// Stop a running container: SIGTERM, then SIGKILL after a grace period
+    #[command(after_help = "Example:\n  sudo minictr stop -t 2 web")]
+    Stop {
+        /// Seconds to wait before SIGKILL
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(value_name = "ID|NAME", required = true)]
+        containers: Vec<String>,
+    },
+
+    /// Send a signal to a container's first process
+    #[command(after_help = "Example:\n  sudo minictr kill -s HUP web")]
+    Kill {
+        /// Signal name or number
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(value_name = "ID|NAME")]
+        container: String,
     },
 
     /// Start containers on ROOTFS and check, from inside, every wall the book describes (PASS/FAIL per check)
@@ -117,6 +192,22 @@ pub struct RunArgs {
     /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
     #[arg(long, value_name = "CTR:HOST:LEN")]
     pub gidmap: Vec<String>,
+
+    /// Allocate a pseudo-terminal for the container (its own /dev/pts/0)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Keep stdin open and forward it (with -t: into the container's terminal)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Run in the background: print the container id and exit; output goes to `minictr logs`
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies (minictr itself)
+    #[arg(long)]
+    pub init: bool,
 
     /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
     #[arg(long = "layer", value_name = "DIR")]
@@ -203,7 +294,43 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Diff { container } => run::diff(&container),
-        Command::Rm { containers } => run::rm(&containers),
+        Command::Rm { force, containers } => run::rm(&containers, force),
+        Command::Ps { all } => {
+            run::cleanup_stale();
+            lifecycle::commands::ps(all)
+        }
+        Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
+        Command::Exec {
+            tty,
+            interactive,
+            env,
+            workdir,
+            user,
+            explain,
+            container,
+            command,
+        } => {
+            if explain {
+                explain::enable();
+            }
+            run::exec(run::ExecOptions {
+                container,
+                command,
+                tty,
+                interactive,
+                env,
+                workdir,
+                user,
+            })
+        }
+        Command::Stop { time, containers } => {
+            run::cleanup_stale();
+            containers
+                .iter()
+                .try_for_each(|c| lifecycle::commands::stop(c, time).map(|_| ()))
+                .map(|_| 0)
+        }
+        Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
         Command::Selftest(args) => selftest::run(args),
     };
     match result {

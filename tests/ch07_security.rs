@@ -619,3 +619,60 @@ fn selftest_passes_on_the_busybox_rootfs() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn exec_gets_the_containers_walls() {
+    if !common::need_root("exec_gets_the_containers_walls") {
+        return;
+    }
+    // `minictr exec` enters a running container: the new process must be as restricted as the
+    // first one (runc applies the container's capabilities, seccomp and no_new_privs to exec too).
+    let name = common::unique("exec-walls");
+    let out = common::minictr()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--cap-add",
+            "NET_ADMIN",
+            "--ulimit",
+            "nofile=300:400",
+        ])
+        .arg(common::rootfs())
+        .args(["sleep", "60"])
+        .output()
+        .unwrap();
+    common::assert_ok(&out);
+    let exec = |script: &str| {
+        common::minictr()
+            .args(["exec", &name, "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let out = exec("cat /proc/self/status; ulimit -n");
+    let status = common::stdout(&out);
+    let rm = || {
+        common::minictr()
+            .args(["rm", "-f", &name])
+            .output()
+            .unwrap();
+    };
+    if !out.status.success() {
+        rm();
+        panic!("exec failed: {}", common::stderr(&out));
+    }
+    let checks = [
+        (field(&status, "CapBnd"), "00000000a80435fb"),
+        (field(&status, "CapEff"), "00000000a80435fb"),
+        (field(&status, "NoNewPrivs"), "1"),
+        (field(&status, "Seccomp"), "2"),
+    ];
+    let refused = exec("mount -t tmpfs t /mnt 2>/dev/null && echo mount; unshare -U true 2>/dev/null && echo unshare; echo done");
+    rm();
+    for (got, want) in checks {
+        assert_eq!(got, want, "{status}");
+    }
+    assert_eq!(status.lines().last(), Some("300"), "{status}");
+    assert_eq!(common::stdout(&refused).trim(), "done");
+}

@@ -96,6 +96,8 @@ pub struct Config {
     pub own_netns: bool,
     /// Whether the container has its own IPC namespace (for /dev/mqueue).
     pub own_ipcns: bool,
+    /// Whether the container has its own PID namespace (a fresh procfs can only be mounted then).
+    pub own_pidns: bool,
 }
 
 /// One mount(2) call on a target inside the container, narrated under `--explain`.
@@ -183,14 +185,28 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
 /// /proc, /sys and /dev inside the new root.
 pub fn mount_kernel_filesystems(root: &Root, cfg: &Config) -> Result<()> {
     let proc_dir = root.mkdir_all(Path::new("/proc"))?;
-    mount_on(
-        "proc",
-        proc_dir.as_fd(),
-        Path::new("/proc"),
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-        None,
-    )?;
+    if cfg.own_pidns {
+        mount_on(
+            "proc",
+            proc_dir.as_fd(),
+            Path::new("/proc"),
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+            None,
+        )?;
+    } else {
+        // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
+        // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
+        // (Podman does the same for --pid=host).
+        mount_on(
+            "/proc",
+            proc_dir.as_fd(),
+            Path::new("/proc"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+    }
 
     let sys_dir = root.mkdir_all(Path::new("/sys"))?;
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
@@ -282,10 +298,51 @@ pub fn make_root_readonly(root: &Root) -> Result<()> {
     make_readonly(fd.as_fd(), Path::new("/"), false)
 }
 
-/// Bind-mount the volumes (`-v HOST:CTR[:ro]`).
-pub fn mount_volumes(root: &Root, volumes: &[Volume]) -> Result<()> {
+/// Bind-mount the volumes (`-v HOST:CTR[:ro]`). `idmapped` holds one detached, idmapped mount
+/// prepared by the parent for each `:idmap` volume, in order (chapter 3).
+pub fn mount_volumes(root: &Root, volumes: &[Volume], idmapped: Vec<OwnedFd>) -> Result<()> {
+    let mut idmapped = idmapped.into_iter();
     for v in volumes {
-        volumes::bind(root, v)?;
+        if v.idmap {
+            let fd = idmapped
+                .next()
+                .with_context(|| format!("no idmapped mount for volume {}", v.host.display()))?;
+            volumes::attach(root, v, fd)?;
+        } else {
+            volumes::bind(root, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// move_mount(2) of a detached mount onto a target held open inside the rootfs.
+pub(crate) fn move_mount_onto(
+    fd: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    crate::explain!(
+        CHAPTER,
+        "move_mount(fd {}, \"\", {shown:?}, \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) — attach a prepared mount",
+        fd.as_raw_fd()
+    );
+    // SAFETY: move_mount reads two empty NUL-terminated strings; both fds are valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!("failed to attach the prepared mount on {}", shown.display())
+        });
     }
     Ok(())
 }
