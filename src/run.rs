@@ -649,8 +649,6 @@ fn child_main(
     mask: &SigSet,
     sfd: i32,
 ) -> i32 {
-    // ch07: non-dumpable from the first instruction inside the new namespaces until execve.
-    security::set_nondumpable();
     // The parent's ends are the parent's: closing our copies lets each side see EOF when the other dies.
     let _ = nix::unistd::close(parent_end_raw(parent_end));
     let _ = nix::unistd::close(sfd);
@@ -681,6 +679,10 @@ fn child_setup(
         Some(Msg::Pty(_)) => bail!("unexpected message from the parent"),
         None => bail!("minictr exited before the container started"),
     };
+    // ch07: non-dumpable from now until execve. Not earlier: until "go" the parent still opens our
+    // /proc/PID files (uid_map when rootless, ns/* for the network), which non-dumpable would make
+    // root's. Nothing else runs in the container's namespaces before we exec.
+    security::set_nondumpable();
     // 7. Root inside the user namespace (the parent wrote the maps).
     if let Some(plan) = &spec.userns {
         userns::become_root(plan.setgroups_allowed())?;

@@ -295,9 +295,10 @@ impl Config {
 // ANCHOR_END: config
 
 // ANCHOR: nondumpable
-/// First thing in the child, still holding minictr's memory and open files while it enters the
-/// container: nobody (not even a process of the same uid in the container) may ptrace it or open
-/// its /proc/PID/{exe,mem,fd}. execve makes the new program dumpable again, as it should be.
+/// In the child as soon as the parent says "go", while it still runs minictr's code and holds its
+/// open files inside the container: nobody (not even a process of the same uid in the container)
+/// may ptrace it or open its /proc/PID/{exe,mem,fd}. execve makes the new program dumpable again,
+/// as it should be.
 pub fn set_nondumpable() {
     crate::explain!(CHAPTER, "prctl(PR_SET_DUMPABLE, 0) — /proc/self/exe, mem and fd of this process are closed to the container");
     // SAFETY: prctl with plain integer arguments.
