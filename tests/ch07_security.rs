@@ -676,3 +676,33 @@ fn exec_gets_the_containers_walls() {
     assert_eq!(status.lines().last(), Some("300"), "{status}");
     assert_eq!(common::stdout(&refused).trim(), "done");
 }
+
+#[test]
+fn a_working_directory_through_proc_magic_links_is_refused() {
+    if !common::need_root("a_working_directory_through_proc_magic_links_is_refused") {
+        return;
+    }
+    // CVE-2024-21626: `-w /proc/self/fd/N` on a leaked host directory fd put the container's cwd
+    // outside its root. The workdir is resolved inside the rootfs without magic links.
+    for w in [
+        "/proc/self/fd/3",
+        "/proc/self/fd/4",
+        "/proc/1/cwd",
+        "/proc/self/root/..",
+    ] {
+        let host = common::unique("cwd");
+        let out = common::run(&["--hostname", &host, "-w", w], &["pwd"]);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "-w {w}: {}",
+            common::stdout(&out)
+        );
+        assert!(
+            common::stderr(&out).contains("working directory"),
+            "{}",
+            common::stderr(&out)
+        );
+        common::assert_no_leftovers(&host);
+    }
+}
