@@ -92,20 +92,31 @@ impl Root {
             mode: 0,
             resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
         };
-        // SAFETY: openat2 reads `how` (valid for the call) and the NUL-terminated path; it returns a
-        // new descriptor that we wrap immediately.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
+        // With `..` in the path, RESOLVE_IN_ROOT answers EAGAIN when any mount or rename happened on
+        // the machine during the lookup (it cannot prove `..` stayed inside): retry, as openat2(2)
+        // says. Other containers starting at the same time make this common, not theoretical.
+        let mut tries = 0;
+        let ret = loop {
+            // SAFETY: openat2 reads `how` (valid for the call) and the NUL-terminated path; it
+            // returns a new descriptor that we wrap immediately.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            };
+            if ret >= 0 {
+                break ret;
+            }
+            let e = Errno::last();
+            tries += 1;
+            if e != Errno::EAGAIN || tries >= 100 {
+                return Err(e);
+            }
         };
-        if ret < 0 {
-            return Err(Errno::last());
-        }
         // SAFETY: a fresh descriptor returned by the kernel.
         Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
     }
