@@ -315,8 +315,15 @@ pub fn protect_paths(cfg: &Config, root: &crate::rootfs::safepath::Root) -> Resu
         );
         return Ok(());
     }
-    paths::mask(root)?;
-    paths::make_readonly_paths(root)
+    let masked = paths::mask(root)?;
+    let frozen = paths::make_readonly_paths(root)?;
+    crate::explain!(
+        CHAPTER,
+        "masked {masked} of {} paths, made {frozen} of {} read-only (the others do not exist on this kernel)",
+        paths::MASKED.len(),
+        paths::READONLY.len()
+    );
+    Ok(())
 }
 
 // ANCHOR: before_user

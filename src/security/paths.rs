@@ -5,7 +5,6 @@
 //! inside the rootfs with `openat2(RESOLVE_IN_ROOT)` and mounted on through /proc/self/fd/N, so a
 //! symlink planted in the image cannot redirect a mount onto the host.
 
-use super::CHAPTER;
 use crate::rootfs::safepath::Root;
 use crate::rootfs::{make_readonly, mount_on};
 use anyhow::{Context, Result};
@@ -47,8 +46,9 @@ pub const READONLY: [&str; 5] = [
 // ANCHOR_END: lists
 
 // ANCHOR: mask
-/// Mask every path of [`MASKED`] that exists in this kernel's /proc and /sys.
-pub fn mask(root: &Root) -> Result<()> {
+/// Mask every path of [`MASKED`] that exists in this kernel's /proc and /sys; returns how many.
+pub fn mask(root: &Root) -> Result<usize> {
+    let mut n = 0;
     for p in MASKED {
         let inner = Path::new(p);
         let fd = match root.resolve(inner, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
@@ -71,14 +71,16 @@ pub fn mask(root: &Root) -> Result<()> {
         } else {
             mount_on("/dev/null", fd.as_fd(), inner, None, MsFlags::MS_BIND, None)?;
         }
+        n += 1;
     }
-    Ok(())
+    Ok(n)
 }
 // ANCHOR_END: mask
 
 // ANCHOR: readonly
-/// Bind every path of [`READONLY`] onto itself, then make that bind read-only.
-pub fn make_readonly_paths(root: &Root) -> Result<()> {
+/// Bind every path of [`READONLY`] onto itself, then make that bind read-only; returns how many.
+pub fn make_readonly_paths(root: &Root) -> Result<usize> {
+    let mut n = 0;
     for p in READONLY {
         let inner = Path::new(p);
         let fd = match root.resolve(inner, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
@@ -102,13 +104,8 @@ pub fn make_readonly_paths(root: &Root) -> Result<()> {
             .resolve(inner, OFlag::O_PATH | OFlag::O_NOFOLLOW)
             .with_context(|| format!("failed to re-open {p} after binding it"))?;
         make_readonly(top.as_fd(), inner, true)?;
+        n += 1;
     }
-    crate::explain!(
-        CHAPTER,
-        "masked {} paths, made {} read-only (those this kernel has)",
-        MASKED.len(),
-        READONLY.len()
-    );
-    Ok(())
+    Ok(n)
 }
 // ANCHOR_END: readonly
