@@ -5,6 +5,7 @@
 mod error;
 mod explain;
 mod namespaces;
+mod network;
 mod process;
 mod rootfs;
 mod run;
@@ -40,6 +41,16 @@ enum Command {
         Exit status: the command's; 128+N if it was killed by signal N; 125 if minictr failed;\n\
         126 if the command cannot be executed; 127 if it was not found.")]
     Run(RunArgs),
+    /// Manage the bridge network of the network namespace minictr runs in (chapter 6)
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+/// `minictr network …` (ch06).
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Delete the bridge minictr0 and its nftables table (refused while containers use them)
+    Rm,
 }
 
 /// Options of `minictr run`.
@@ -92,7 +103,7 @@ pub struct RunArgs {
     /// Stage switch (ch01): keep the host's PID namespace
     #[arg(long)]
     pub no_pid: bool,
-    /// Stage switch (ch01): keep the host's network namespace
+    /// Stage switch (ch01): keep the host's network namespace (same as --network host)
     #[arg(long)]
     pub no_net: bool,
     /// Stage switch (ch01): keep the host's UTS namespace (hostname)
@@ -104,6 +115,18 @@ pub struct RunArgs {
     /// Stage switch (ch01): keep the host's cgroup namespace
     #[arg(long)]
     pub no_cgroupns: bool,
+
+    // --- ch06 network ---
+    /// Network: bridge (own address on the bridge minictr0; default as root), none (only lo; default
+    /// rootless) or host (the host's network, like --no-net)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// The bridge's subnet when minictr creates it [default: 10.213.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Publish a container port: [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp]; repeatable (bridge only)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<String>,
 }
 
 fn main() {
@@ -123,6 +146,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Network(NetworkCommand::Rm) => run::network_rm(),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -8,7 +8,7 @@
 
 use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::sync::{Channel, Msg};
-use crate::{error, namespaces, process, rootfs, state, sync, userns, RunArgs};
+use crate::{error, namespaces, network, process, rootfs, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -39,6 +39,8 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub user: process::UserSpec,
     pub userns: Option<userns::Plan>,
+    /// ch06: --network, --subnet, -p.
+    pub network: network::Config,
 }
 
 // ANCHOR: validate
@@ -65,6 +67,26 @@ impl Spec {
             .iter()
             .map(|v| rootfs::parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        // ch06: --network/--subnet/-p; /etc/hosts, /etc/hostname, /etc/resolv.conf are written into
+        // the runtime directory (step 2) and bound first, so a user's -v can still replace them.
+        let network = network::Config::parse(
+            args.network.as_deref(),
+            args.no_net,
+            args.subnet.as_deref(),
+            &args.publish,
+            nix::unistd::geteuid().is_root(),
+        )?;
+        let mut volumes = volumes;
+        let etc = network::etc_binds(&state::base_dir().join(&id));
+        volumes.splice(
+            0..0,
+            etc.into_iter().map(|(host, target)| rootfs::Volume {
+                host,
+                target,
+                readonly: false,
+                idmap: false,
+            }),
+        );
         let workdir = args.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
         if !workdir.is_absolute() {
             bail!(error::hint(
@@ -107,7 +129,7 @@ impl Spec {
         let namespaces = namespaces::Namespaces {
             user: userns.is_some(),
             pid: !args.no_pid,
-            net: !args.no_net,
+            net: network.own_netns(), // ch06: --network host (or --no-net) shares minictr's
             uts: !args.no_uts,
             ipc: !args.no_ipc,
             cgroup: !args.no_cgroupns,
@@ -128,6 +150,7 @@ impl Spec {
             env,
             user,
             userns,
+            network,
         })
     }
 }
@@ -136,6 +159,10 @@ impl Spec {
 /// Undo what crashed runs left behind. Every minictr command calls this first.
 pub fn cleanup_stale() {
     for stale in state::stale_entries(&state::base_dir()) {
+        // ch06: the veth, published ports and address of a crashed run.
+        if let Some(v) = stale.state.as_ref().and_then(|s| s.resources.get("network")) {
+            network::cleanup_stale(v, &network_dir(), state::is_live);
+        }
         crate::explain!(
             state::CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -145,6 +172,18 @@ pub fn cleanup_stale() {
             eprintln!("minictr: warning: {}", error::one_line(&e));
         }
     }
+}
+
+/// ch06: where address allocations live (shared by every minictr of this machine).
+fn network_dir() -> PathBuf {
+    state::base_dir().join("network")
+}
+
+/// `minictr network rm` (ch06).
+pub fn network_rm() -> Result<i32> {
+    cleanup_stale();
+    network::remove(&network_dir(), state::is_live)?;
+    Ok(0)
 }
 
 /// Kills and reaps the child if the parent fails between clone and exec: no half-made container.
@@ -189,6 +228,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
         },
     )?;
 
+    // ch06: the bridge (made once), an address, the /etc files; recorded before the veth exists.
+    let mut net = network::reserve(
+        &spec.network,
+        &spec.id,
+        &spec.hostname,
+        rt.path(),
+        &network_dir(),
+        state::is_live,
+    )?;
+    rt.record("network", net.record())?;
+
     // Signals are blocked from here on and read from a signalfd: none can kill minictr half-way, and
     // each one is passed on to the container once it runs.
     let mut mask = SigSet::empty();
@@ -229,6 +279,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     }
 
+    // 5b. Network (ch06): veth pair, eth0's address and route inside, published ports.
+    net.attach(pid.as_raw())?;
+
     // 6. Go. EOF on the channel means the command was exec'd; a message means the child failed.
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
     parent_end.send_go(&raw)?;
@@ -246,6 +299,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // 12. Forward signals until the container's first process exits.
     let code = wait_forwarding(pid, sfd)?;
     // 13. Tear down (the runtime directory goes with `rt`).
+    drop(net); // ch06: ports, veth, address
     drop(rt);
     Ok(code)
 }

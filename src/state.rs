@@ -207,6 +207,17 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
     out
 }
 
+/// Whether a runtime directory is owned by a running minictr: it exists and its lock is held.
+pub fn is_live(dir: &Path) -> bool {
+    let Ok(f) = File::options().read(true).write(true).open(dir.join("lock")) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(f, FlockArg::LockExclusiveNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
