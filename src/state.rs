@@ -181,6 +181,12 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Only container directories: `<id>` or `.new-<id>`. Stages keep shared state next to them
+        // (ch06: network/ with its own lock), which is not a container.
+        let id = name.strip_prefix(".new-").unwrap_or(&name);
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
         if name.starts_with(".new-") {
             // Being created right now, or left by a crash between mkdir and flock: only old ones.
             let young = entry
