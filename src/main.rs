@@ -30,6 +30,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Run a command in a new container (foreground; removed when it exits, like `docker run --rm`)
     #[command(after_help = "Examples:\n  \

@@ -160,7 +160,11 @@ impl Spec {
 pub fn cleanup_stale() {
     for stale in state::stale_entries(&state::base_dir()) {
         // ch06: the veth, published ports and address of a crashed run.
-        if let Some(v) = stale.state.as_ref().and_then(|s| s.resources.get("network")) {
+        if let Some(v) = stale
+            .state
+            .as_ref()
+            .and_then(|s| s.resources.get("network"))
+        {
             network::cleanup_stale(v, &network_dir(), state::is_live);
         }
         crate::explain!(

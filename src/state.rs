@@ -215,7 +215,11 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
 
 /// Whether a runtime directory is owned by a running minictr: it exists and its lock is held.
 pub fn is_live(dir: &Path) -> bool {
-    let Ok(f) = File::options().read(true).write(true).open(dir.join("lock")) else {
+    let Ok(f) = File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join("lock"))
+    else {
         return false;
     };
     matches!(

@@ -113,7 +113,11 @@ pub fn write_all(
     hostname: &str,
     resolv: &str,
 ) -> Result<Vec<(PathBuf, PathBuf)>> {
-    let contents = [hosts_text.to_string(), format!("{hostname}\n"), resolv.to_string()];
+    let contents = [
+        hosts_text.to_string(),
+        format!("{hostname}\n"),
+        resolv.to_string(),
+    ];
     let mut binds = Vec::new();
     for ((name, target), text) in FILES.iter().zip(contents.iter()) {
         let p = rundir.join(name);
@@ -162,7 +166,8 @@ mod tests {
 
     #[test]
     fn resolv_conf_drops_loopback_resolvers_with_a_note() {
-        let host = "# generated\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n";
+        let host =
+            "# generated\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n";
         let fb = "nameserver 192.0.2.53\nnameserver 127.0.0.1\n";
         let r = resolv_conf(host, Some(fb), false);
         assert!(!r.contains("nameserver 127.0.0.53"), "{r}");
@@ -176,7 +181,11 @@ mod tests {
         // Real servers pass through unchanged; the host network keeps loopback servers.
         let host2 = "nameserver 198.51.100.1\nnameserver ::1\n";
         let r = resolv_conf(host2, Some(fb), false);
-        assert!(r.contains("nameserver 198.51.100.1\n") && !r.contains("::1\n") && !r.contains("192.0.2.53"));
+        assert!(
+            r.contains("nameserver 198.51.100.1\n")
+                && !r.contains("::1\n")
+                && !r.contains("192.0.2.53")
+        );
         assert_eq!(resolv_conf(host, None, true), host);
     }
 }

@@ -32,14 +32,16 @@ impl Subnet {
                 usage
             ));
         };
-        let addr: Ipv4Addr = addr.parse().map_err(|_| {
-            crate::error::hint(format!("invalid subnet {s:?}: bad address"), usage)
-        })?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| crate::error::hint(format!("invalid subnet {s:?}: bad address"), usage))?;
         let prefix: u8 = prefix
             .parse()
             .ok()
             .filter(|p| (8..=29).contains(p))
-            .ok_or_else(|| crate::error::hint(format!("invalid subnet {s:?}: bad prefix"), usage))?;
+            .ok_or_else(|| {
+                crate::error::hint(format!("invalid subnet {s:?}: bad prefix"), usage)
+            })?;
         let net = Subnet {
             network: addr,
             prefix,
@@ -159,7 +161,8 @@ impl Allocations {
     /// Lock `<dir>/lock`, read `<dir>/allocations` and drop the lines whose owner is gone
     /// (`alive(rundir)` says whether a runtime directory is still owned by a running minictr).
     pub fn lock(dir: &Path, alive: &dyn Fn(&Path) -> bool) -> Result<Allocations> {
-        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
         let lockf = File::options()
             .create(true)
             .truncate(false)

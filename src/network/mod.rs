@@ -244,7 +244,6 @@ pub fn reserve(
     let peers = peers_of(&table.entries, id, netns, &subnet);
     let hosts = etc_files::hosts(Some(addr), hostname, id, &peers);
     etc_files::write_all(rundir, &hosts, hostname, &resolv)?;
-    update_peer_hosts(&table.entries, netns, &subnet);
     Ok(net)
 }
 // ANCHOR_END: reserve
@@ -370,11 +369,17 @@ impl Network {
             return Ok(());
         };
         let ns_path = format!("/proc/{pid}/ns/net");
-        let ns = std::fs::File::open(&ns_path)
-            .with_context(|| format!("failed to open {ns_path}"))?;
+        let ns =
+            std::fs::File::open(&ns_path).with_context(|| format!("failed to open {ns_path}"))?;
         b.veth_made = true; // from here on teardown deletes it (ENODEV is fine)
-        b.sock
-            .add_veth(&b.host_if, b.bridge_index, b.mtu, CTR_IF, ns.as_fd(), &ns_path)?;
+        b.sock.add_veth(
+            &b.host_if,
+            b.bridge_index,
+            b.mtu,
+            CTR_IF,
+            ns.as_fd(),
+            &ns_path,
+        )?;
         let mut inside = Socket::open_route_in(ns.as_fd(), &ns_path)?;
         let eth0 = inside
             .get_link(CTR_IF)?
@@ -386,14 +391,13 @@ impl Network {
             nat::set_element(&p, b.addr, true)?;
             b.published.push(p);
         }
+        // Now that it answers, the other containers learn its name.
+        let alive = self.alive;
+        let table = ipam::Allocations::lock(&self.netdir, &|p| alive(p))?;
+        update_peer_hosts(&table.entries, b.netns, &b.subnet);
         Ok(())
     }
     // ANCHOR_END: attach
-
-    /// The container's address on the bridge, if it has one.
-    pub fn addr(&self) -> Option<Ipv4Addr> {
-        self.bridge.as_ref().map(|b| b.addr)
-    }
 }
 
 // ANCHOR: teardown
@@ -436,19 +440,17 @@ impl Drop for Network {
 // ANCHOR_END: teardown
 
 // ANCHOR: stale
-/// Undo what a crashed minictr recorded (`values` from [`Network::record`]): its published ports and
-/// veth — if they live in the namespace we run in — and its address.
+/// Undo what a crashed minictr recorded (`values` from [`Network::record`]): its published ports,
+/// its veth and its address. They live in the network namespace that minictr ran in; if that is not
+/// ours, a named namespace (`ip netns add`, bind-mounted at /run/netns/NAME) with the recorded inode
+/// is entered for the cleanup. A namespace that no longer exists took its veth and rules with it.
 pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool) {
     fn get<'a>(values: &'a [String], k: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         values
             .iter()
             .filter_map(move |v| v.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
     }
-    let same_ns = get(values, "netns")
-        .next()
-        .and_then(|n| n.parse::<u64>().ok())
-        .is_some_and(|n| current_netns().ok() == Some(n));
-    if same_ns {
+    let undo = || {
         for rec in get(values, "publish") {
             if let Some((p, addr)) = nat::parse_record(rec) {
                 let _ = nat::set_element(&p, addr, false);
@@ -459,11 +461,23 @@ pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool)
                 let _ = sock.del_link(veth);
             }
         }
-    } else {
-        crate::explain!(
-            CHAPTER,
-            "stale container's network lives in another namespace: its veth goes with its namespace"
-        );
+    };
+    if let Some(ns) = get(values, "netns")
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        if current_netns().ok() == Some(ns) {
+            undo();
+        } else if let Some(path) = named_netns(ns) {
+            crate::explain!(
+                CHAPTER,
+                "setns({}, CLONE_NEWNET) — the stale container's network lives there",
+                path.display()
+            );
+            if let Err(e) = in_netns(&path, undo) {
+                eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+            }
+        }
     }
     if let Some(id) = get(values, "id").next() {
         if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
@@ -472,6 +486,29 @@ pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool)
             }
         }
     }
+}
+
+/// The /run/netns/NAME whose namespace has inode `ino`, if any.
+fn named_netns(ino: u64) -> Option<PathBuf> {
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino))
+}
+
+/// Run `f` inside the network namespace at `path`, then return to ours (single-threaded: nothing
+/// else runs meanwhile).
+fn in_netns(path: &Path, f: impl FnOnce()) -> Result<()> {
+    let home =
+        std::fs::File::open("/proc/self/ns/net").context("failed to open /proc/self/ns/net")?;
+    let target =
+        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("failed to enter {}", path.display()))?;
+    f();
+    nix::sched::setns(home.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("failed to return to minictr's network namespace")
 }
 // ANCHOR_END: stale
 
@@ -523,7 +560,8 @@ mod tests {
 
     #[test]
     fn network_modes() {
-        let p = |n: Option<&str>, no_net: bool, root: bool| Config::parse(n, no_net, None, &[], root);
+        let p =
+            |n: Option<&str>, no_net: bool, root: bool| Config::parse(n, no_net, None, &[], root);
         assert_eq!(p(None, false, true).unwrap().mode, Mode::Bridge);
         assert_eq!(p(None, false, false).unwrap().mode, Mode::None);
         assert_eq!(p(None, true, true).unwrap().mode, Mode::Host);

@@ -46,10 +46,12 @@ impl Publish {
             _ => bail!(crate::error::hint(format!("invalid -p {s:?}"), usage)),
         };
         let port = |p: &str| -> Result<u16> {
-            p.parse::<u16>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| crate::error::hint(format!("invalid -p {s:?}: {p:?} is not a port (1-65535)"), usage))
+            p.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                crate::error::hint(
+                    format!("invalid -p {s:?}: {p:?} is not a port (1-65535)"),
+                    usage,
+                )
+            })
         };
         let host_ip = match ip {
             None | Some("") | Some("0.0.0.0") => None,

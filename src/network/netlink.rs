@@ -141,9 +141,8 @@ fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
     b
 }
 
-/// One answer of the kernel: its type and the bytes after `nlmsghdr`.
+/// One answer of the kernel: the bytes after its `nlmsghdr`.
 pub struct Reply {
-    pub ty: u16,
     pub body: Vec<u8>,
 }
 
@@ -183,8 +182,7 @@ impl Socket {
             )
         };
         if raw < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("failed to open a netlink socket");
+            return Err(std::io::Error::last_os_error()).context("failed to open a netlink socket");
         }
         // SAFETY: a fresh descriptor that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -225,14 +223,7 @@ impl Socket {
     /// Send raw bytes (a batch of finished messages, for nf_tables).
     pub fn send(&self, bytes: &[u8]) -> Result<()> {
         // SAFETY: send reads `bytes`, valid for the call; the kernel is the destination (pid 0).
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                0,
-            )
-        };
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
         if n < 0 {
             return Err(std::io::Error::last_os_error()).context("netlink send failed");
         }
@@ -250,14 +241,8 @@ impl Socket {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             // SAFETY: recv writes at most buf.len() bytes into buf.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                )
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -288,7 +273,6 @@ impl Socket {
                     }
                     NLMSG_DONE => return Ok(out),
                     _ => out.push(Reply {
-                        ty,
                         body: body.to_vec(),
                     }),
                 }
@@ -552,7 +536,10 @@ mod tests {
             .end();
         let b = m.finish(7);
         assert_eq!(b.len() % 4, 0);
-        assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()) as usize, b.len());
+        assert_eq!(
+            u32::from_ne_bytes(b[0..4].try_into().unwrap()) as usize,
+            b.len()
+        );
         assert_eq!(u32::from_ne_bytes(b[8..12].try_into().unwrap()), 7);
         let a: Vec<(u16, Vec<u8>)> = attrs(&b[32..]).map(|(t, v)| (t, v.to_vec())).collect();
         assert_eq!(a[0], (IFLA_IFNAME, b"eth0\0".to_vec()));
