@@ -57,6 +57,7 @@ impl Netns {
             .arg(common::rootfs())
             .args(cmd)
             .env("MINICTR_RUN_DIR", RUN_DIR)
+            .env_remove("MINICTR_NETWORK") // the default: bridge, as root
             .stdin(Stdio::null());
         c
     }

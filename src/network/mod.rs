@@ -64,6 +64,15 @@ impl Config {
         publish: &[String],
         root: bool,
     ) -> Result<Config> {
+        // MINICTR_NETWORK: the default when neither --network nor --no-net is given (the test suite
+        // sets it to `none` so that ordinary tests never build a bridge in the machine's namespace).
+        let env = std::env::var("MINICTR_NETWORK")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let network = match (network, no_net) {
+            (None, false) => env.as_deref(),
+            _ => network,
+        };
         let mode = match (network, no_net) {
             (Some("host"), _) | (None, true) => Mode::Host,
             (Some(m), true) => bail!(crate::error::hint(
@@ -385,6 +394,8 @@ impl Network {
             .get_link(CTR_IF)?
             .with_context(|| format!("{CTR_IF} did not appear in {ns_path}"))?;
         inside.add_addr(CTR_IF, eth0.index, b.addr, b.subnet.prefix)?;
+        // (Setting IFF_UP on the peer inside the creation request fails with ENOTCONN: the peer is
+        // brought up on its own, in its namespace.)
         inside.set_up(CTR_IF, eth0.index)?;
         inside.add_default_route(CTR_IF, eth0.index, b.subnet.gateway())?;
         for p in b.publish.clone() {

@@ -16,6 +16,11 @@ pub fn bin() -> PathBuf {
 pub fn minictr() -> Command {
     let mut c = Command::new(bin());
     c.stdin(Stdio::null());
+    // ch06: no bridge in the machine's own network namespace; tests/ch06_network.rs runs its
+    // containers inside network namespaces of its own instead.
+    if std::env::var_os("MINICTR_NETWORK").is_none() {
+        c.env("MINICTR_NETWORK", "none");
+    }
     c
 }
 
