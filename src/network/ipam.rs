@@ -171,7 +171,7 @@ impl Allocations {
             .with_context(|| format!("failed to open {}/lock", dir.display()))?;
         crate::explain!(
             super::CHAPTER,
-            "flock({}/lock, LOCK_EX) — one address allocation at a time",
+            "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
             dir.display()
         );
         let lock = Flock::lock(lockf, FlockArg::LockExclusive)

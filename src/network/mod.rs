@@ -296,6 +296,10 @@ fn update_peer_hosts(entries: &[ipam::Entry], netns: u64, subnet: &Subnet) {
 /// The bridge `minictr0` with the gateway address, IP forwarding and the NAT table. The fast path —
 /// the bridge exists — costs two netlink round trips (get the link, get its address).
 fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, Subnet)> {
+    crate::explain!(
+        CHAPTER,
+        "RTM_GETLINK {{ifname={BRIDGE:?}}} + RTM_GETADDR — ip -4 addr show {BRIDGE}: does the bridge exist, with which subnet?"
+    );
     if let Some(link) = sock.get_link(BRIDGE)? {
         let subnet = match sock.get_addr(link.index)? {
             Some((a, prefix)) => Subnet {
@@ -546,21 +550,17 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
     let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
     let had_bridge = sock.del_link(BRIDGE)?;
     let had_table = nat::remove()?;
-    match (had_bridge, had_table) {
-        (false, false) => println!("no bridge {BRIDGE} and no table ip {} here", nat::TABLE),
-        _ => println!(
-            "removed{}{}",
-            if had_bridge {
-                format!(" the bridge {BRIDGE}")
-            } else {
-                String::new()
-            },
-            if had_table {
-                format!(" the nftables table ip {}", nat::TABLE)
-            } else {
-                String::new()
-            }
-        ),
+    let mut gone = Vec::new();
+    if had_bridge {
+        gone.push(format!("the bridge {BRIDGE}"));
+    }
+    if had_table {
+        gone.push(format!("the nftables table ip {}", nat::TABLE));
+    }
+    if gone.is_empty() {
+        println!("no bridge {BRIDGE} and no table ip {} here", nat::TABLE);
+    } else {
+        println!("removed {}", gone.join(" and "));
     }
     Ok(())
 }

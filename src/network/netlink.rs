@@ -363,7 +363,8 @@ impl Socket {
         crate::explain!(
             super::CHAPTER,
             "RTM_NEWLINK {{ifname={host:?}, kind=\"veth\", mtu={mtu}, master=#{bridge_index}, flags=IFF_UP, peer={{ifname={peer:?}, IFLA_NET_NS_FD={netns_shown}}}}} \
-             — ip link add {host} mtu {mtu} master minictr0 up type veth peer name {peer} netns {netns_shown}"
+             — ip link add {host} mtu {mtu} master {} up type veth peer name {peer} netns {netns_shown}",
+            super::BRIDGE
         );
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
         m.raw(&ifinfomsg(0, IFF_UP, IFF_UP))
