@@ -204,7 +204,7 @@ fn only_lo_and_eth0_inside_with_an_address_and_the_bridge_answers() {
     let name = common::unique("eth0");
     let out = host.run(
         &["--hostname", &name],
-        &["sh", "-c", "ls /sys/class/net; ip -4 -o addr show eth0; cat /sys/class/net/eth0/mtu; ip route; ping -c1 -W5 10.213.0.1 >/dev/null && echo bridge-answers; cat /etc/hostname; grep -c \"$(hostname)\" /etc/hosts"],
+        &["sh", "-c", "ls /sys/class/net; ip -4 -o addr show eth0; cat /sys/class/net/eth0/mtu; ip route; ping -c1 -W5 10.213.0.1 >/dev/null && echo bridge-answers; cat /etc/hostname; grep -c \"$(hostname)\" /etc/hosts; echo '10.9.9.9 extra' >> /etc/hosts && echo root-may-edit-hosts"],
     );
     let text = ok(&out);
     let lines: Vec<&str> = text.lines().collect();

@@ -112,6 +112,7 @@ pub fn write_all(
     hosts_text: &str,
     hostname: &str,
     resolv: &str,
+    owner: (u32, u32),
 ) -> Result<Vec<(PathBuf, PathBuf)>> {
     let contents = [
         hosts_text.to_string(),
@@ -127,6 +128,9 @@ pub fn write_all(
             p.display()
         );
         std::fs::write(&p, text).with_context(|| format!("failed to write {}", p.display()))?;
+        std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).with_context(|| {
+            format!("failed to chown {} to {}:{}", p.display(), owner.0, owner.1)
+        })?;
         binds.push((p, PathBuf::from(target)));
     }
     Ok(binds)

@@ -149,8 +149,12 @@ fn default_rootless_note() {
 }
 
 /// The (host file, container path) pairs that the child bind-mounts over /etc/hosts, /etc/hostname
-/// and /etc/resolv.conf; the files are written by [`reserve`] into `rundir`.
-pub fn etc_binds(rundir: &Path) -> Vec<(PathBuf, PathBuf)> {
+/// and /etc/resolv.conf; the files are written by [`reserve`] into `rundir`. Only with
+/// `--network bridge`: with `none` and `host` the image's own files are right as they are.
+pub fn etc_binds(cfg: &Config, rundir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    if cfg.mode != Mode::Bridge {
+        return Vec::new();
+    }
     etc_files::FILES
         .iter()
         .map(|(name, target)| (rundir.join(name), PathBuf::from(target)))
@@ -196,7 +200,8 @@ struct BridgeLease {
 
 // ANCHOR: reserve
 /// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
-/// and write the container's /etc files into its runtime directory.
+/// and write the container's /etc files into its runtime directory, owned by `owner` (the host
+/// uid/gid of the container's root, so that it may edit them as Docker's containers can).
 pub fn reserve(
     cfg: &Config,
     id: &str,
@@ -204,6 +209,7 @@ pub fn reserve(
     rundir: &Path,
     netdir: &Path,
     alive: fn(&Path) -> bool,
+    owner: (u32, u32),
 ) -> Result<Network> {
     let mut net = Network {
         id: id.to_string(),
@@ -212,9 +218,6 @@ pub fn reserve(
         bridge: None,
     };
     if cfg.mode != Mode::Bridge {
-        let hosts = etc_files::hosts(None, hostname, id, &[]);
-        let resolv = etc_files::host_resolv_conf(cfg.mode == Mode::Host);
-        etc_files::write_all(rundir, &hosts, hostname, &resolv)?;
         return Ok(net);
     }
     let netns = current_netns()?;
@@ -252,7 +255,7 @@ pub fn reserve(
     let resolv = etc_files::host_resolv_conf(false);
     let peers = peers_of(&table.entries, id, netns, &subnet);
     let hosts = etc_files::hosts(Some(addr), hostname, id, &peers);
-    etc_files::write_all(rundir, &hosts, hostname, &resolv)?;
+    etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
     Ok(net)
 }
 // ANCHOR_END: reserve
