@@ -301,7 +301,8 @@ fn update_peer_hosts(entries: &[ipam::Entry], netns: u64, subnet: &Subnet) {
 fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, Subnet)> {
     crate::explain!(
         CHAPTER,
-        "RTM_GETLINK {{ifname={BRIDGE:?}}} + RTM_GETADDR — ip -4 addr show {BRIDGE}: does the bridge exist, with which subnet?"
+        "RTM_GETLINK {{ifname={BRIDGE:?}}} + RTM_GETADDR + NFT_MSG_GETTABLE — ip -4 addr show {BRIDGE}; nft list table ip {}: do the bridge and its rules exist, with which subnet?",
+        nat::TABLE
     );
     if let Some(link) = sock.get_link(BRIDGE)? {
         let subnet = match sock.get_addr(link.index)? {
@@ -324,6 +325,12 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
         }
         if !link.up {
             sock.set_up(BRIDGE, link.index)?;
+        }
+        // The rules are made with the bridge; if they are gone (a crash between the two, or
+        // `nft flush ruleset` by hand), make them again.
+        if !nat::table_exists()? {
+            nat::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+            nat::install(BRIDGE, &subnet.to_string())?;
         }
         return Ok((link.index, link.mtu, subnet));
     }

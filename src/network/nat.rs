@@ -220,6 +220,8 @@ pub fn sysctl(path: &str, value: &str) -> Result<()> {
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFTA_TABLE_NAME: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -242,6 +244,25 @@ fn cell(bytes: &[u8]) -> Vec<u8> {
     let mut v = bytes.to_vec();
     v.resize(bytes.len().div_ceil(4) * 4, 0);
     v
+}
+
+/// Whether the table `ip minictr` exists (`nft list table ip minictr`): one NFT_MSG_GETTABLE.
+pub fn table_exists() -> Result<bool> {
+    let mut sock = Socket::open(libc::NETLINK_NETFILTER)?;
+    let mut m = Msg::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_ACK);
+    m.raw(&nfgenmsg(NFPROTO_IPV4, 0))
+        .attr_str(NFTA_TABLE_NAME, TABLE);
+    match sock.request(m) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .and_then(|e| e.raw_os_error())
+                == Some(libc::ENOENT) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e).context("NFT_MSG_GETTABLE ip minictr failed"),
+    }
 }
 
 // ANCHOR: publish
