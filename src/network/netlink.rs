@@ -265,6 +265,9 @@ impl Socket {
                 }
                 match ty {
                     NLMSG_ERROR => {
+                        if body.len() < 4 {
+                            bail!("malformed netlink error message");
+                        }
                         let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
                         if code == 0 {
                             return Ok(out);
