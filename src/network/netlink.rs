@@ -55,6 +55,7 @@ const RTN_UNICAST: u8 = 1;
 const AF_INET: u8 = libc::AF_INET as u8;
 const IFF_UP: u32 = libc::IFF_UP as u32;
 
+// ANCHOR: msg
 /// A netlink message under construction.
 pub struct Msg {
     buf: Vec<u8>,
@@ -130,6 +131,8 @@ impl Msg {
         self.buf
     }
 }
+
+// ANCHOR_END: msg
 
 /// `struct ifinfomsg`: family, type, index, flags, change mask.
 fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
