@@ -526,6 +526,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
     crate::explain::checkpoint("teardown");
     drop(net); // ch06: ports, veth, address
+    rt.state.resources.remove("network"); // ch06: released (`ps -a` shows no address)
     drop(layer);
     drop(rt);
     Ok(code)

@@ -370,11 +370,12 @@ impl Network {
         let Some(b) = &self.bridge else {
             return Vec::new();
         };
+        // The address first and bare: `minictr ps` shows the first value as the ADDRESS column.
         let mut v = vec![
+            b.addr.to_string(),
             format!("id={}", self.id),
             format!("veth={}", b.host_if),
             format!("netns={}", b.netns),
-            format!("addr={}", b.addr),
         ];
         v.extend(
             b.publish
