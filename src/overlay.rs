@@ -258,6 +258,16 @@ impl WritableLayer {
         self.dir.join("work")
     }
 
+    /// Name the runtime directory that owns this layer (see [`remove_orphans`]).
+    pub fn set_owner(&self, runtime_dir: &Path) -> Result<()> {
+        // Written under another name and renamed: a concurrent remove_orphans() never sees a
+        // half-written (empty) owner.
+        let (tmp, f) = (self.dir.join("owner.tmp"), self.dir.join("owner"));
+        std::fs::write(&tmp, runtime_dir.to_string_lossy().as_bytes())
+            .with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &f).with_context(|| format!("failed to write {}", f.display()))
+    }
+
     /// The container started: from now on a kept layer outlives it.
     pub fn commit(&mut self, keep: bool) {
         self.keep = keep;
@@ -590,6 +600,31 @@ pub fn remove_kept(dir: &Path, kept: &Kept) -> Result<()> {
         release_name(n);
     }
     Ok(())
+}
+
+/// Writable layers that belong to no container: not kept, and the runtime directory named in their
+/// `owner` file is gone (removed by hand, or by a minictr of another version). A layer without an
+/// `owner` file is being created right now and is left alone.
+pub fn remove_orphans() {
+    let Ok(rd) = std::fs::read_dir(containers_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(owner) = std::fs::read_to_string(e.path().join("owner")) else {
+            continue;
+        };
+        if !owner.trim().is_empty()
+            && !Path::new(owner.trim()).exists()
+            && !e.path().join("container.json").exists()
+        {
+            crate::explain!(
+                CHAPTER,
+                "rm -r {:?} — a writable layer no container owns",
+                e.path()
+            );
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Stale cleanup: a crashed run's writable layer (`values`: [dir, "keep"|"discard", name?]).

@@ -248,7 +248,8 @@ impl Spec {
 
 /// Undo what crashed runs left behind. Every minictr command calls this first.
 pub fn cleanup_stale() {
-    for stale in state::stale_entries(&state::base_dir()) {
+    let base = state::base_dir();
+    for stale in state::stale_entries(&base) {
         crate::explain!(
             state::CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -278,6 +279,7 @@ pub fn cleanup_stale() {
             eprintln!("minictr: warning: {}", error::one_line(&e));
         }
     }
+    overlay::remove_orphans();
 }
 
 /// ch06: where address allocations live (shared by every minictr of this machine).
@@ -375,6 +377,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             record.extend(ov.name.clone());
             rt.record("overlay", record)?;
             let layer = overlay::WritableLayer::create(dir, root_owner(spec), ov.name.clone())?;
+            layer.set_owner(rt.path())?;
             crate::explain::checkpoint("writable-layer");
             Some(layer)
         }
@@ -562,7 +565,27 @@ fn wait_forwarding(pid: Pid, sfd: SignalFd, mut relay: Option<pty::Relay>) -> Re
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let stdin = std::io::stdin();
+    // With -t, when the user's terminal hangs up the container gets SIGHUP and a grace period; a
+    // PID 1 without a SIGHUP handler ignores it (chapter 8), so then it is killed.
+    let mut hangup_deadline: Option<std::time::Instant> = None;
     loop {
+        if let Some(d) = hangup_deadline {
+            if std::time::Instant::now() >= d {
+                crate::explain!(
+                    CHAPTER,
+                    "kill({pid}, SIGKILL) — the terminal is gone and the container ignored SIGHUP"
+                );
+                let _ = kill(pid, Signal::SIGKILL);
+                hangup_deadline = None;
+            }
+        }
+        let timeout = match hangup_deadline {
+            Some(d) => {
+                PollTimeout::try_from(d.saturating_duration_since(std::time::Instant::now()))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
         let (sig_ready, out_ready, in_ready) = {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
             if let Some(r) = &relay {
@@ -571,7 +594,7 @@ fn wait_forwarding(pid: Pid, sfd: SignalFd, mut relay: Option<pty::Relay>) -> Re
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("poll failed"),
@@ -623,7 +646,14 @@ fn wait_forwarding(pid: Pid, sfd: SignalFd, mut relay: Option<pty::Relay>) -> Re
             }
             // A terminal's Ctrl-C (si_code SI_KERNEL) already went to the whole foreground process
             // group, the container included: passing it on again would deliver it twice.
-            Some(_) if info.ssi_code == libc::SI_KERNEL => {}
+            // (With -t the container has a terminal of its own and gets nothing from ours.)
+            Some(_) if info.ssi_code == libc::SI_KERNEL && relay.is_none() => {}
+            Some(Signal::SIGHUP) if relay.is_some() => {
+                crate::explain!(CHAPTER, "kill({pid}, SIGHUP) — the terminal hung up");
+                let _ = kill(pid, Signal::SIGHUP);
+                hangup_deadline =
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+            }
             Some(sig) => {
                 crate::explain!(
                     CHAPTER,
@@ -814,8 +844,14 @@ pub fn rm(what: &[String], force: bool) -> Result<i32> {
                     }
                     overlay::cleanup_stale(&v);
                 }
-                std::fs::remove_dir_all(&e.path)
-                    .with_context(|| format!("failed to remove {}", e.path.display()))?;
+                // A foreground minictr removes its own directory when its container dies.
+                match std::fs::remove_dir_all(&e.path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err)
+                            .with_context(|| format!("failed to remove {}", e.path.display()));
+                    }
+                    _ => {}
+                }
                 println!("{}", e.state.id);
             }
             Err(_) => {

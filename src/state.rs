@@ -174,7 +174,6 @@ impl RuntimeDir {
         Ok(dir)
     }
 
-    #[allow(dead_code)] // used by the network stage (branch `network`), merged next
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -437,7 +437,6 @@ pub fn idmapped_mount(pid: Pid, path: &Path, readonly: bool) -> Result<OwnedFd> 
 // ANCHOR_END: idmapped_mount
 
 /// Why unprivileged user namespaces fail on this machine, if a known setting says so.
-#[allow(dead_code)] // wired into the clone error path on branch `tests-core`, merged next
 pub fn diagnose_disabled() -> Option<String> {
     diagnose_from(|p: &str| {
         std::fs::read_to_string(p)

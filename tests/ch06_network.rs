@@ -9,6 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -539,6 +540,30 @@ fn nothing_is_left_after_kill_9_of_the_container_or_of_minictr() {
     let out = host.run(&["--network", "none"], &["true"]);
     ok(&out);
     host.assert_clean(&[&name2]);
+}
+
+#[test]
+fn a_crash_at_any_network_step_is_undone_by_the_next_command() {
+    if !common::need_root("a_crash_at_any_network_step_is_undone_by_the_next_command") {
+        return;
+    }
+    let host = Netns::new("crash");
+    for step in ["network-reserved", "network-attached", "running"] {
+        let name = common::unique("crash");
+        let out = host
+            .minictr(&["--hostname", &name, "-p", "8083:80"], &["sleep", "60"])
+            .env("MINICTR_CRASH_AT", step)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "minictr killed itself at {step}: {out:?}"
+        );
+        // The next command (any command) cleans up.
+        ok(&host.run(&["--network", "none"], &["true"]));
+        host.assert_clean(&[&name]);
+    }
 }
 
 #[test]

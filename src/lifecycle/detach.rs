@@ -4,7 +4,7 @@
 //! its id, and exits.
 
 use anyhow::{Context, Result};
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -26,7 +26,7 @@ impl Notifier {
     /// Starting failed: the foreground prints the message and exits with `code`.
     pub fn failed(&mut self, code: i32, message: &str) {
         if let Some(mut p) = self.pipe.take() {
-            let _ = write!(p, "err {code} {message}");
+            let _ = writeln!(p, "err {code} {}", message.replace('\n', " "));
         }
     }
 }
@@ -45,15 +45,16 @@ pub fn daemonize() -> Result<Notifier> {
     match unsafe { nix::unistd::fork() }.context("failed to fork the monitor")? {
         nix::unistd::ForkResult::Parent { .. } => {
             drop(w);
+            // One line is the verdict; don't wait for EOF (a descendant may still hold the pipe).
             let mut text = String::new();
-            let _ = std::fs::File::from(r).read_to_string(&mut text);
+            let _ = std::io::BufReader::new(std::fs::File::from(r)).read_line(&mut text);
             if let Some(id) = text.strip_prefix("ok ") {
                 println!("{}", id.trim());
                 std::process::exit(0);
             }
             if let Some(rest) = text.strip_prefix("err ") {
                 let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-                eprintln!("minictr: {msg}");
+                eprintln!("minictr: {}", msg.trim_end());
                 std::process::exit(code.parse().unwrap_or(crate::error::EXIT_RUNTIME));
             }
             eprintln!("minictr: the container's monitor process died while starting it");
