@@ -394,7 +394,10 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         state::is_live,
         root_owner(spec),
     )?;
-    rt.record("network", net.record())?;
+    let record = net.record(); // empty unless --network bridge
+    if !record.is_empty() {
+        rt.record("network", record)?;
+    }
     crate::explain::checkpoint("network-reserved");
 
     // Signals are blocked from here on and read from a signalfd: none can kill minictr half-way, and

@@ -281,12 +281,12 @@ fn peers_of(
         .collect()
 }
 
-/// Rewrite the /etc/hosts of every running container on this bridge (they learn the new one's name,
-/// or forget a stopped one's).
-fn update_peer_hosts(entries: &[ipam::Entry], netns: u64, subnet: &Subnet) {
+/// Rewrite the /etc/hosts of every other running container on this bridge (they learn the new
+/// one's name, or forget a stopped one's); `except` is the container that changed.
+fn update_peer_hosts(entries: &[ipam::Entry], except: &str, netns: u64, subnet: &Subnet) {
     for e in entries
         .iter()
-        .filter(|e| e.netns == netns && subnet.contains(e.addr))
+        .filter(|e| e.id != except && e.netns == netns && subnet.contains(e.addr))
     {
         let peers = peers_of(entries, &e.id, netns, subnet);
         let text = etc_files::hosts(Some(e.addr), &e.hostname, &e.id, &peers);
@@ -297,7 +297,7 @@ fn update_peer_hosts(entries: &[ipam::Entry], netns: u64, subnet: &Subnet) {
 
 // ANCHOR: ensure_bridge
 /// The bridge `minictr0` with the gateway address, IP forwarding and the NAT table. The fast path —
-/// the bridge exists — costs two netlink round trips (get the link, get its address).
+/// the bridge exists — costs three netlink round trips (the link, its address, the nftables table).
 fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, Subnet)> {
     crate::explain!(
         CHAPTER,
@@ -420,7 +420,7 @@ impl Network {
         // Now that it answers, the other containers learn its name.
         let alive = self.alive;
         let table = ipam::Allocations::lock(&self.netdir, &|p| alive(p))?;
-        update_peer_hosts(&table.entries, b.netns, &b.subnet);
+        update_peer_hosts(&table.entries, &self.id, b.netns, &b.subnet);
         Ok(())
     }
     // ANCHOR_END: attach
@@ -457,7 +457,7 @@ impl Drop for Network {
                 if let Err(e) = table.save() {
                     eprintln!("minictr: warning: {}", crate::error::one_line(&e));
                 }
-                update_peer_hosts(&table.entries, b.netns, &b.subnet);
+                update_peer_hosts(&table.entries, &self.id, b.netns, &b.subnet);
             }
             Err(e) => eprintln!("minictr: warning: {}", crate::error::one_line(&e)),
         }
