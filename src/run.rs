@@ -92,8 +92,17 @@ impl Spec {
             .collect::<Result<Vec<_>>>()?;
         // ch06: --network/--subnet/-p; /etc/hosts, /etc/hostname, /etc/resolv.conf are written into
         // the runtime directory (step 2) and bound first, so a user's -v can still replace them.
+        // MINICTR_NETWORK: the default when neither --network nor --no-net is given (the test suite
+        // sets it to `none` so that ordinary tests never build a bridge in the machine's namespace).
+        let env_network = std::env::var("MINICTR_NETWORK")
+            .ok()
+            .filter(|v| !v.is_empty());
         let network = network::Config::parse(
-            args.network.as_deref(),
+            args.network.as_deref().or(if args.no_net {
+                None
+            } else {
+                env_network.as_deref()
+            }),
             args.no_net,
             args.subnet.as_deref(),
             &args.publish,

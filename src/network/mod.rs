@@ -64,15 +64,6 @@ impl Config {
         publish: &[String],
         root: bool,
     ) -> Result<Config> {
-        // MINICTR_NETWORK: the default when neither --network nor --no-net is given (the test suite
-        // sets it to `none` so that ordinary tests never build a bridge in the machine's namespace).
-        let env = std::env::var("MINICTR_NETWORK")
-            .ok()
-            .filter(|v| !v.is_empty());
-        let network = match (network, no_net) {
-            (None, false) => env.as_deref(),
-            _ => network,
-        };
         let mode = match (network, no_net) {
             (Some("host"), _) | (None, true) => Mode::Host,
             (Some(m), true) => bail!(crate::error::hint(
