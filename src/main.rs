@@ -7,6 +7,7 @@ mod explain;
 mod lifecycle;
 mod mountapi;
 mod namespaces;
+mod network;
 mod overlay;
 mod process;
 mod rootfs;
@@ -144,6 +145,17 @@ enum Command {
         rootfs-scripts/busybox.sh ./rootfs\n\nExit status: 0 when every check passes, 1 when one fails, 125 if minictr itself failed."
     )]
     Selftest(selftest::SelftestArgs),
+
+    /// Manage the bridge network of the network namespace minictr runs in (chapter 6)
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+/// `minictr network …` (ch06).
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Delete the bridge minictr0 and its nftables table (refused while containers use them)
+    Rm,
 }
 
 /// Options of `minictr run`.
@@ -236,7 +248,7 @@ pub struct RunArgs {
     /// Stage switch (ch01): keep the host's PID namespace
     #[arg(long)]
     pub no_pid: bool,
-    /// Stage switch (ch01): keep the host's network namespace
+    /// Stage switch (ch01): keep the host's network namespace (same as --network host)
     #[arg(long)]
     pub no_net: bool,
     /// Stage switch (ch01): keep the host's UTS namespace (hostname)
@@ -248,6 +260,18 @@ pub struct RunArgs {
     /// Stage switch (ch01): keep the host's cgroup namespace
     #[arg(long)]
     pub no_cgroupns: bool,
+
+    // --- ch06 network ---
+    /// Network: bridge (own address on the bridge minictr0; default as root), none (only lo; default
+    /// rootless) or host (the host's network, like --no-net)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// The bridge's subnet when minictr creates it [default: 10.213.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Publish a container port: [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp]; repeatable (bridge only)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<String>,
 
     // ---- chapter 7: hardening ----
     /// Add a capability to Docker's default 14 (CAP_ prefix optional, any case, or ALL); repeatable
@@ -331,6 +355,7 @@ fn main() {
                 .map(|_| 0)
         }
         Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
+        Command::Network(NetworkCommand::Rm) => run::network_rm(),
         Command::Selftest(args) => selftest::run(args),
     };
     match result {

@@ -9,7 +9,9 @@
 use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::lifecycle::{detach, init, pty};
 use crate::sync::{Channel, Msg};
-use crate::{error, namespaces, overlay, process, rootfs, security, state, sync, userns, RunArgs};
+use crate::{
+    error, namespaces, network, overlay, process, rootfs, security, state, sync, userns, RunArgs,
+};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -48,6 +50,8 @@ pub struct Spec {
     pub interactive: bool,
     pub init: bool,
     pub detach: bool,
+    /// ch06: --network, --subnet, -p.
+    pub network: network::Config,
     /// Chapter 7: capabilities, no_new_privs, seccomp (compiled here, once), masks, rlimits.
     pub security: security::Config,
 }
@@ -90,6 +94,35 @@ impl Spec {
             .iter()
             .map(|v| rootfs::parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        // ch06: --network/--subnet/-p; /etc/hosts, /etc/hostname, /etc/resolv.conf are written into
+        // the runtime directory (step 2) and bound first, so a user's -v can still replace them.
+        // MINICTR_NETWORK: the default when neither --network nor --no-net is given (the test suite
+        // sets it to `none` so that ordinary tests never build a bridge in the machine's namespace).
+        let env_network = std::env::var("MINICTR_NETWORK")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let network = network::Config::parse(
+            args.network.as_deref().or(if args.no_net {
+                None
+            } else {
+                env_network.as_deref()
+            }),
+            args.no_net,
+            args.subnet.as_deref(),
+            &args.publish,
+            nix::unistd::geteuid().is_root(),
+        )?;
+        let mut volumes = volumes;
+        let etc = network::etc_binds(&network, &state::base_dir().join(&id));
+        volumes.splice(
+            0..0,
+            etc.into_iter().map(|(host, target)| rootfs::Volume {
+                host,
+                target,
+                readonly: false,
+                idmap: false,
+            }),
+        );
         if args.command.first().is_some_and(|c| c.is_empty()) {
             bail!(error::hint(
                 "the command is an empty string",
@@ -159,7 +192,7 @@ impl Spec {
         let namespaces = namespaces::Namespaces {
             user: userns.is_some(),
             pid: !args.no_pid,
-            net: !args.no_net,
+            net: network.own_netns(), // ch06: --network host (or --no-net) shares minictr's
             uts: !args.no_uts,
             ipc: !args.no_ipc,
             cgroup: !args.no_cgroupns,
@@ -232,6 +265,7 @@ impl Spec {
             interactive: args.interactive,
             init: args.init,
             detach: args.detach,
+            network,
         })
     }
 }
@@ -250,6 +284,10 @@ pub fn cleanup_stale() {
             if let Some(v) = st.resources.get("overlay") {
                 overlay::cleanup_stale(v);
             }
+            // ch06: the veth, published ports and address of a crashed run.
+            if let Some(v) = st.resources.get("network") {
+                network::cleanup_stale(v, &network_dir(), state::is_live);
+            }
         }
         // A detached container that was running when its monitor died stays listed as exited
         // (its log and kept layer wait for `minictr rm`); anything else goes entirely.
@@ -267,6 +305,18 @@ pub fn cleanup_stale() {
         }
     }
     overlay::remove_orphans();
+}
+
+/// ch06: where address allocations live (shared by every minictr of this machine).
+fn network_dir() -> PathBuf {
+    state::base_dir().join("network")
+}
+
+/// `minictr network rm` (ch06).
+pub fn network_rm() -> Result<i32> {
+    cleanup_stale();
+    network::remove(&network_dir(), state::is_live)?;
+    Ok(0)
 }
 
 /// Kills and reaps the child if the parent fails between clone and exec: no half-made container.
@@ -360,6 +410,22 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         _ => None,
     };
 
+    // ch06: the bridge (made once), an address, the /etc files; recorded before the veth exists.
+    let mut net = network::reserve(
+        &spec.network,
+        &spec.id,
+        &spec.hostname,
+        rt.path(),
+        &network_dir(),
+        state::is_live,
+        root_owner(spec),
+    )?;
+    let record = net.record(); // empty unless --network bridge
+    if !record.is_empty() {
+        rt.record("network", record)?;
+    }
+    crate::explain::checkpoint("network-reserved");
+
     // Signals are blocked from here on and read from a signalfd: none can kill minictr half-way, and
     // each one is passed on to the container once it runs.
     let mut mask = SigSet::empty();
@@ -432,6 +498,10 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
 
     crate::explain::checkpoint("root-prepared");
 
+    // 5b. Network (ch06): veth pair, eth0's address and route inside, published ports.
+    net.attach(pid.as_raw())?;
+    crate::explain::checkpoint("network-attached");
+
     // 6. Go. EOF on the channel means the command was exec'd; a message means the child failed.
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
     parent_end.send_go(&raw)?;
@@ -487,6 +557,8 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     rt.state.exit_code = Some(code);
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
     crate::explain::checkpoint("teardown");
+    drop(net); // ch06: ports, veth, address
+    rt.state.resources.remove("network"); // ch06: released (`ps -a` shows no address)
     drop(layer);
     drop(rt);
     Ok(code)

@@ -265,6 +265,12 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Only container directories: `<id>` or `.new-<id>`. Stages keep shared state next to them
+        // (ch06: network/ with its own lock), which is not a container.
+        let id = name.strip_prefix(".new-").unwrap_or(&name);
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
         if name.starts_with(".new-") {
             // Being created right now, or left by a crash between mkdir and flock: only old ones.
             let young = entry
@@ -293,6 +299,21 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
         }
     }
     out
+}
+
+/// Whether a runtime directory is owned by a running minictr: it exists and its lock is held.
+pub fn is_live(dir: &Path) -> bool {
+    let Ok(f) = File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join("lock"))
+    else {
+        return false;
+    };
+    matches!(
+        Flock::lock(f, FlockArg::LockExclusiveNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
 }
 
 /// Seconds since the epoch.

@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# ch06: containers of the suite get no bridge unless a test asks for one; tests/ch06_network.rs
+# asks, inside network namespaces it creates, so the machine's own network is never changed.
+export MINICTR_NETWORK=none
 
 step() { printf '\n=== %s\n' "$*"; }
 

@@ -46,6 +46,7 @@ fn layer_dir(id: &str) -> PathBuf {
 fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
     let host = common::unique("ov");
     let mut child = Command::new(common::bin())
+        .env("MINICTR_NETWORK", "none") // ch06: no bridge in the machine's namespace
         .arg("run")
         .args(["--hostname", &host])
         .args(opts)
@@ -228,6 +229,7 @@ fn concurrent_writes_stay_apart() {
         .iter()
         .map(|w| {
             let child = Command::new(common::bin())
+                .env("MINICTR_NETWORK", "none") // ch06: no bridge in the machine's namespace
                 .args(["run"])
                 .arg(common::rootfs())
                 .args([
@@ -355,10 +357,11 @@ fn killed_container_and_killed_minictr_leave_no_layer() {
     child.wait().unwrap();
     // (Another test's minictr may already have cleaned up: only the state after our next command counts.)
     common::assert_ok(&common::run(&[], &["true"]));
-    assert!(
-        !layer_dir(&id).exists(),
-        "the next command removed the crashed run's layer"
-    );
+    // A concurrent test's minictr may hold the stale entry's lock and be removing it right now:
+    // allow it a moment to finish.
+    common::wait_until(10, "the crashed run's layer is removed", || {
+        !layer_dir(&id).exists()
+    });
     assert!(
         !Path::new("/run/minictr").join(&id).exists(),
         "and its runtime directory"

@@ -16,6 +16,11 @@ pub fn bin() -> PathBuf {
 pub fn minictr() -> Command {
     let mut c = Command::new(bin());
     c.stdin(Stdio::null());
+    // ch06: no bridge in the machine's own network namespace; tests/ch06_network.rs runs its
+    // containers inside network namespaces of its own instead.
+    if std::env::var_os("MINICTR_NETWORK").is_none() {
+        c.env("MINICTR_NETWORK", "none");
+    }
     c
 }
 
@@ -23,6 +28,12 @@ pub fn minictr() -> Command {
 /// as skipped: CI runs them as root (see .ci/run).
 pub fn need_root(test: &str) -> bool {
     if nix_is_root() {
+        // ch06: every minictr a test starts — also through a shell or tmux — gets no bridge in the
+        // machine's own network namespace unless the test asks for one (tests/ch06_network.rs does,
+        // inside namespaces of its own). std's environment lock keeps this safe next to spawns.
+        if std::env::var_os("MINICTR_NETWORK").is_none() {
+            std::env::set_var("MINICTR_NETWORK", "none");
+        }
         return true;
     }
     eprintln!("SKIPPED {test}: needs root (run the suite with sudo, as CI does)");

@@ -1,0 +1,300 @@
+//! IP address management: which container has which address on the bridge's subnet.
+//!
+//! One small text file, `<run dir>/network/allocations`, one line per address in use:
+//! `ADDRESS <tab> ID <tab> HOSTNAME <tab> RUNTIME-DIR <tab> NETNS`. Every change happens under an
+//! exclusive `flock` of `<run dir>/network/lock`, so 50 minictr processes starting at once still
+//! hand out 50 different addresses. A line whose owner is gone (its runtime directory is missing, or
+//! nobody holds that directory's lock any more: its minictr died) is free again — nobody has to
+//! clean up after a crash for the address to come back.
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+// ANCHOR: subnet
+/// An IPv4 subnet such as 10.213.0.0/16. The bridge takes the first address (the containers'
+/// gateway); containers get the following ones; the last (broadcast) is never used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn parse(s: &str) -> Result<Subnet> {
+        let usage = "give an IPv4 network in CIDR form with a prefix of /8 to /29, e.g. --subnet 10.213.0.0/16";
+        let Some((addr, prefix)) = s.split_once('/') else {
+            bail!(crate::error::hint(
+                format!("invalid subnet {s:?}: no /PREFIX"),
+                usage
+            ));
+        };
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| crate::error::hint(format!("invalid subnet {s:?}: bad address"), usage))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=29).contains(p))
+            .ok_or_else(|| {
+                crate::error::hint(format!("invalid subnet {s:?}: bad prefix"), usage)
+            })?;
+        let net = Subnet {
+            network: addr,
+            prefix,
+        };
+        if u32::from(addr) & !net.mask() != 0 {
+            bail!(crate::error::hint(
+                format!("invalid subnet {s:?}: host bits are set"),
+                format!(
+                    "did you mean {}/{prefix}?",
+                    Ipv4Addr::from(u32::from(addr) & net.mask())
+                )
+            ));
+        }
+        if addr.is_loopback() || addr.is_multicast() || addr.is_unspecified() {
+            bail!(crate::error::hint(
+                format!("invalid subnet {s:?}: not a unicast network"),
+                usage
+            ));
+        }
+        Ok(net)
+    }
+
+    pub fn mask(&self) -> u32 {
+        u32::MAX << (32 - self.prefix)
+    }
+
+    /// The bridge's own address: the first of the subnet.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.network)
+    }
+
+    /// The addresses containers may get: after the gateway, before the broadcast address.
+    fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let first = u32::from(self.network) + 2;
+        let last = u32::from(self.network) | !self.mask(); // broadcast
+        (first..last).map(Ipv4Addr::from)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+// ANCHOR_END: subnet
+
+/// One line of the allocation file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub addr: Ipv4Addr,
+    pub id: String,
+    pub hostname: String,
+    /// The owner's runtime directory: the address is in use while that directory is locked.
+    pub rundir: PathBuf,
+    /// Inode of the network namespace the container's bridge lives in (containers of other
+    /// namespaces are not reachable, so they are left out of /etc/hosts).
+    pub netns: u64,
+}
+
+impl Entry {
+    fn line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            self.addr,
+            self.id,
+            self.hostname,
+            self.rundir.display(),
+            self.netns
+        )
+    }
+
+    fn parse(line: &str) -> Option<Entry> {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 5 {
+            return None;
+        }
+        Some(Entry {
+            addr: f[0].parse().ok()?,
+            id: f[1].to_string(),
+            hostname: f[2].to_string(),
+            rundir: PathBuf::from(f[3]),
+            netns: f[4].parse().ok()?,
+        })
+    }
+}
+
+pub fn parse_file(text: &str) -> Vec<Entry> {
+    text.lines().filter_map(Entry::parse).collect()
+}
+
+// ANCHOR: pick
+/// The lowest free address of `subnet` given the addresses in use.
+pub fn pick(subnet: &Subnet, used: &[Entry]) -> Result<Ipv4Addr> {
+    let taken: std::collections::HashSet<Ipv4Addr> = used.iter().map(|e| e.addr).collect();
+    subnet.hosts().find(|a| !taken.contains(a)).ok_or_else(|| {
+        crate::error::hint(
+            format!("no free address left in {subnet}"),
+            "stop some containers, or use a larger subnet (minictr network rm; --subnet …/16)",
+        )
+    })
+}
+// ANCHOR_END: pick
+
+/// The allocation file and its lock, held for as long as this value lives.
+pub struct Allocations {
+    path: PathBuf,
+    _lock: Flock<File>,
+    pub entries: Vec<Entry>,
+}
+
+impl Allocations {
+    // ANCHOR: lock
+    /// Lock `<dir>/lock`, read `<dir>/allocations` and drop the lines whose owner is gone
+    /// (`alive(rundir)` says whether a runtime directory is still owned by a running minictr).
+    pub fn lock(dir: &Path, alive: &dyn Fn(&Path) -> bool) -> Result<Allocations> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        let lockf = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .with_context(|| format!("failed to open {}/lock", dir.display()))?;
+        crate::explain!(
+            super::CHAPTER,
+            "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
+            dir.display()
+        );
+        let lock = Flock::lock(lockf, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
+        let path = dir.join("allocations");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+        };
+        let entries = parse_file(&text)
+            .into_iter()
+            .filter(|e| alive(&e.rundir))
+            .collect();
+        Ok(Allocations {
+            path,
+            _lock: lock,
+            entries,
+        })
+    }
+    // ANCHOR_END: lock
+
+    /// Write the entries back (a new file renamed over the old: never half-written).
+    pub fn save(&self) -> Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        let mut f =
+            File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
+        for e in &self.entries {
+            f.write_all(e.line().as_bytes())
+                .with_context(|| format!("failed to write {}", tmp.display()))?;
+        }
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("failed to write {}", self.path.display()))
+    }
+
+    /// Remove the entries of container `id`; true if there was one.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.id != id);
+        before != self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(a: &str, id: &str) -> Entry {
+        Entry {
+            addr: a.parse().unwrap(),
+            id: id.into(),
+            hostname: format!("h{id}"),
+            rundir: PathBuf::from(format!("/run/minictr/{id}")),
+            netns: 4026531840,
+        }
+    }
+
+    #[test]
+    fn subnets_parse_and_refuse() {
+        let s = Subnet::parse("10.213.0.0/16").unwrap();
+        assert_eq!(s.gateway(), Ipv4Addr::new(10, 213, 0, 1));
+        assert!(s.contains(Ipv4Addr::new(10, 213, 255, 254)));
+        assert!(!s.contains(Ipv4Addr::new(10, 214, 0, 1)));
+        assert_eq!(s.to_string(), "10.213.0.0/16");
+        for bad in [
+            "10.213.0.0",
+            "10.213.0.1/16",
+            "10.213.0.0/30",
+            "10.0.0.0/7",
+            "300.1.1.0/24",
+            "127.0.0.0/8",
+            "10.213.0.0/x",
+            "",
+        ] {
+            assert!(Subnet::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn picks_the_lowest_free_address_and_skips_gateway_and_broadcast() {
+        let s = Subnet::parse("192.168.50.0/29").unwrap(); // .1 gateway, .2-.6 hosts, .7 broadcast
+        assert_eq!(pick(&s, &[]).unwrap(), Ipv4Addr::new(192, 168, 50, 2));
+        let used = vec![entry("192.168.50.2", "a"), entry("192.168.50.4", "b")];
+        assert_eq!(pick(&s, &used).unwrap(), Ipv4Addr::new(192, 168, 50, 3));
+        let full: Vec<Entry> = (2..=6)
+            .map(|i| entry(&format!("192.168.50.{i}"), &i.to_string()))
+            .collect();
+        assert!(pick(&s, &full).is_err());
+    }
+
+    #[test]
+    fn file_round_trips_and_ignores_garbage() {
+        let e = entry("10.213.0.2", "abc");
+        let text = format!("{}garbage line\n", e.line());
+        assert_eq!(parse_file(&text), vec![e]);
+    }
+
+    #[test]
+    fn concurrent_allocations_never_collide_and_dead_owners_free_their_address() {
+        let dir = std::env::temp_dir().join(format!("minictr-ipam-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let subnet = Subnet::parse("10.213.0.0/24").unwrap();
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let mut a = Allocations::lock(&dir, &|_| true).unwrap();
+                    let addr = pick(&subnet, &a.entries).unwrap();
+                    a.entries.push(entry(&addr.to_string(), &format!("t{i}")));
+                    a.save().unwrap();
+                    addr
+                })
+            })
+            .collect();
+        let mut got: Vec<Ipv4Addr> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 20);
+        // Every owner "died": the next lock sees an empty table.
+        let a = Allocations::lock(&dir, &|_| false).unwrap();
+        assert!(a.entries.is_empty());
+        drop(a);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,600 @@
+//! Chapter 6 — Networking: a bridge on the host, one veth pair per container, an address from the
+//! bridge's subnet, a default route, NAT to the outside and published ports — all over netlink.
+//!
+//! `--network none` keeps the container's own, empty network namespace (only `lo`); `host` shares
+//! minictr's namespace (no isolation); `bridge` (the default as root) connects the container to the
+//! bridge `minictr0`. Files: [`netlink`] (the rtnetlink messages), [`ipam`] (who has which address),
+//! [`nat`] (nftables), [`etc_files`] (/etc/hosts, /etc/hostname, /etc/resolv.conf).
+//!
+//! minictr sets up the network of the namespace it is *started in*: run it with
+//! `ip netns exec NAME minictr …` and the bridge, rules and containers all live in NAME.
+
+pub mod etc_files;
+pub mod ipam;
+pub mod nat;
+pub mod netlink;
+
+pub use ipam::Subnet;
+pub use nat::Publish;
+
+use anyhow::{bail, Context, Result};
+use netlink::Socket;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub const CHAPTER: &str = "ch06 network";
+
+/// The host's bridge that every `--network bridge` container is plugged into.
+pub const BRIDGE: &str = "minictr0";
+/// The default subnet: 10.213.0.0/16. Docker uses 172.17.0.0/16, podman 10.88.0.0/16, Kubernetes
+/// 10.96.0.0/12 and 10.244.0.0/16, libvirt 192.168.122.0/24: this one collides with none of them.
+pub const DEFAULT_SUBNET: &str = "10.213.0.0/16";
+/// Name of the container's end of the veth pair.
+pub const CTR_IF: &str = "eth0";
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Own network namespace with only `lo`.
+    None,
+    /// minictr's own network namespace (`--no-net`).
+    Host,
+    /// Own namespace plus a veth pair to the bridge.
+    Bridge,
+}
+
+/// Everything this stage was asked to do, validated (step 1).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    /// `--subnet`; None: the bridge's current subnet, or [`DEFAULT_SUBNET`] for a new bridge.
+    pub subnet: Option<Subnet>,
+    pub publish: Vec<Publish>,
+}
+
+// ANCHOR: config
+impl Config {
+    /// Parse `--network`, `--no-net`, `--subnet` and `-p`. `root`: minictr runs as root.
+    pub fn parse(
+        network: Option<&str>,
+        no_net: bool,
+        subnet: Option<&str>,
+        publish: &[String],
+        root: bool,
+    ) -> Result<Config> {
+        let mode = match (network, no_net) {
+            (Some("host"), _) | (None, true) => Mode::Host,
+            (Some(m), true) => bail!(crate::error::hint(
+                format!("--no-net (the host's network) conflicts with --network {m}"),
+                "drop one of them: --no-net is --network host"
+            )),
+            (Some("none"), _) => Mode::None,
+            (Some("bridge"), _) if !root => bail!(crate::error::hint(
+                "--network bridge needs root: creating a bridge, veth pairs and NAT rules on the host is a privileged operation",
+                "run as root (sudo), or use --network none (private, only lo) or --network host"
+            )),
+            (Some("bridge"), _) => Mode::Bridge,
+            (Some(other), _) => bail!(crate::error::hint(
+                format!("invalid --network value {other:?}"),
+                "use --network bridge (own address on the bridge minictr0), none (only lo) or host (the host's network)"
+            )),
+            (None, false) if root => Mode::Bridge,
+            (None, false) => {
+                default_rootless_note();
+                Mode::None
+            }
+        };
+        let subnet = subnet.map(Subnet::parse).transpose()?;
+        if subnet.is_some() && mode != Mode::Bridge {
+            bail!(crate::error::hint(
+                "--subnet only applies to --network bridge",
+                "drop --subnet, or use --network bridge"
+            ));
+        }
+        let publish = publish
+            .iter()
+            .map(|p| Publish::parse(p))
+            .collect::<Result<Vec<_>>>()?;
+        if !publish.is_empty() && mode != Mode::Bridge {
+            bail!(crate::error::hint(
+                "-p/--publish needs --network bridge: ports are forwarded to the container's address on the bridge",
+                "drop -p, or use --network bridge (as root)"
+            ));
+        }
+        for (i, a) in publish.iter().enumerate() {
+            if publish[..i]
+                .iter()
+                .any(|b| b.host_port == a.host_port && b.udp == a.udp && b.host_ip == a.host_ip)
+            {
+                bail!(crate::error::hint(
+                    format!("host port {} is published twice", a.host_port),
+                    "give each -p its own host port"
+                ));
+            }
+        }
+        Ok(Config {
+            mode,
+            subnet,
+            publish,
+        })
+    }
+
+    /// Whether the container gets a network namespace of its own.
+    pub fn own_netns(&self) -> bool {
+        self.mode != Mode::Host
+    }
+}
+// ANCHOR_END: config
+
+/// Rootless minictr has no bridge: say so once, where someone reads it.
+fn default_rootless_note() {
+    use std::io::IsTerminal;
+    let why = "no network: bridge networking needs root, so rootless containers default to --network none (only lo); --network host shares yours";
+    if std::io::stderr().is_terminal() {
+        eprintln!("minictr: note: {why}");
+    } else {
+        crate::explain!(CHAPTER, "{why}");
+    }
+}
+
+/// The (host file, container path) pairs that the child bind-mounts over /etc/hosts, /etc/hostname
+/// and /etc/resolv.conf; the files are written by [`reserve`] into `rundir`. Only with
+/// `--network bridge`: with `none` and `host` the image's own files are right as they are.
+pub fn etc_binds(cfg: &Config, rundir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    if cfg.mode != Mode::Bridge {
+        return Vec::new();
+    }
+    etc_files::FILES
+        .iter()
+        .map(|(name, target)| (rundir.join(name), PathBuf::from(target)))
+        .collect()
+}
+
+/// Inode of the network namespace minictr runs in: the identity of "this host" for the bridge.
+fn current_netns() -> Result<u64> {
+    Ok(std::fs::metadata("/proc/self/ns/net")
+        .context("failed to stat /proc/self/ns/net")?
+        .ino())
+}
+
+/// Name of the host end of a container's veth pair: `mc` + the container id (at most 15 bytes).
+pub fn host_ifname(id: &str) -> String {
+    let mut n = format!("mc{id}");
+    n.truncate(15);
+    n
+}
+
+/// What the network stage reserved for one container. Dropping it undoes everything: published
+/// ports, the veth pair, the address.
+pub struct Network {
+    id: String,
+    netdir: PathBuf,
+    alive: fn(&Path) -> bool,
+    /// Set for `--network bridge` only.
+    bridge: Option<BridgeLease>,
+}
+
+struct BridgeLease {
+    sock: Socket,
+    bridge_index: i32,
+    mtu: u32,
+    subnet: Subnet,
+    addr: Ipv4Addr,
+    host_if: String,
+    netns: u64,
+    publish: Vec<Publish>,
+    veth_made: bool,
+    published: Vec<Publish>,
+}
+
+// ANCHOR: reserve
+/// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
+/// and write the container's /etc files into its runtime directory, owned by `owner` (the host
+/// uid/gid of the container's root, so that it may edit them as Docker's containers can).
+pub fn reserve(
+    cfg: &Config,
+    id: &str,
+    hostname: &str,
+    rundir: &Path,
+    netdir: &Path,
+    alive: fn(&Path) -> bool,
+    owner: (u32, u32),
+) -> Result<Network> {
+    let mut net = Network {
+        id: id.to_string(),
+        netdir: netdir.to_path_buf(),
+        alive,
+        bridge: None,
+    };
+    if cfg.mode != Mode::Bridge {
+        return Ok(net);
+    }
+    let netns = current_netns()?;
+    let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
+    let mut table = ipam::Allocations::lock(netdir, &|p| alive(p))?;
+    let (bridge_index, mtu, subnet) = ensure_bridge(&mut sock, cfg.subnet)?;
+    let addr = ipam::pick(&subnet, &table.entries)?;
+    crate::explain!(
+        CHAPTER,
+        "allocate {addr}/{} for {id} in {}/allocations (lowest free address of {subnet})",
+        subnet.prefix,
+        netdir.display()
+    );
+    let entry = ipam::Entry {
+        addr,
+        id: id.to_string(),
+        hostname: hostname.to_string(),
+        rundir: rundir.to_path_buf(),
+        netns,
+    };
+    table.entries.push(entry);
+    table.save()?;
+    net.bridge = Some(BridgeLease {
+        sock,
+        bridge_index,
+        mtu,
+        subnet,
+        addr,
+        host_if: host_ifname(id),
+        netns,
+        publish: cfg.publish.clone(),
+        veth_made: false,
+        published: Vec::new(),
+    });
+    let resolv = etc_files::host_resolv_conf(false);
+    let peers = peers_of(&table.entries, id, netns, &subnet);
+    let hosts = etc_files::hosts(Some(addr), hostname, id, &peers);
+    etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
+    Ok(net)
+}
+// ANCHOR_END: reserve
+
+/// The other containers of this namespace's bridge, for /etc/hosts.
+fn peers_of(
+    entries: &[ipam::Entry],
+    id: &str,
+    netns: u64,
+    subnet: &Subnet,
+) -> Vec<(Ipv4Addr, String)> {
+    entries
+        .iter()
+        .filter(|e| e.id != id && e.netns == netns && subnet.contains(e.addr))
+        .map(|e| {
+            let names = if e.hostname == e.id {
+                e.id.clone()
+            } else {
+                format!("{} {}", e.hostname, e.id)
+            };
+            (e.addr, names)
+        })
+        .collect()
+}
+
+/// Rewrite the /etc/hosts of every other running container on this bridge (they learn the new
+/// one's name, or forget a stopped one's); `except` is the container that changed.
+fn update_peer_hosts(entries: &[ipam::Entry], except: &str, netns: u64, subnet: &Subnet) {
+    for e in entries
+        .iter()
+        .filter(|e| e.id != except && e.netns == netns && subnet.contains(e.addr))
+    {
+        let peers = peers_of(entries, &e.id, netns, subnet);
+        let text = etc_files::hosts(Some(e.addr), &e.hostname, &e.id, &peers);
+        // A container that is just exiting may have lost its runtime directory: not an error.
+        let _ = etc_files::rewrite_in_place(&e.rundir.join("hosts"), &text);
+    }
+}
+
+// ANCHOR: ensure_bridge
+/// The bridge `minictr0` with the gateway address, IP forwarding and the NAT table. The fast path —
+/// the bridge exists — costs three netlink round trips (the link, its address, the nftables table).
+fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, Subnet)> {
+    crate::explain!(
+        CHAPTER,
+        "RTM_GETLINK {{ifname={BRIDGE:?}}} + RTM_GETADDR + NFT_MSG_GETTABLE — ip -4 addr show {BRIDGE}; nft list table ip {}: do the bridge and its rules exist, with which subnet?",
+        nat::TABLE
+    );
+    if let Some(link) = sock.get_link(BRIDGE)? {
+        let subnet = match sock.get_addr(link.index)? {
+            Some((a, prefix)) => Subnet {
+                network: Ipv4Addr::from(u32::from(a) & (u32::MAX << (32 - prefix))),
+                prefix,
+            },
+            None => bail!(crate::error::hint(
+                format!("the bridge {BRIDGE} exists but has no IPv4 address"),
+                "remove it with `minictr network rm` and start again"
+            )),
+        };
+        if let Some(w) = want {
+            if w != subnet {
+                bail!(crate::error::hint(
+                    format!("the bridge {BRIDGE} already uses {subnet}, not {w}"),
+                    "drop --subnet, or stop its containers and run `minictr network rm` first"
+                ));
+            }
+        }
+        if !link.up {
+            sock.set_up(BRIDGE, link.index)?;
+        }
+        // The rules are made with the bridge; if they are gone (a crash between the two, or
+        // `nft flush ruleset` by hand), make them again.
+        if !nat::table_exists()? {
+            nat::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+            nat::install(BRIDGE, &subnet.to_string())?;
+        }
+        return Ok((link.index, link.mtu, subnet));
+    }
+    let subnet = match want {
+        Some(s) => s,
+        None => Subnet::parse(DEFAULT_SUBNET)?,
+    };
+    // MTU: the uplink's (the interface of the default route), or 1500 without one.
+    let mtu = match sock.default_route_oif()? {
+        Some(oif) => sock.link_mtu(oif)?.unwrap_or(1500),
+        None => 1500,
+    };
+    sock.add_bridge(BRIDGE, mtu)?;
+    let made = (|| -> Result<(i32, u32, Subnet)> {
+        let link = sock
+            .get_link(BRIDGE)?
+            .with_context(|| format!("the bridge {BRIDGE} vanished right after its creation"))?;
+        sock.add_addr(BRIDGE, link.index, subnet.gateway(), subnet.prefix)?;
+        nat::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        nat::sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet"),
+            "1",
+        )?;
+        nat::install(BRIDGE, &subnet.to_string())?;
+        Ok((link.index, mtu, subnet))
+    })();
+    if made.is_err() {
+        let _ = sock.del_link(BRIDGE); // half a bridge would make every later start fail
+    }
+    made
+}
+// ANCHOR_END: ensure_bridge
+
+impl Network {
+    /// What to record in state.json before [`Network::attach`] creates anything on the host.
+    pub fn record(&self) -> Vec<String> {
+        let Some(b) = &self.bridge else {
+            return Vec::new();
+        };
+        // The address first and bare: `minictr ps` shows the first value as the ADDRESS column.
+        let mut v = vec![
+            b.addr.to_string(),
+            format!("id={}", self.id),
+            format!("veth={}", b.host_if),
+            format!("netns={}", b.netns),
+        ];
+        v.extend(
+            b.publish
+                .iter()
+                .map(|p| format!("publish={}", nat::record(p, b.addr))),
+        );
+        v
+    }
+
+    // ANCHOR: attach
+    /// Step 5 (parent, after the uid maps, before "go"): the veth pair, eth0's address, MTU and
+    /// default route inside the container's namespace, and the published ports.
+    pub fn attach(&mut self, pid: i32) -> Result<()> {
+        let Some(b) = self.bridge.as_mut() else {
+            return Ok(());
+        };
+        let ns_path = format!("/proc/{pid}/ns/net");
+        let ns =
+            std::fs::File::open(&ns_path).with_context(|| format!("failed to open {ns_path}"))?;
+        b.veth_made = true; // from here on teardown deletes it (ENODEV is fine)
+        b.sock.add_veth(
+            &b.host_if,
+            b.bridge_index,
+            b.mtu,
+            CTR_IF,
+            ns.as_fd(),
+            &ns_path,
+        )?;
+        let mut inside = Socket::open_route_in(ns.as_fd(), &ns_path)?;
+        let eth0 = inside
+            .get_link(CTR_IF)?
+            .with_context(|| format!("{CTR_IF} did not appear in {ns_path}"))?;
+        inside.add_addr(CTR_IF, eth0.index, b.addr, b.subnet.prefix)?;
+        // (Setting IFF_UP on the peer inside the creation request fails with ENOTCONN: the peer is
+        // brought up on its own, in its namespace.)
+        inside.set_up(CTR_IF, eth0.index)?;
+        inside.add_default_route(CTR_IF, eth0.index, b.subnet.gateway())?;
+        for p in b.publish.clone() {
+            nat::set_element(&p, b.addr, true)?;
+            b.published.push(p);
+        }
+        // Now that it answers, the other containers learn its name.
+        let alive = self.alive;
+        let table = ipam::Allocations::lock(&self.netdir, &|p| alive(p))?;
+        update_peer_hosts(&table.entries, &self.id, b.netns, &b.subnet);
+        Ok(())
+    }
+    // ANCHOR_END: attach
+}
+
+// ANCHOR: teardown
+impl Drop for Network {
+    /// Teardown: published ports, then the host end of the veth (the kernel would delete it with the
+    /// namespace, but only a moment later — asynchronously), then the address.
+    fn drop(&mut self) {
+        let Some(b) = self.bridge.as_mut() else {
+            return;
+        };
+        for p in std::mem::take(&mut b.published) {
+            if let Err(e) = nat::set_element(&p, b.addr, false) {
+                eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+            }
+        }
+        if b.veth_made {
+            if let Err(e) = b.sock.del_link(&b.host_if) {
+                eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+            }
+        }
+        let alive = self.alive;
+        match ipam::Allocations::lock(&self.netdir, &|p| alive(p)) {
+            Ok(mut table) => {
+                crate::explain!(
+                    CHAPTER,
+                    "release {} in {}/allocations",
+                    b.addr,
+                    self.netdir.display()
+                );
+                table.remove(&self.id);
+                if let Err(e) = table.save() {
+                    eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+                }
+                update_peer_hosts(&table.entries, &self.id, b.netns, &b.subnet);
+            }
+            Err(e) => eprintln!("minictr: warning: {}", crate::error::one_line(&e)),
+        }
+    }
+}
+// ANCHOR_END: teardown
+
+// ANCHOR: stale
+/// Undo what a crashed minictr recorded (`values` from [`Network::record`]): its published ports,
+/// its veth and its address. They live in the network namespace that minictr ran in; if that is not
+/// ours, a named namespace (`ip netns add`, bind-mounted at /run/netns/NAME) with the recorded inode
+/// is entered for the cleanup. A namespace that no longer exists took its veth and rules with it.
+pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool) {
+    fn get<'a>(values: &'a [String], k: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        values
+            .iter()
+            .filter_map(move |v| v.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+    }
+    let undo = || {
+        for rec in get(values, "publish") {
+            if let Some((p, addr)) = nat::parse_record(rec) {
+                let _ = nat::set_element(&p, addr, false);
+            }
+        }
+        if let Some(veth) = get(values, "veth").next() {
+            if let Ok(mut sock) = Socket::open(libc::NETLINK_ROUTE) {
+                let _ = sock.del_link(veth);
+            }
+        }
+    };
+    if let Some(ns) = get(values, "netns")
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        if current_netns().ok() == Some(ns) {
+            undo();
+        } else if let Some(path) = named_netns(ns) {
+            crate::explain!(
+                CHAPTER,
+                "setns({}, CLONE_NEWNET) — the stale container's network lives there",
+                path.display()
+            );
+            if let Err(e) = in_netns(&path, undo) {
+                eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+            }
+        }
+    }
+    if let Some(id) = get(values, "id").next() {
+        if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
+            if table.remove(id) {
+                let _ = table.save();
+            }
+        }
+    }
+}
+
+/// The /run/netns/NAME whose namespace has inode `ino`, if any.
+fn named_netns(ino: u64) -> Option<PathBuf> {
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino))
+}
+
+/// Run `f` inside the network namespace at `path`, then return to ours (single-threaded: nothing
+/// else runs meanwhile).
+fn in_netns(path: &Path, f: impl FnOnce()) -> Result<()> {
+    let home =
+        std::fs::File::open("/proc/self/ns/net").context("failed to open /proc/self/ns/net")?;
+    let target =
+        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("failed to enter {}", path.display()))?;
+    f();
+    nix::sched::setns(home.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("failed to return to minictr's network namespace")
+}
+// ANCHOR_END: stale
+
+/// `minictr network rm`: delete the bridge and its NAT table in the current network namespace,
+/// unless containers still use them.
+pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
+    let netns = current_netns()?;
+    let table = ipam::Allocations::lock(netdir, &|p| alive(p))?;
+    let users: Vec<&str> = table
+        .entries
+        .iter()
+        .filter(|e| e.netns == netns)
+        .map(|e| e.id.as_str())
+        .collect();
+    if !users.is_empty() {
+        bail!(crate::error::hint(
+            format!(
+                "the bridge {BRIDGE} is used by running containers: {}",
+                users.join(", ")
+            ),
+            "stop them first"
+        ));
+    }
+    let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
+    let had_bridge = sock.del_link(BRIDGE)?;
+    let had_table = nat::remove()?;
+    let mut gone = Vec::new();
+    if had_bridge {
+        gone.push(format!("the bridge {BRIDGE}"));
+    }
+    if had_table {
+        gone.push(format!("the nftables table ip {}", nat::TABLE));
+    }
+    if gone.is_empty() {
+        println!("no bridge {BRIDGE} and no table ip {} here", nat::TABLE);
+    } else {
+        println!("removed {}", gone.join(" and "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes() {
+        let p =
+            |n: Option<&str>, no_net: bool, root: bool| Config::parse(n, no_net, None, &[], root);
+        assert_eq!(p(None, false, true).unwrap().mode, Mode::Bridge);
+        assert_eq!(p(None, false, false).unwrap().mode, Mode::None);
+        assert_eq!(p(None, true, true).unwrap().mode, Mode::Host);
+        assert_eq!(p(Some("host"), true, false).unwrap().mode, Mode::Host);
+        assert_eq!(p(Some("none"), false, true).unwrap().mode, Mode::None);
+        assert!(p(Some("bridge"), false, false).is_err());
+        assert!(p(Some("bridge"), true, true).is_err());
+        assert!(p(Some("nat"), false, true).is_err());
+        let pubs = vec!["8080:80".to_string()];
+        assert!(Config::parse(Some("none"), false, None, &pubs, true).is_err());
+        assert!(Config::parse(None, false, None, &pubs, true).is_ok());
+        let twice = vec!["8080:80".to_string(), "8080:81".to_string()];
+        assert!(Config::parse(None, false, None, &twice, true).is_err());
+        assert!(Config::parse(Some("host"), false, Some("10.1.0.0/16"), &[], true).is_err());
+        assert!(Config::parse(None, false, Some("10.1.0.0/16"), &[], true).is_ok());
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        assert_eq!(host_ifname("0123456789ab"), "mc0123456789ab");
+        assert!(host_ifname("0123456789abcdef").len() <= 15);
+    }
+}

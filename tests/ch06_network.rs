@@ -1,0 +1,637 @@
+//! Chapter 6 — networking, proven on real containers. Every test runs inside network namespaces it
+//! creates itself: a "host" namespace (where minictr runs and makes its bridge, NAT rules and
+//! veths) and, for NAT, an "outside" namespace linked to it by a veth with TEST-NET-1 addresses
+//! (192.0.2.0/24). No packet leaves the machine and the machine's own network is never touched.
+//! A Drop guard deletes the namespaces even when an assert fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// minictr's runtime directory for these tests (allocations live in RUN_DIR/network).
+const RUN_DIR: &str = "/run/minictr-ch06-tests";
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn capture(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace owned by the test; `ip netns del` on drop (after killing what runs in it).
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("mct-{tag}-{}-{:x}", std::process::id(), n);
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip netns exec NAME minictr run OPTS ROOTFS CMD…`
+    fn minictr(&self, opts: &[&str], cmd: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name])
+            .arg(common::bin())
+            .arg("run")
+            .args(opts)
+            .arg(common::rootfs())
+            .args(cmd)
+            .env("MINICTR_RUN_DIR", RUN_DIR)
+            .env_remove("MINICTR_NETWORK") // the default: bridge, as root
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, opts: &[&str], cmd: &[&str]) -> Output {
+        self.minictr(opts, cmd).output().expect("start minictr")
+    }
+
+    fn exec(&self, args: &[&str]) -> String {
+        capture(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name])
+                .args(args),
+        )
+    }
+
+    /// Run `f` on a fresh thread that has entered this namespace (setns is per thread).
+    fn on_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+    }
+
+    /// Host ends of veth pairs (`mc…`) in this namespace.
+    fn mc_links(&self) -> Vec<String> {
+        self.exec(&["ip", "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap().to_string())
+            })
+            .filter(|n| n.starts_with("mc"))
+            .collect()
+    }
+
+    fn publish_elements(&self) -> String {
+        self.exec(&["nft", "list", "table", "ip", "minictr"])
+            .lines()
+            .filter(|l| l.contains("elements"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Nothing of the test's containers is left: no veth, no allocation, no published port.
+    fn assert_clean(&self, hostnames: &[&str]) {
+        assert_eq!(
+            self.mc_links(),
+            Vec::<String>::new(),
+            "veth host ends left in {}",
+            self.name
+        );
+        let alloc =
+            std::fs::read_to_string(format!("{RUN_DIR}/network/allocations")).unwrap_or_default();
+        for h in hostnames {
+            assert!(
+                !alloc.contains(&format!("\t{h}\t")),
+                "address of {h} still allocated:\n{alloc}"
+            );
+        }
+        assert_eq!(
+            self.publish_elements(),
+            "",
+            "published ports left in {}",
+            self.name
+        );
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for pid in
+            capture(Command::new("ip").args(["netns", "pids", &self.name])).split_whitespace()
+        {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn ok(out: &Output) -> String {
+    common::assert_ok(out);
+    common::stdout(out)
+}
+
+/// The IPv4 address in `ip -4 -o addr show eth0` output.
+fn eth0_addr(text: &str) -> Ipv4Addr {
+    let w: Vec<&str> = text.split_whitespace().collect();
+    let i = w
+        .iter()
+        .position(|x| *x == "inet")
+        .unwrap_or_else(|| panic!("no inet in {text:?}"));
+    w[i + 1].split('/').next().unwrap().parse().unwrap()
+}
+
+/// Read the first line a container prints (with a generous deadline); the rest of its output keeps
+/// being read (so the container never writes into a closed pipe) and arrives on the returned channel.
+fn first_line(child: &mut Child) -> (String, std::sync::mpsc::Receiver<String>) {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(out);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        let _ = r.read_to_string(&mut rest);
+        let _ = tx.send(rest);
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("container printed nothing within 30 s");
+    (first, rx)
+}
+
+fn wait_bounded(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("minictr did not exit within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn only_lo_and_eth0_inside_with_an_address_and_the_bridge_answers() {
+    if !common::need_root("only_lo_and_eth0_inside_with_an_address_and_the_bridge_answers") {
+        return;
+    }
+    let host = Netns::new("eth0");
+    let name = common::unique("eth0");
+    let out = host.run(
+        &["--hostname", &name],
+        &["sh", "-c", "ls /sys/class/net; ip -4 -o addr show eth0; cat /sys/class/net/eth0/mtu; ip route; ping -c1 -W5 10.213.0.1 >/dev/null && echo bridge-answers; cat /etc/hostname; grep -c \"$(hostname)\" /etc/hosts; echo '10.9.9.9 extra' >> /etc/hosts && echo root-may-edit-hosts"],
+    );
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], &["eth0", "lo"], "{text}");
+    let addr = eth0_addr(lines[2]);
+    assert!(lines[2].contains("/16"), "{text}");
+    assert_eq!(addr.octets()[..2], [10, 213], "{text}");
+    assert_ne!(addr, Ipv4Addr::new(10, 213, 0, 1));
+    assert_eq!(
+        lines[3], "1500",
+        "no default route in the test host: MTU 1500"
+    );
+    assert!(text.contains("default via 10.213.0.1 dev eth0"), "{text}");
+    assert!(text.contains("bridge-answers"), "{text}");
+    assert!(
+        text.contains(&format!("{name}\n1\n")),
+        "/etc/hostname and /etc/hosts name the container: {text}"
+    );
+    // The image was not written: its /etc/hostname still says minictr.
+    assert_eq!(
+        std::fs::read_to_string(common::rootfs().join("etc/hostname")).unwrap(),
+        "minictr\n"
+    );
+    // The bridge has its address; the host end is gone.
+    assert!(host
+        .exec(&["ip", "-4", "-o", "addr", "show", "minictr0"])
+        .contains("10.213.0.1/16"));
+    host.assert_clean(&[&name]);
+}
+
+#[test]
+fn two_containers_reach_each_other_by_address_and_by_name() {
+    if !common::need_root("two_containers_reach_each_other_by_address_and_by_name") {
+        return;
+    }
+    let host = Netns::new("pair");
+    let a = common::unique("a");
+    let b = common::unique("b");
+    // A prints its address, waits until B appears in its /etc/hosts (rewritten in place when B
+    // starts) and pings B by name.
+    let script_a = format!(
+        "ip -4 -o addr show eth0; i=0; while ! grep -q {b} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 3; done; cat /etc/hosts; ping -c1 -W5 {b} && echo a-reached-b"
+    );
+    let mut ca = host
+        .minictr(&["--hostname", &a], &["sh", "-c", &script_a])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (first, rest_a) = first_line(&mut ca);
+    let addr_a = eth0_addr(&first);
+    let script_b = format!(
+        "ping -c1 -W5 {addr_a} >/dev/null && echo b-reached-a-by-address; ping -c1 -W5 {a} >/dev/null && echo b-reached-a-by-name; sleep 3"
+    );
+    let out_b = host.run(&["--hostname", &b], &["sh", "-c", &script_b]);
+    let text_b = ok(&out_b);
+    assert!(text_b.contains("b-reached-a-by-address"), "{text_b}");
+    assert!(text_b.contains("b-reached-a-by-name"), "{text_b}");
+    let status = wait_bounded(&mut ca, 60);
+    let rest = rest_a
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    assert!(status.success(), "container A failed: {status:?}: {rest}");
+    assert!(rest.contains("a-reached-b"), "{rest}");
+    host.assert_clean(&[&a, &b]);
+}
+
+#[test]
+fn nat_masquerades_the_container_behind_the_hosts_address() {
+    if !common::need_root("nat_masquerades_the_container_behind_the_hosts_address") {
+        return;
+    }
+    let host = Netns::new("nat");
+    let outside = Netns::new("out");
+    // host 192.0.2.1 <-veth-> 192.0.2.2 outside; the outside has no route to 10.213.0.0/16.
+    ip(&[
+        "-n",
+        &host.name,
+        "link",
+        "add",
+        "vout",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vin",
+        "netns",
+        &outside.name,
+    ]);
+    ip(&[
+        "-n",
+        &host.name,
+        "addr",
+        "add",
+        "192.0.2.1/24",
+        "dev",
+        "vout",
+    ]);
+    ip(&["-n", &host.name, "link", "set", "vout", "up"]);
+    ip(&[
+        "-n",
+        &outside.name,
+        "addr",
+        "add",
+        "192.0.2.2/24",
+        "dev",
+        "vin",
+    ]);
+    ip(&["-n", &outside.name, "link", "set", "vin", "up"]);
+    let listener = outside.on_thread(|| {
+        let l = TcpListener::bind("192.0.2.2:9000").expect("bind in the outside namespace");
+        l.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            match l.accept() {
+                Ok((mut s, peer)) => {
+                    s.set_nonblocking(false).unwrap();
+                    let mut msg = String::new();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let _ = s.read_to_string(&mut msg);
+                    return Some((peer.ip(), msg));
+                }
+                Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return None,
+            }
+        }
+    });
+    let name = common::unique("nat");
+    let out = host.run(
+        &["--hostname", &name],
+        &[
+            "sh",
+            "-c",
+            "echo hello-from-$(hostname) | nc -w 10 192.0.2.2 9000 && echo sent",
+        ],
+    );
+    let text = ok(&out);
+    assert!(text.contains("sent"), "{text}");
+    let (peer, msg) = listener
+        .join()
+        .unwrap()
+        .expect("the outside host got no connection");
+    assert_eq!(
+        peer.to_string(),
+        "192.0.2.1",
+        "the outside host must see the test host's address (masquerade)"
+    );
+    assert_eq!(msg.trim(), format!("hello-from-{name}"));
+    host.assert_clean(&[&name]);
+}
+
+#[test]
+fn published_port_answers_on_localhost_and_from_another_host() {
+    if !common::need_root("published_port_answers_on_localhost_and_from_another_host") {
+        return;
+    }
+    let host = Netns::new("pub");
+    let outside = Netns::new("pubout");
+    ip(&[
+        "-n",
+        &host.name,
+        "link",
+        "add",
+        "vout",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vin",
+        "netns",
+        &outside.name,
+    ]);
+    ip(&[
+        "-n",
+        &host.name,
+        "addr",
+        "add",
+        "192.0.2.1/24",
+        "dev",
+        "vout",
+    ]);
+    ip(&["-n", &host.name, "link", "set", "vout", "up"]);
+    ip(&[
+        "-n",
+        &outside.name,
+        "addr",
+        "add",
+        "192.0.2.2/24",
+        "dev",
+        "vin",
+    ]);
+    ip(&["-n", &outside.name, "link", "set", "vin", "up"]);
+    let name = common::unique("pub");
+    let mut c = host
+        .minictr(&["--hostname", &name, "-p", "8080:80"], &["sh", "-c", "trap 'kill $!; exit 143' TERM; nc -ll -p 80 -e echo hello-from-the-container & wait"])
+        .spawn()
+        .unwrap();
+    let fetch = |addr: &'static str| {
+        move || {
+            let end = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(mut s) =
+                    TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+                {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut got = String::new();
+                    let _ = s.read_to_string(&mut got);
+                    if !got.is_empty() {
+                        return got;
+                    }
+                }
+                if Instant::now() > end {
+                    return String::new();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let local = host.on_thread(fetch("127.0.0.1:8080")).join().unwrap();
+    let remote = outside.on_thread(fetch("192.0.2.1:8080")).join().unwrap();
+    assert!(
+        host.publish_elements().contains(": 10.213."),
+        "the publish map holds the port while it runs"
+    );
+    let _ = Command::new("kill").arg(c.id().to_string()).status(); // SIGTERM, forwarded to nc
+    let status = wait_bounded(&mut c, 30);
+    assert_eq!(
+        local.trim(),
+        "hello-from-the-container",
+        "127.0.0.1:8080 in the test host"
+    );
+    assert_eq!(
+        remote.trim(),
+        "hello-from-the-container",
+        "192.0.2.1:8080 from the outside host"
+    );
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "the container's shell got the forwarded SIGTERM"
+    );
+    host.assert_clean(&[&name]);
+}
+
+#[test]
+fn fifty_containers_started_at_once_get_fifty_addresses() {
+    if !common::need_root("fifty_containers_started_at_once_get_fifty_addresses") {
+        return;
+    }
+    let host = Netns::new("fifty");
+    let names: Vec<String> = (0..50).map(|i| common::unique(&format!("f{i}"))).collect();
+    let children: Vec<Child> = names
+        .iter()
+        .map(|n| {
+            host.minictr(
+                &["--hostname", n],
+                &["sh", "-c", "ip -4 -o addr show eth0; sleep 1"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut addrs = Vec::new();
+    for mut c in children {
+        let status = wait_bounded(&mut c, 180);
+        let mut out = String::new();
+        let mut err = String::new();
+        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(status.success(), "a container failed: {err}");
+        addrs.push(eth0_addr(&out));
+    }
+    let mut distinct = addrs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 50, "addresses: {addrs:?}");
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    host.assert_clean(&refs);
+}
+
+#[test]
+fn nothing_is_left_after_kill_9_of_the_container_or_of_minictr() {
+    if !common::need_root("nothing_is_left_after_kill_9_of_the_container_or_of_minictr") {
+        return;
+    }
+    let host = Netns::new("kill");
+    // 1. kill -9 of the container's process: minictr sees 137 and tears down.
+    let name = common::unique("k1");
+    let mut c = host
+        .minictr(
+            &["--hostname", &name, "-p", "8081:80"],
+            &["sh", "-c", "echo $$; echo up; exec sleep 60"],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, _rest) = first_line(&mut c);
+    assert_eq!(host.mc_links().len(), 1, "one veth while it runs");
+    let minictr_pid = c.id();
+    let kids = capture(Command::new("pgrep").args(["-P", &minictr_pid.to_string()]));
+    let mut killed = false;
+    for k in kids.split_whitespace() {
+        // ip netns exec execs minictr in place, so minictr is c.id() and its child is the container.
+        killed |= Command::new("kill")
+            .args(["-9", k])
+            .status()
+            .unwrap()
+            .success();
+    }
+    assert!(killed, "found the container's process");
+    let status = wait_bounded(&mut c, 30);
+    assert_eq!(status.code(), Some(137));
+    host.assert_clean(&[&name]);
+
+    // 2. kill -9 of minictr itself: the next minictr command cleans up.
+    let name2 = common::unique("k2");
+    let mut c2 = host
+        .minictr(
+            &["--hostname", &name2, "-p", "8082:80"],
+            &["sh", "-c", "echo up; exec sleep 60"],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, _rest2) = first_line(&mut c2);
+    assert_eq!(host.mc_links().len(), 1);
+    let _ = Command::new("kill")
+        .args(["-9", &c2.id().to_string()])
+        .status();
+    let _ = c2.wait();
+    let out = host.run(&["--network", "none"], &["true"]);
+    ok(&out);
+    host.assert_clean(&[&name2]);
+}
+
+#[test]
+fn a_crash_at_any_network_step_is_undone_by_the_next_command() {
+    if !common::need_root("a_crash_at_any_network_step_is_undone_by_the_next_command") {
+        return;
+    }
+    let host = Netns::new("crash");
+    for step in ["network-reserved", "network-attached", "running"] {
+        let name = common::unique("crash");
+        let out = host
+            .minictr(&["--hostname", &name, "-p", "8083:80"], &["sleep", "60"])
+            .env("MINICTR_CRASH_AT", step)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "minictr killed itself at {step}: {out:?}"
+        );
+        // The next command (any command) cleans up.
+        ok(&host.run(&["--network", "none"], &["true"]));
+        host.assert_clean(&[&name]);
+    }
+}
+
+#[test]
+fn bad_network_values_exit_125_before_anything_is_made() {
+    if !common::need_root("bad_network_values_exit_125_before_anything_is_made") {
+        return;
+    }
+    let host = Netns::new("bad");
+    for opts in [
+        &["--network", "bogus"][..],
+        &["-p", "80"],
+        &["-p", "8080:0"],
+        &["-p", "8080:80/sctp"],
+        &["-p", "1.2.3:8080:80"],
+        &["--network", "none", "-p", "8080:80"],
+        &["--network", "host", "-p", "8080:80"],
+        &["--subnet", "10.213.0.1/16"],
+        &["--subnet", "nonsense"],
+        &["--no-net", "--network", "bridge"],
+    ] {
+        let out = host.run(opts, &["true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{opts:?}: {}",
+            common::stderr(&out)
+        );
+        let err = common::stderr(&out);
+        assert!(err.contains("hint:"), "{opts:?} needs a hint: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    assert!(
+        !host.exec(&["ip", "link"]).contains("minictr0"),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn network_none_and_host() {
+    if !common::need_root("network_none_and_host") {
+        return;
+    }
+    let host = Netns::new("modes");
+    let out = host.run(&["--network", "none"], &["ls", "/sys/class/net"]);
+    assert_eq!(ok(&out), "lo\n");
+    // host = the namespace minictr runs in: it sees the test host's lo (and nothing else).
+    ip(&[
+        "-n", &host.name, "link", "add", "dummy-t", "type", "veth", "peer", "name", "dummy-u",
+    ]);
+    let out = host.run(&["--network", "host"], &["ip", "-o", "link"]);
+    assert!(ok(&out).contains("dummy-t"));
+    let out = host.run(&["--no-net"], &["ip", "-o", "link"]);
+    assert!(ok(&out).contains("dummy-t"));
+    // No bridge was made for none/host.
+    assert!(!host.exec(&["ip", "link"]).contains("minictr0"));
+    // `minictr network rm` removes the bridge and the table.
+    ok(&host.run(&[], &["true"]));
+    assert!(host.exec(&["ip", "link"]).contains("minictr0"));
+    let rm = Command::new("ip")
+        .args(["netns", "exec", &host.name])
+        .arg(common::bin())
+        .args(["network", "rm"])
+        .env("MINICTR_RUN_DIR", RUN_DIR)
+        .output()
+        .unwrap();
+    let text = ok(&rm);
+    assert!(text.contains("minictr0"), "{text}");
+    assert!(!host.exec(&["ip", "link"]).contains("minictr0"));
+    assert!(!host.exec(&["nft", "list", "tables"]).contains("minictr"));
+    let _ = std::io::stdout().flush();
+}
