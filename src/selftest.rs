@@ -193,7 +193,11 @@ fn checks(root: bool) -> Vec<Check> {
                 let foreign: Vec<&&str> = points
                     .iter()
                     .filter(|p| {
-                        **p != "/" && !["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k))
+                        // The container's own: its kernel filesystems, and the network stage's
+                        // /etc/hosts, /etc/hostname, /etc/resolv.conf (chapter 6).
+                        **p != "/"
+                            && !["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k))
+                            && !["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].contains(*p)
                     })
                     .collect();
                 if o.code == 0 && points.first() == Some(&"/") && foreign.is_empty() {
