@@ -8,7 +8,7 @@
 
 use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::sync::{Channel, Msg};
-use crate::{error, namespaces, process, rootfs, state, sync, userns, RunArgs};
+use crate::{cgroups, error, namespaces, process, rootfs, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -39,6 +39,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub user: process::UserSpec,
     pub userns: Option<userns::Plan>,
+    /// ch04: the container's cgroup (planned; created in step 2) and `--stats`.
+    pub cgroup: cgroups::Decision,
+    pub stats: bool,
 }
 
 // ANCHOR: validate
@@ -112,6 +115,22 @@ impl Spec {
             ipc: !args.no_ipc,
             cgroup: !args.no_cgroupns,
         };
+        // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
+        let cgroup = cgroups::plan(
+            &cgroups::Options {
+                memory: args.memory.clone(),
+                memory_swap: args.memory_swap.clone(),
+                cpus: args.cpus.clone(),
+                cpu_shares: args.cpu_shares.clone(),
+                pids_limit: args.pids_limit.clone(),
+                cpuset_cpus: args.cpuset_cpus.clone(),
+                blkio_weight: args.blkio_weight.clone(),
+                cgroup_parent: args.cgroup_parent.clone(),
+                off: args.no_cgroup,
+            },
+            &id,
+            !nix::unistd::geteuid().is_root(),
+        )?;
         let rootfs = rootfs::Config {
             rootfs: rootfs::check_rootfs(&args.rootfs)?,
             volumes,
@@ -128,6 +147,8 @@ impl Spec {
             env,
             user,
             userns,
+            cgroup,
+            stats: args.stats,
         })
     }
 }
@@ -136,6 +157,10 @@ impl Spec {
 /// Undo what crashed runs left behind. Every minictr command calls this first.
 pub fn cleanup_stale() {
     for stale in state::stale_entries(&state::base_dir()) {
+        // ch04: kill what is left in the dead run's cgroups and remove them.
+        if let Some(paths) = stale.state.as_ref().and_then(|s| s.resources.get("cgroup")) {
+            cgroups::remove_stale(paths);
+        }
         crate::explain!(
             state::CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -189,6 +214,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
         },
     )?;
 
+    // 2. ch04: the cgroup — recorded, created and limited before clone: the child never runs unlimited.
+    let cgroup = match &spec.cgroup {
+        cgroups::Decision::Use(plan) => {
+            rt.record("cgroup", plan.paths())?;
+            Some(cgroups::Cgroup::create(plan)?)
+        }
+        cgroups::Decision::Skip(why) => {
+            eprintln!("minictr: note: {why}");
+            None
+        }
+        cgroups::Decision::Off => None,
+    };
+
     // Signals are blocked from here on and read from a signalfd: none can kill minictr half-way, and
     // each one is passed on to the container once it runs.
     let mut mask = SigSet::empty();
@@ -204,8 +242,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     // 3. clone: the child blocks on the channel until the parent says "go".
     let (parent_end, child_end) = sync::pair()?;
-    let flags = spec.namespaces.clone_flags();
-    let pid = namespaces::clone_child(flags, None, || {
+    let mut flags = spec.namespaces.clone_flags();
+    if late_cgroupns(&spec) {
+        flags &= !(libc::CLONE_NEWCGROUP as u64); // ch04: v1 — the child unshares it once moved
+    }
+    let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone_fd());
+    let pid = namespaces::clone_child(flags, cgroup_fd, || {
         child_main(&spec, &child_end, &parent_end, &old_mask, sfd.as_raw_fd())
     })?;
     drop(child_end);
@@ -229,6 +271,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     }
 
+    // 5. ch04: v1 — move the child into its cgroups (v2: CLONE_INTO_CGROUP already did).
+    if let Some(cg) = &cgroup {
+        cg.attach(pid)?;
+    }
+
     // 6. Go. EOF on the channel means the command was exec'd; a message means the child failed.
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
     parent_end.send_go(&raw)?;
@@ -245,6 +292,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     // 12. Forward signals until the container's first process exits.
     let code = wait_forwarding(pid, sfd)?;
+    // 16. ch04: OOM check and metrics from the cgroup, then it goes (killing anything left in it).
+    if let Some(cg) = cgroup {
+        if spec.stats || code != 0 {
+            let st = cg.stats();
+            if let Some(msg) = cg.oom_message(&st) {
+                eprintln!("minictr: {msg}");
+            }
+            if spec.stats {
+                eprint!("{}", st.report());
+            }
+        }
+        drop(cg);
+    }
     // 13. Tear down (the runtime directory goes with `rt`).
     drop(rt);
     Ok(code)
@@ -321,6 +381,15 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     if let Some(plan) = &spec.userns {
         userns::become_root(plan.setgroups_allowed())?;
     }
+    // ch04: v1 — now that the parent moved us into our cgroups, a cgroup namespace rooted there.
+    if late_cgroupns(spec) {
+        crate::explain!(
+            cgroups::CHAPTER,
+            "unshare(CLONE_NEWCGROUP) — the container's cgroup becomes its /"
+        );
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .context("failed to create the cgroup namespace")?;
+    }
     // If minictr dies, so does the container (set after the uid change, which would clear it).
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -332,6 +401,9 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     rootfs::make_private()?;
     let root = rootfs::mount_root(&spec.rootfs, fds.pop())?;
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
+    if let cgroups::Decision::Use(plan) = &spec.cgroup {
+        mount_cgroupfs(&root, &plan.inside(), spec.namespaces.cgroup)?; // ch04
+    }
     rootfs::mount_volumes(&root, &spec.rootfs.volumes)?;
     rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
     // 10. pivot_root: from here on the host's files are out of reach.
@@ -357,3 +429,63 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     Err(process::exec(&spec.command, &env).into())
 }
 // ANCHOR_END: child
+
+/// ch04: whether the child makes its cgroup namespace itself (v1: after being moved into its cgroups).
+fn late_cgroupns(spec: &Spec) -> bool {
+    spec.namespaces.cgroup && matches!(&spec.cgroup, cgroups::Decision::Use(p) if p.late_cgroupns())
+}
+
+// ANCHOR: cgroupfs
+/// ch04: /sys/fs/cgroup inside the container, read-only. v2: a cgroup2 mount, which in the cgroup
+/// namespace shows the container's cgroup as its root. v1 (as runc does): a tmpfs holding one
+/// directory per hierarchy, each with the container's own cgroup directory bound on it.
+fn mount_cgroupfs(
+    root: &rootfs::safepath::Root,
+    inside: &cgroups::Inside,
+    cgroupns: bool,
+) -> Result<()> {
+    use nix::mount::MsFlags;
+    use std::os::fd::AsFd;
+    use std::path::Path;
+    let at = Path::new("/sys/fs/cgroup");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let dir = root.mkdir_all(at)?;
+    match inside {
+        cgroups::Inside::V2 { .. } if cgroupns => {
+            rootfs::mount_on(
+                "cgroup2",
+                dir.as_fd(),
+                at,
+                Some("cgroup2"),
+                flags | MsFlags::MS_RDONLY,
+                None,
+            )?;
+        }
+        cgroups::Inside::V2 { host } => {
+            let src = host.display().to_string();
+            rootfs::mount_on(&src, dir.as_fd(), at, None, MsFlags::MS_BIND, None)?;
+            let dir = root.mkdir_all(at)?;
+            rootfs::make_readonly(dir.as_fd(), at, true)?;
+        }
+        cgroups::Inside::V1 { hierarchies } => {
+            rootfs::mount_on(
+                "tmpfs",
+                dir.as_fd(),
+                at,
+                Some("tmpfs"),
+                flags,
+                Some("mode=755"),
+            )?;
+            for (name, host) in hierarchies {
+                let inner = at.join(name);
+                let d = root.mkdir_all(&inner)?;
+                let src = host.display().to_string();
+                rootfs::mount_on(&src, d.as_fd(), &inner, None, MsFlags::MS_BIND, None)?;
+            }
+            let dir = root.mkdir_all(at)?;
+            rootfs::make_readonly(dir.as_fd(), at, true)?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: cgroupfs
