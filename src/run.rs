@@ -294,9 +294,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let code = wait_forwarding(pid, sfd)?;
     // 16. ch04: OOM check and metrics from the cgroup, then it goes (killing anything left in it).
     if let Some(cg) = cgroup {
-        if spec.stats || code != 0 {
+        if spec.stats || code != 0 || cg.has_memory_limit() {
             let st = cg.stats();
-            if let Some(msg) = cg.oom_message(&st) {
+            if let Some(msg) = cg.oom_message(&st, code) {
                 eprintln!("minictr: {msg}");
             }
             if spec.stats {

@@ -447,6 +447,11 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// Only then can the OOM killer act on this cgroup's own limit (the host's can still strike).
+    pub fn has_memory_limit(&self) -> bool {
+        self.plan.limits.memory.is_some()
+    }
+
     /// v2: the fd for clone3(CLONE_INTO_CGROUP) — the child starts inside, atomically.
     pub fn clone_fd(&self) -> Option<RawFd> {
         self.fd.as_ref().map(|f| f.as_raw_fd())
@@ -472,8 +477,8 @@ impl Cgroup {
     }
 
     /// `container killed: out of memory (limit 64.0 MiB, peak 64.0 MiB)` if the kernel's OOM killer
-    /// killed a process of this cgroup.
-    pub fn oom_message(&self, stats: &Stats) -> Option<String> {
+    /// killed a process of this cgroup (`code` is the container's exit status: 137 = SIGKILL).
+    pub fn oom_message(&self, stats: &Stats, code: i32) -> Option<String> {
         let kills = *stats.oom_kills.as_ref().ok()?;
         if kills == 0 {
             return None;
@@ -493,8 +498,13 @@ impl Cgroup {
         } else {
             String::new()
         };
+        let who = if code == 128 + libc::SIGKILL {
+            "container killed"
+        } else {
+            "a process of the container was killed by the kernel"
+        };
         Some(format!(
-            "container killed: out of memory (limit {limit}, peak {peak}{extra})"
+            "{who}: out of memory (limit {limit}, peak {peak}{extra})"
         ))
     }
 }
