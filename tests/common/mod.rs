@@ -50,8 +50,16 @@ pub fn rootfs() -> PathBuf {
     if !dir.join("bin/busybox").exists() {
         let _ = std::fs::remove_dir_all(&dir);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs-scripts/busybox.sh");
-        let out = Command::new("sh").arg(&script).arg(&dir).output().expect("run busybox.sh");
-        assert!(out.status.success(), "busybox.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .expect("run busybox.sh");
+        assert!(
+            out.status.success(),
+            "busybox.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     dir
 }
@@ -61,7 +69,13 @@ pub fn rootfs_copy(name: &str) -> PathBuf {
     let src = rootfs();
     let dst = target_tmp().join(format!("rootfs-{name}"));
     let _ = std::fs::remove_dir_all(&dst);
-    let ok = Command::new("cp").arg("-a").arg(&src).arg(&dst).status().expect("cp").success();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .expect("cp")
+        .success();
     assert!(ok, "cp -a {src:?} {dst:?}");
     dst
 }
@@ -140,7 +154,10 @@ pub fn assert_no_leftovers(hostname: &str) {
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(hostname), "a mount of {hostname} was left behind:\n{mounts}");
+    assert!(
+        !mounts.contains(hostname),
+        "a mount of {hostname} was left behind:\n{mounts}"
+    );
 }
 
 /// Lines of the host's mount table, for before/after comparisons.
