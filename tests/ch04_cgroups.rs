@@ -72,6 +72,19 @@ fn wait_state(hostname: &str) -> serde_json::Value {
     panic!("no state.json for {hostname}");
 }
 
+/// Wait until `pid` has exec'd `comm` (state.json names the pid right after clone, before exec).
+fn wait_exec(pid: i64, comm: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if c.trim() == comm {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the container's process {pid} never became {comm}");
+}
+
 fn cgroup_paths(state: &serde_json::Value) -> Vec<PathBuf> {
     let paths: Vec<PathBuf> = state["resources"]["cgroup"]
         .as_array()
@@ -331,6 +344,7 @@ fn no_cgroup_is_left_after_the_container_is_killed() {
         );
     }
     let pid = state["container_pid"].as_i64().unwrap();
+    wait_exec(pid, "sleep");
     // The host pid is the one the cgroup lists.
     let procs = std::fs::read_to_string(paths[0].join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");

@@ -17,8 +17,8 @@ work=$repo/target/vm
 mkdir -p "$work"
 say() { printf '[vm] %s\n' "$*" >&2; }
 
-for tool in qemu-system-x86_64 busybox cpio dpkg-deb apt-get gzip; do
-  command -v "$tool" >/dev/null || { echo "$0: $tool is missing (apt-get install -y qemu-system-x86 busybox-static cpio)" >&2; exit 1; }
+for tool in qemu-system-x86_64 busybox dpkg-deb apt-get gzip; do
+  command -v "$tool" >/dev/null || { echo "$0: $tool is missing (apt-get install -y qemu-system-x86 busybox-static)" >&2; exit 1; }
 done
 [ -x /bin/busybox ] && file_bb=/bin/busybox || file_bb=$(command -v busybox)
 
@@ -26,6 +26,7 @@ done
 say "building minictr and tests/ch04_cgroups.rs for x86_64-unknown-linux-musl"
 rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
   rustup target add x86_64-unknown-linux-musl
+cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups
 test_bin=$(cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups \
   --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*ch04_cgroups[^"]*\)".*/\1/p' | tail -n1)
@@ -53,6 +54,7 @@ say "packing the initramfs"
 img=$work/initramfs
 rm -rf "$img"
 mkdir -p "$img"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,newroot}
+chmod 1777 "$img/tmp"
 cp "$file_bb" "$img/bin/busybox"
 for a in $("$file_bb" --list); do
   [ "$a" = busybox ] || ln -sf busybox "$img/bin/$a"
@@ -99,11 +101,11 @@ sync
 poweroff -f
 EOF
 chmod +x "$img/init"
-(cd "$img" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initramfs.cpio.gz"
+(cd "$img" && find . | "$file_bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
 
 # 4. Boot. TCG unless the host really has KVM.
 accel="-accel tcg,thread=multi -cpu max"
-if [ -w /dev/kvm ] && grep -qE '^kvm_(intel|amd) ' /proc/modules; then accel="-accel kvm -cpu host"; fi
+if [ -w /dev/kvm ] && grep -qsE '^kvm_(intel|amd) ' /proc/modules; then accel="-accel kvm -cpu host"; fi
 say "booting $(basename "$vmlinuz") ($accel)"
 log=$work/console.log
 # shellcheck disable=SC2086
