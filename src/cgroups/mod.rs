@@ -397,11 +397,23 @@ pub(crate) fn read_trim(path: &Path) -> std::io::Result<String> {
 
 /// mkdir, narrated. Returns whether it was created (false: it existed).
 pub(crate) fn mkdir(path: &Path) -> Result<bool> {
-    crate::explain!(CHAPTER, "mkdir {}", path.display());
     match std::fs::create_dir(path) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            crate::explain!(CHAPTER, "mkdir {}", path.display());
+            Ok(true)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e).with_context(|| format!("failed to create the cgroup {}", path.display())),
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Version::V2 => "v2 (unified)",
+            Version::V1 => "v1",
+            Version::Hybrid => "v1 hybrid (controllers on v1, cgroup2 mounted beside them)",
+        })
     }
 }
 
@@ -425,9 +437,9 @@ impl Cgroup {
         };
         crate::explain!(
             CHAPTER,
-            "layout: cgroup {:?}; the container's cgroup: {:?}",
+            "host layout: cgroup {} — the container's cgroup goes in {} place(s)",
             plan.version,
-            plan.paths()
+            plan.paths().len()
         );
         // On error `cg` drops and removes what was created so far.
         if let Some(d) = &plan.v2 {
