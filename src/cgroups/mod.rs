@@ -585,9 +585,10 @@ pub fn remove(paths: &[String]) -> Result<()> {
 /// v2: `cgroup.kill` (Linux 5.14) kills everything at once. Otherwise freeze (so nothing forks
 /// while we read the list), SIGKILL each pid, thaw (a frozen process cannot die).
 fn kill_all(dirs: &[PathBuf]) {
+    // Every directory holds the same processes (they were attached together): one read tells.
     let populated = dirs
-        .iter()
-        .any(|d| read_trim(&d.join("cgroup.procs")).is_ok_and(|s| !s.is_empty()));
+        .first()
+        .is_some_and(|d| read_trim(&d.join("cgroup.procs")).is_ok_and(|s| !s.is_empty()));
     if !populated {
         return;
     }
