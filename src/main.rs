@@ -5,7 +5,10 @@
 mod cgroups;
 mod error;
 mod explain;
+mod lifecycle;
+mod mountapi;
 mod namespaces;
+mod overlay;
 mod process;
 mod rootfs;
 mod run;
@@ -40,7 +43,99 @@ enum Command {
         sudo minictr run --no-net --no-pid ./rootfs ps       # switch stages off to see what they add\n\n\
         Exit status: the command's; 128+N if it was killed by signal N; 125 if minictr failed;\n\
         126 if the command cannot be executed; 127 if it was not found.")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+
+    /// List what a kept container changed in its writable layer (A added, C changed, D deleted)
+    #[command(
+        after_help = "Example:\n  sudo minictr run --name demo ./rootfs sh -c 'rm /bin/ls; echo hi > /etc/motd'\n  sudo minictr diff demo"
+    )]
+    Diff {
+        /// Container id (or a unique prefix) or name
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+    },
+
+    /// Remove stopped or kept containers (state, log, writable layer, name)
+    #[command(
+        after_help = "Examples:\n  sudo minictr rm demo\n  sudo minictr rm -f web      # kill it first if it runs"
+    )]
+    Rm {
+        /// Kill a running container first
+        #[arg(short, long)]
+        force: bool,
+        /// Container ids (or unique prefixes) or names
+        #[arg(value_name = "ID|NAME", required = true)]
+        containers: Vec<String>,
+    },
+
+    /// List containers: running ones, or all with -a
+    #[command(after_help = "Example:\n  sudo minictr ps -a")]
+    Ps {
+        /// Also show exited containers
+        #[arg(short, long)]
+        all: bool,
+    },
+
+    /// Show the output of a detached container
+    #[command(
+        after_help = "Example:\n  id=$(sudo minictr run -d ./rootfs sh -c 'while true; do date; sleep 1; done')\n  sudo minictr logs -f $id"
+    )]
+    Logs {
+        /// Keep printing new output until the container exits
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+    },
+
+    /// Run another command in a running container (all its namespaces, its user and environment)
+    #[command(
+        after_help = "Examples:\n  sudo minictr exec web ps\n  sudo minictr exec -it web /bin/sh"
+    )]
+    Exec {
+        /// Allocate a pseudo-terminal
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Keep stdin open
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Set an environment variable (KEY=VALUE); repeatable
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// User: UID[:GID] or names
+        #[arg(short = 'u', long, value_name = "UID[:GID]")]
+        user: Option<String>,
+        /// Narrate each kernel call
+        #[arg(long)]
+        explain: bool,
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+        #[arg(value_name = "CMD", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+
+    /// Stop a running container: SIGTERM, then SIGKILL after a grace period
+    #[command(after_help = "Example:\n  sudo minictr stop -t 2 web")]
+    Stop {
+        /// Seconds to wait before SIGKILL
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(value_name = "ID|NAME", required = true)]
+        containers: Vec<String>,
+    },
+
+    /// Send a signal to a container's first process
+    #[command(after_help = "Example:\n  sudo minictr kill -s HUP web")]
+    Kill {
+        /// Signal name or number
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(value_name = "ID|NAME")]
+        container: String,
+    },
 }
 
 /// Options of `minictr run`.
@@ -89,6 +184,46 @@ pub struct RunArgs {
     /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
     #[arg(long, value_name = "CTR:HOST:LEN")]
     pub gidmap: Vec<String>,
+
+    /// Allocate a pseudo-terminal for the container (its own /dev/pts/0)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Keep stdin open and forward it (with -t: into the container's terminal)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Run in the background: print the container id and exit; output goes to `minictr logs`
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies (minictr itself)
+    #[arg(long)]
+    pub init: bool,
+
+    /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
+    #[arg(long = "layer", value_name = "DIR")]
+    pub layers: Vec<PathBuf>,
+
+    /// Keep the writable layer after exit (see `minictr diff`, `minictr rm`)
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Name the container (unique; implies --keep)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Mount the container's root read-only (no writable layer)
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Mount a tmpfs: PATH[:size=64m,mode=1777,exec,…] (default nosuid,nodev,noexec); repeatable
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    pub tmpfs: Vec<String>,
+
+    /// Stage switch (ch05): no overlay — the rootfs itself is the container's root, writes go to the image
+    #[arg(long)]
+    pub no_overlay: bool,
 
     /// Stage switch (ch01): keep the host's PID namespace
     #[arg(long)]
@@ -155,7 +290,45 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
+        Command::Diff { container } => run::diff(&container),
+        Command::Rm { force, containers } => run::rm(&containers, force),
+        Command::Ps { all } => {
+            run::cleanup_stale();
+            lifecycle::commands::ps(all)
+        }
+        Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
+        Command::Exec {
+            tty,
+            interactive,
+            env,
+            workdir,
+            user,
+            explain,
+            container,
+            command,
+        } => {
+            if explain {
+                explain::enable();
+            }
+            run::exec(run::ExecOptions {
+                container,
+                command,
+                tty,
+                interactive,
+                env,
+                workdir,
+                user,
+            })
+        }
+        Command::Stop { time, containers } => {
+            run::cleanup_stale();
+            containers
+                .iter()
+                .try_for_each(|c| lifecycle::commands::stop(c, time).map(|_| ()))
+                .map(|_| 0)
+        }
+        Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
     };
     match result {
         Ok(code) => std::process::exit(code),

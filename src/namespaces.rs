@@ -42,6 +42,24 @@ impl Namespaces {
         }
         f
     }
+
+    /// The names under /proc/PID/ns/ of the namespaces the container has of its own.
+    pub fn proc_names(&self) -> Vec<String> {
+        let mut v = vec!["mnt"];
+        for (on, name) in [
+            (self.user, "user"),
+            (self.pid, "pid"),
+            (self.uts, "uts"),
+            (self.ipc, "ipc"),
+            (self.net, "net"),
+            (self.cgroup, "cgroup"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v.into_iter().map(String::from).collect()
+    }
 }
 // ANCHOR_END: namespaces
 
@@ -167,6 +185,46 @@ fn clone_error(errno: nix::errno::Errno, flags: u64) -> anyhow::Error {
         _ => anyhow::anyhow!(what),
     }
 }
+
+/// What [`join`] entered.
+pub struct Joined {
+    pub user: bool,
+}
+
+// ANCHOR: join
+/// `minictr exec`: enter the namespaces of a running container's first process. The user namespace
+/// first (it owns the others, so joining it grants the rights to join them), the mount namespace last
+/// (it changes our root, and /proc/PID/ns/* must be opened before).
+pub fn join(pid: Pid, names: &[String]) -> Result<Joined> {
+    const ORDER: [(&str, libc::c_int); 7] = [
+        ("user", libc::CLONE_NEWUSER),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
+    let mut files = Vec::new();
+    for (name, flag) in ORDER {
+        if names.iter().any(|n| n == name) {
+            let path = format!("/proc/{pid}/ns/{name}");
+            let f = std::fs::File::open(&path).with_context(|| format!("failed to open {path}"))?;
+            files.push((name, flag, f, path));
+        }
+    }
+    let mut joined = Joined { user: false };
+    for (name, flag, f, path) in files {
+        crate::explain!(CHAPTER, "setns({path}, CLONE_NEW{})", name.to_uppercase());
+        nix::sched::setns(&f, nix::sched::CloneFlags::from_bits_truncate(flag))
+            .with_context(|| format!("failed to enter the {name} namespace of {pid}"))?;
+        if name == "user" {
+            joined.user = true;
+        }
+    }
+    Ok(joined)
+}
+// ANCHOR_END: join
 
 /// `sethostname` in the new UTS namespace.
 pub fn set_hostname(name: &str) -> Result<()> {

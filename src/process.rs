@@ -168,8 +168,10 @@ pub fn resolve_identity(spec: &UserSpec, passwd: &str, group: &str) -> Result<Id
 
 // ANCHOR: switch_user
 /// Become the requested user: supplementary groups, then gid, then uid (after setuid we could no
-/// longer change the groups).
-pub fn switch_user(id: &Identity) -> Result<()> {
+/// longer change the groups). `may_setgroups` is false in a user namespace whose `setgroups` file
+/// says "deny" (a normal user without subordinate ids, chapter 3): the kernel refuses setgroups(2)
+/// there, so the supplementary groups stay as they are.
+pub fn switch_user(id: &Identity, may_setgroups: bool) -> Result<()> {
     crate::explain!(
         CHAPTER,
         "setgroups({:?}); setresgid({g}, {g}, {g}); setresuid({u}, {u}, {u})",
@@ -177,8 +179,16 @@ pub fn switch_user(id: &Identity) -> Result<()> {
         g = id.gid,
         u = id.uid
     );
-    let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&groups).context("failed to set the supplementary groups")?;
+    if may_setgroups {
+        let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups).context("failed to set the supplementary groups")?;
+    } else if !id.groups.is_empty() {
+        crate::explain!(
+            CHAPTER,
+            "not setting supplementary groups {:?}: setgroups is denied in this user namespace",
+            id.groups
+        );
+    }
     let g = Gid::from_raw(id.gid);
     nix::unistd::setresgid(g, g, g).with_context(|| {
         crate::error::hint(
@@ -196,6 +206,37 @@ pub fn switch_user(id: &Identity) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: switch_user
+
+// ANCHOR: close_fds
+/// Mark every descriptor above stderr close-on-exec, so that only 0, 1 and 2 reach the command.
+/// minictr's own descriptors already are; this catches the ones minictr *inherited* from whatever
+/// started it (a shell, a CI runner, a supervisor) — a leaked host descriptor is a way out of the
+/// container (CVE-2024-21626).
+pub fn close_inherited_fds() -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    crate::explain!(
+        CHAPTER,
+        "close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) — only stdin, stdout and stderr survive execve"
+    );
+    // SAFETY: close_range takes plain integers and only changes the flags of our descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: walk the open descriptors instead.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .context("failed to list /proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; an fd closed meanwhile just returns EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+// ANCHOR_END: close_fds
 
 /// Where `cmd` is: as given when it contains a '/', else the first match on the container's PATH.
 fn find_command(cmd: &str, path_var: &str) -> std::result::Result<PathBuf, CommandError> {
@@ -251,6 +292,7 @@ pub fn exec(args: &[String], env: &[(String, String)]) -> CommandError {
         Errno::ENOENT | Errno::ENOTDIR => {
             (EXIT_NOT_FOUND, "no such file in the container".to_string())
         }
+        Errno::EACCES if program.is_dir() => (EXIT_NOT_EXECUTABLE, "it is a directory".into()),
         Errno::EACCES => (
             EXIT_NOT_EXECUTABLE,
             "permission denied (not executable, or on a noexec mount)".into(),

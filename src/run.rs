@@ -7,8 +7,9 @@
 //! parent: 12 forward signals, wait → 13 tear down, exit with the command's status.
 
 use crate::error::{CommandError, EXIT_RUNTIME};
+use crate::lifecycle::{detach, init, pty};
 use crate::sync::{Channel, Msg};
-use crate::{cgroups, error, namespaces, process, rootfs, state, sync, userns, RunArgs};
+use crate::{cgroups, error, namespaces, overlay, process, rootfs, state, sync, userns, RunArgs};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -42,6 +43,14 @@ pub struct Spec {
     /// ch04: the container's cgroup (planned; created in step 2) and `--stats`.
     pub cgroup: cgroups::Decision,
     pub stats: bool,
+    /// `None` with `--no-overlay`: the rootfs itself is the container's root (chapter 2).
+    pub overlay: Option<overlay::Config>,
+    pub tmpfs: Vec<overlay::Tmpfs>,
+    /// `-t`, `-i`, `--init` (chapter 8).
+    pub tty: bool,
+    pub interactive: bool,
+    pub init: bool,
+    pub detach: bool,
 }
 
 // ANCHOR: validate
@@ -49,8 +58,22 @@ impl Spec {
     /// Step 1: parse and check every input. Nothing exists yet, so an error here leaves nothing behind.
     pub fn from_args(args: &RunArgs) -> Result<Spec> {
         let id = state::new_id();
-        let hostname = args.hostname.clone().unwrap_or_else(|| id.clone());
-        namespaces::validate_hostname(&hostname)?;
+        let hostname = match (&args.hostname, args.no_uts) {
+            (Some(_), true) => bail!(error::hint(
+                "--hostname needs the container's own UTS namespace, and --no-uts keeps the host's",
+                "drop --no-uts, or drop --hostname"
+            )),
+            // No UTS namespace: the container shares the host's name, and $HOSTNAME says so.
+            (None, true) => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| id.clone()),
+            (Some(h), false) => h.clone(),
+            (None, false) => id.clone(),
+        };
+        if !args.no_uts {
+            namespaces::validate_hostname(&hostname)?;
+        }
         let env = args
             .env
             .iter()
@@ -68,6 +91,12 @@ impl Spec {
             .iter()
             .map(|v| rootfs::parse_volume(v))
             .collect::<Result<Vec<_>>>()?;
+        if args.command.first().is_some_and(|c| c.is_empty()) {
+            bail!(error::hint(
+                "the command is an empty string",
+                "give the program to run inside the container, e.g. /bin/sh"
+            ));
+        }
         let workdir = args.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
         if !workdir.is_absolute() {
             bail!(error::hint(
@@ -107,6 +136,27 @@ impl Spec {
                 "use --userns=private or --userns=host"
             )),
         };
+        // ch03: an idmapped volume needs a user namespace to map into, and host root to make it.
+        if volumes.iter().any(|v| v.idmap) {
+            if userns.is_none() {
+                bail!(error::hint(
+                    "`:idmap` volumes need a user namespace",
+                    "drop --userns=host, or drop :idmap"
+                ));
+            }
+            if !nix::unistd::geteuid().is_root() {
+                bail!(error::hint(
+                    "`:idmap` volumes need root: the kernel lets only host root create idmapped mounts",
+                    "drop :idmap (rootless, files you own appear as root inside already)"
+                ));
+            }
+            if volumes.iter().filter(|v| v.idmap).count() > 16 {
+                bail!(error::hint(
+                    "more than 16 `:idmap` volumes",
+                    "idmap a common parent directory instead"
+                ));
+            }
+        }
         let namespaces = namespaces::Namespaces {
             user: userns.is_some(),
             pid: !args.no_pid,
@@ -131,12 +181,46 @@ impl Spec {
             &id,
             !nix::unistd::geteuid().is_root(),
         )?;
+        let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
+        if let Some(n) = &args.name {
+            overlay::validate_name(n)?;
+        }
+        // --read-only with nothing to stack needs no overlay: the image itself is mounted read-only.
+        let overlay = if args.no_overlay || (args.read_only && args.layers.is_empty()) {
+            if args.no_overlay && (!args.layers.is_empty() || args.keep || args.name.is_some()) {
+                bail!(error::hint(
+                    "--layer, --keep and --name need the overlay stage",
+                    "drop --no-overlay"
+                ));
+            }
+            None
+        } else {
+            Some(overlay::Config {
+                lowers: overlay::lower_stack(&rootfs_path, &args.layers)?,
+                readonly: args.read_only,
+                keep: args.keep || args.name.is_some(),
+                name: args.name.clone(),
+            })
+        };
+        if args.read_only && (args.keep || args.name.is_some()) {
+            bail!(error::hint(
+                "--read-only has no writable layer to keep",
+                "drop --keep/--name or --read-only"
+            ));
+        }
+        let tmpfs = args
+            .tmpfs
+            .iter()
+            .map(|t| overlay::parse_tmpfs(t))
+            .collect::<Result<Vec<_>>>()?;
         let rootfs = rootfs::Config {
-            rootfs: rootfs::check_rootfs(&args.rootfs)?,
+            rootfs: rootfs_path,
+            readonly: args.read_only,
             volumes,
             workdir,
             own_netns: namespaces.net,
             own_ipcns: namespaces.ipc,
+            own_pidns: namespaces.pid,
         };
         Ok(Spec {
             id,
@@ -149,6 +233,12 @@ impl Spec {
             userns,
             cgroup,
             stats: args.stats,
+            overlay,
+            tmpfs,
+            tty: args.tty,
+            interactive: args.interactive,
+            init: args.init,
+            detach: args.detach,
         })
     }
 }
@@ -156,7 +246,8 @@ impl Spec {
 
 /// Undo what crashed runs left behind. Every minictr command calls this first.
 pub fn cleanup_stale() {
-    for stale in state::stale_entries(&state::base_dir()) {
+    let base = state::base_dir();
+    for stale in state::stale_entries(&base) {
         // ch04: kill what is left in the dead run's cgroups and remove them.
         if let Some(paths) = stale.state.as_ref().and_then(|s| s.resources.get("cgroup")) {
             cgroups::remove_stale(paths);
@@ -166,10 +257,27 @@ pub fn cleanup_stale() {
             "removing stale runtime directory {:?} (its minictr died)",
             stale.path
         );
-        if let Err(e) = stale.remove() {
+        if let Some(st) = &stale.state {
+            if let Some(v) = st.resources.get("overlay") {
+                overlay::cleanup_stale(v);
+            }
+        }
+        // A detached container that was running when its monitor died stays listed as exited
+        // (its log and kept layer wait for `minictr rm`); anything else goes entirely.
+        let keep_entry = stale
+            .state
+            .as_ref()
+            .is_some_and(|s| s.detached && s.status == "running");
+        let result = if keep_entry {
+            stale.mark_exited()
+        } else {
+            stale.remove()
+        };
+        if let Err(e) = result {
             eprintln!("minictr: warning: {}", error::one_line(&e));
         }
     }
+    overlay::remove_orphans();
 }
 
 /// Kills and reaps the child if the parent fails between clone and exec: no half-made container.
@@ -199,7 +307,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
         ));
     }
     cleanup_stale();
+    // -d: from here on we are the monitor; the foreground process waits for our verdict.
+    let mut notifier = if spec.detach {
+        Some(detach::daemonize()?)
+    } else {
+        None
+    };
+    let result = start(&spec, notifier.as_mut());
+    if let (Err(e), Some(n)) = (&result, notifier.as_mut()) {
+        n.failed(error::exit_code(e), &error::one_line(e));
+    }
+    result
+}
 
+/// Steps 2–13 of `minictr run`, in the foreground or in a detached container's monitor.
+fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32> {
     // 2. Reserve what is named on the host (recorded first, so a crash can be undone).
     let mut rt = state::RuntimeDir::create(
         &state::base_dir(),
@@ -210,18 +332,54 @@ pub fn run(args: RunArgs) -> Result<i32> {
             rootfs: spec.rootfs.rootfs.clone(),
             command: spec.command.clone(),
             hostname: spec.hostname.clone(),
+            name: spec.overlay.as_ref().and_then(|o| o.name.clone()),
+            status: "created".into(),
+            detached: spec.detach,
+            exec: state::ExecInfo {
+                env: spec.env.clone(),
+                user: spec.user.user.as_ref().map(|u| match &spec.user.group {
+                    Some(g) => format!("{u}:{g}"),
+                    None => u.clone(),
+                }),
+                workdir: spec.rootfs.workdir.clone(),
+                namespaces: spec.namespaces.proc_names(),
+            },
             ..Default::default()
         },
     )?;
+    if spec.detach {
+        rt.persist = true;
+        detach::redirect_output(&rt.path().join("log"))?;
+    }
+
+    crate::explain::checkpoint("runtime-dir");
+
+    // The writable layer (chapter 5), recorded before it is created (as "discard": until the
+    // container runs, even a kept layer is removed by a failed start or the next command after a crash).
+    let mut layer = match &spec.overlay {
+        Some(ov) if !ov.readonly => {
+            let dir = overlay::containers_dir().join(&spec.id);
+            let mut record = vec![dir.to_string_lossy().into_owned(), "discard".into()];
+            record.extend(ov.name.clone());
+            rt.record("overlay", record)?;
+            let layer = overlay::WritableLayer::create(dir, root_owner(spec), ov.name.clone())?;
+            layer.set_owner(rt.path())?;
+            crate::explain::checkpoint("writable-layer");
+            Some(layer)
+        }
+        _ => None,
+    };
 
     // 2. ch04: the cgroup — recorded, created and limited before clone: the child never runs unlimited.
     let cgroup = match &spec.cgroup {
         cgroups::Decision::Use(plan) => {
             rt.record("cgroup", plan.paths())?;
-            Some(cgroups::Cgroup::create(plan)?)
+            let cg = cgroups::Cgroup::create(plan)?;
+            crate::explain::checkpoint("cgroup");
+            Some(cg)
         }
         cgroups::Decision::Skip(why) => {
-            eprintln!("minictr: note: {why}");
+            cgroups::note_skipped(why, &state::base_dir());
             None
         }
         cgroups::Decision::Off => None,
@@ -234,6 +392,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         mask.add(s);
     }
     mask.add(Signal::SIGCHLD);
+    if spec.tty {
+        mask.add(Signal::SIGWINCH);
+    }
     let mut old_mask = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
         .context("failed to block signals")?;
@@ -243,25 +404,51 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // 3. clone: the child blocks on the channel until the parent says "go".
     let (parent_end, child_end) = sync::pair()?;
     let mut flags = spec.namespaces.clone_flags();
-    if late_cgroupns(&spec) {
+    if late_cgroupns(spec) {
         flags &= !(libc::CLONE_NEWCGROUP as u64); // ch04: v1 — the child unshares it once moved
     }
     let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone_fd());
+    let layer_dir = layer.as_ref().map(|l| l.dir.clone());
     let pid = namespaces::clone_child(flags, cgroup_fd, || {
-        child_main(&spec, &child_end, &parent_end, &old_mask, sfd.as_raw_fd())
-    })?;
+        child_main(
+            spec,
+            layer_dir.as_deref(),
+            &child_end,
+            &parent_end,
+            &old_mask,
+            sfd.as_raw_fd(),
+        )
+    })
+    .map_err(|e| userns_disabled_error(e, spec))?;
     drop(child_end);
     let mut guard = ChildGuard(Some(pid));
     rt.state.container_pid = Some(pid.as_raw());
     rt.save()?;
+    crate::explain::checkpoint("clone");
 
     // 4. User namespace: the maps, before the child does anything as "root".
     let mut go_fds: Vec<OwnedFd> = Vec::new();
     if let Some(plan) = &spec.userns {
         userns::write_maps(pid, plan)?;
-        // 5. The root: an idmapped copy of the rootfs (root only; rootless owns its rootfs already).
-        if plan.writer == userns::Writer::Direct {
-            match userns::idmapped_mount(pid, &spec.rootfs.rootfs, false) {
+        crate::explain::checkpoint("id-maps");
+        // ch03: `-v HOST:CTR:idmap` volumes, idmapped like the root; sent first, in volume order.
+        for v in spec.rootfs.volumes.iter().filter(|v| v.idmap) {
+            go_fds.push(userns::idmapped_mount(pid, &v.host, v.readonly)?);
+        }
+    }
+    // 5. The root, prepared by the parent as a detached mount (root only: rootless has no rights on
+    //    the host's mount table, its child mounts the overlay itself). Sent last.
+    let host_root = nix::unistd::geteuid().is_root();
+    let idmap_for = spec.userns.as_ref().map(|_| pid);
+    match &spec.overlay {
+        Some(ov) if host_root => go_fds.push(overlay::mount_detached(
+            &ov.lowers,
+            layer.as_ref(),
+            idmap_for,
+        )?),
+        Some(_) => {}
+        None if host_root && spec.userns.is_some() => {
+            match userns::idmapped_mount(pid, &spec.rootfs.rootfs, spec.rootfs.readonly) {
                 Ok(fd) => go_fds.push(fd),
                 Err(e) => eprintln!(
                     "minictr: note: {} — falling back to a plain bind: files owned by host root appear as nobody (65534) inside and container root cannot change them",
@@ -269,29 +456,68 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 ),
             }
         }
+        None => {}
     }
 
     // 5. ch04: v1 — move the child into its cgroups (v2: CLONE_INTO_CGROUP already did).
     if let Some(cg) = &cgroup {
         cg.attach(pid)?;
     }
+    crate::explain::checkpoint("root-prepared");
 
     // 6. Go. EOF on the channel means the command was exec'd; a message means the child failed.
     let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
     parent_end.send_go(&raw)?;
     drop(go_fds);
-    if let Some(Msg::Failed { code, message }) = parent_end.recv()? {
-        let _ = waitpid(pid, None);
-        guard.0 = None;
-        if code == EXIT_RUNTIME {
-            bail!("container setup failed: {message}");
+    let mut relay = None;
+    loop {
+        match parent_end.recv()? {
+            None => break,
+            Some(Msg::Pty(master)) => relay = Some(pty::Relay::new(master, spec.interactive)),
+            Some(Msg::Failed { code, message }) => {
+                let _ = waitpid(pid, None);
+                guard.0 = None;
+                if code == EXIT_RUNTIME {
+                    bail!("container setup failed: {message}");
+                }
+                return Err(CommandError { code, message }.into());
+            }
+            Some(Msg::Go(_)) => bail!("unexpected message from the container process"),
         }
-        return Err(CommandError { code, message }.into());
     }
-    guard.0 = None;
+    crate::explain::checkpoint("running");
+    if let (Some(layer), Some(ov)) = (layer.as_mut(), &spec.overlay) {
+        if ov.keep {
+            layer.save_kept(&overlay::Kept {
+                id: spec.id.clone(),
+                name: ov.name.clone(),
+                lowers: ov.lowers.clone(),
+                command: spec.command.clone(),
+                created: state::now(),
+            })?;
+            let mut record = vec![layer.dir.to_string_lossy().into_owned(), "keep".into()];
+            record.extend(ov.name.clone());
+            rt.record("overlay", record)?;
+        }
+        layer.commit(ov.keep || spec.detach);
+        if spec.detach && !ov.keep {
+            rt.record(
+                "overlay",
+                vec![layer.dir.to_string_lossy().into_owned(), "keep".into()],
+            )?;
+        }
+    }
+    rt.state.status = "running".into();
+    rt.save()?;
+    if let Some(n) = notifier.as_mut() {
+        n.started(&spec.id);
+    }
 
-    // 12. Forward signals until the container's first process exits.
-    let code = wait_forwarding(pid, sfd)?;
+    // 12. Forward signals until the container's first process exits. The guard stays armed: if
+    // waiting fails, the container is killed and reaped rather than left running unattended.
+    let code = wait_forwarding(pid, sfd, relay)?;
+    guard.0 = None; // reaped by wait_forwarding: its pid may belong to someone else now
+    rt.state.exit_code = Some(code);
     // 16. ch04: OOM check and metrics from the cgroup, then it goes (killing anything left in it).
     if let Some(cg) = cgroup {
         if spec.stats || code != 0 || cg.has_memory_limit() {
@@ -305,16 +531,96 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
         drop(cg);
     }
-    // 13. Tear down (the runtime directory goes with `rt`).
+    // 13. Tear down: the writable layer (unless kept), then the runtime directory.
+    crate::explain::checkpoint("teardown");
+    drop(layer);
     drop(rt);
     Ok(code)
 }
 // ANCHOR_END: run
 
+/// ch03: when clone fails for a normal user because a sysctl forbids unprivileged user namespaces,
+/// the error names that setting and the command that changes it.
+fn userns_disabled_error(e: anyhow::Error, spec: &Spec) -> anyhow::Error {
+    if !spec.namespaces.user || nix::unistd::geteuid().is_root() {
+        return e;
+    }
+    match userns::diagnose_disabled() {
+        Some(why) => {
+            let what = e
+                .downcast_ref::<error::Hint>()
+                .map(|h| h.what.clone())
+                .unwrap_or_else(|| error::one_line(&e));
+            error::hint(
+                format!("{what}: unprivileged user namespaces are disabled"),
+                why,
+            )
+        }
+        None => e,
+    }
+}
+
 // ANCHOR: wait
 /// Pass signals on and wait for the child; returns its exit code, or 128+N if signal N killed it.
-fn wait_forwarding(pid: Pid, mut sfd: SignalFd) -> Result<i32> {
+/// With `-t`, also relay the terminal: the container's output to our stdout, our stdin (with `-i`)
+/// to the container, and window-size changes.
+fn wait_forwarding(pid: Pid, sfd: SignalFd, mut relay: Option<pty::Relay>) -> Result<i32> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    // With -t, when the user's terminal hangs up the container gets SIGHUP and a grace period; a
+    // PID 1 without a SIGHUP handler ignores it (chapter 8), so then it is killed.
+    let mut hangup_deadline: Option<std::time::Instant> = None;
     loop {
+        if let Some(d) = hangup_deadline {
+            if std::time::Instant::now() >= d {
+                crate::explain!(
+                    CHAPTER,
+                    "kill({pid}, SIGKILL) — the terminal is gone and the container ignored SIGHUP"
+                );
+                let _ = kill(pid, Signal::SIGKILL);
+                hangup_deadline = None;
+            }
+        }
+        let timeout = match hangup_deadline {
+            Some(d) => {
+                PollTimeout::try_from(d.saturating_duration_since(std::time::Instant::now()))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let (sig_ready, out_ready, in_ready) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(r) = &relay {
+                fds.push(PollFd::new(r.master.as_fd(), PollFlags::POLLIN));
+                if r.stdin_open {
+                    fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("poll failed"),
+            }
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            (ready(0), ready(1), ready(2))
+        };
+        // The terminal closed (EIO): stop polling it; the exit status still comes via SIGCHLD.
+        if out_ready && relay.as_ref().is_some_and(|r| !r.pump_output()) {
+            relay = None;
+        }
+        if in_ready {
+            if let Some(r) = &mut relay {
+                r.pump_input();
+            }
+        }
+        if !sig_ready {
+            continue;
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) => continue,
@@ -322,42 +628,78 @@ fn wait_forwarding(pid: Pid, mut sfd: SignalFd) -> Result<i32> {
             Err(e) => return Err(e).context("failed to read signals"),
         };
         let sig = Signal::try_from(info.ssi_signo as i32).ok();
-        if sig == Some(Signal::SIGCHLD) {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => continue,
+        match sig {
+            Some(Signal::SIGCHLD) => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
                 Ok(status) => {
                     if let Some(code) = error::status_code(status) {
+                        if let Some(r) = &relay {
+                            r.drain();
+                        }
                         return Ok(code);
                     }
                 }
                 Err(nix::errno::Errno::ECHILD) => return Ok(EXIT_RUNTIME),
                 Err(e) => return Err(e).context("failed to wait for the container"),
+            },
+            Some(Signal::SIGWINCH) => {
+                if let Some(r) = &relay {
+                    pty::copy_winsize(stdin.as_fd(), r.master.as_fd());
+                }
             }
-            continue;
-        }
-        if let Some(sig) = sig {
             // A terminal's Ctrl-C (si_code SI_KERNEL) already went to the whole foreground process
             // group, the container included: passing it on again would deliver it twice.
-            if info.ssi_code == libc::SI_KERNEL {
-                continue;
+            // (With -t the container has a terminal of its own and gets nothing from ours.)
+            Some(_) if info.ssi_code == libc::SI_KERNEL && relay.is_none() => {}
+            Some(Signal::SIGHUP) if relay.is_some() => {
+                crate::explain!(CHAPTER, "kill({pid}, SIGHUP) — the terminal hung up");
+                let _ = kill(pid, Signal::SIGHUP);
+                hangup_deadline =
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
             }
-            crate::explain!(
-                CHAPTER,
-                "kill({pid}, {sig}) — forwarding a signal minictr received"
-            );
-            let _ = kill(pid, sig);
+            Some(sig) => {
+                crate::explain!(
+                    CHAPTER,
+                    "kill({pid}, {sig}) — forwarding a signal minictr received"
+                );
+                let _ = kill(pid, sig);
+            }
+            None => {}
         }
     }
 }
 // ANCHOR_END: wait
 
 /// The container's first process, before exec. Runs in the child and never returns normally.
-fn child_main(spec: &Spec, ch: &Channel, parent_end: &Channel, mask: &SigSet, sfd: i32) -> i32 {
+/// The host uid/gid that is root inside the container: the owner of its writable layer.
+fn root_owner(spec: &Spec) -> (u32, u32) {
+    let Some(plan) = &spec.userns else {
+        return (0, 0);
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+    }
+    let find =
+        |maps: &[userns::IdMap]| maps.iter().find(|m| m.inside == 0).map_or(0, |m| m.outside);
+    (find(&plan.uid_maps), find(&plan.gid_maps))
+}
+
+fn child_main(
+    spec: &Spec,
+    layer_dir: Option<&std::path::Path>,
+    ch: &Channel,
+    parent_end: &Channel,
+    mask: &SigSet,
+    sfd: i32,
+) -> i32 {
     // The parent's ends are the parent's: closing our copies lets each side see EOF when the other dies.
     let _ = nix::unistd::close(parent_end_raw(parent_end));
     let _ = nix::unistd::close(sfd);
-    match child_setup(spec, ch, mask) {
-        Ok(never) => match never {},
+    match child_setup(spec, layer_dir, ch, mask) {
+        Ok(code) => code,
         Err(e) => {
             let code = error::exit_code(&e);
             let _ = ch.send_failed(code, &error::one_line(&e));
@@ -371,10 +713,16 @@ fn parent_end_raw(c: &Channel) -> i32 {
 }
 
 // ANCHOR: child
-fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert::Infallible> {
+fn child_setup(
+    spec: &Spec,
+    layer_dir: Option<&std::path::Path>,
+    ch: &Channel,
+    mask: &SigSet,
+) -> Result<i32> {
     let mut fds = match ch.recv()? {
         Some(Msg::Go(fds)) => fds,
         Some(Msg::Failed { message, .. }) => bail!("parent failed: {message}"),
+        Some(Msg::Pty(_)) => bail!("unexpected message from the parent"),
         None => bail!("minictr exited before the container started"),
     };
     // 7. Root inside the user namespace (the parent wrote the maps).
@@ -393,23 +741,53 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
     // If minictr dies, so does the container (set after the uid change, which would clear it).
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // The parent may have died before the prctl: then nobody would ever kill us.
+    if !ch.peer_alive() {
+        bail!("minictr exited before the container started");
+    }
     // 8. Hostname.
     if spec.namespaces.uts {
         namespaces::set_hostname(&spec.hostname)?;
     }
     // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
     rootfs::make_private()?;
-    let root = rootfs::mount_root(&spec.rootfs, fds.pop())?;
+    // The parent's fds: one idmapped mount per `:idmap` volume, then the prepared root if any.
+    let n_idmapped = spec
+        .rootfs
+        .volumes
+        .iter()
+        .filter(|v| v.idmap)
+        .count()
+        .min(fds.len());
+    let idmapped: Vec<OwnedFd> = fds.drain(..n_idmapped).collect();
+    let root = match (&spec.overlay, fds.pop()) {
+        // Rootless: mount the overlay here, inside the user namespace.
+        (Some(ov), None) => {
+            overlay::mount_in_child(&ov.lowers, layer_dir, &spec.rootfs.rootfs)?;
+            rootfs::safepath::Root::open(&spec.rootfs.rootfs)?
+        }
+        (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
+    };
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
     if let cgroups::Decision::Use(plan) = &spec.cgroup {
         mount_cgroupfs(&root, &plan.inside(), spec.namespaces.cgroup)?; // ch04
     }
-    rootfs::mount_volumes(&root, &spec.rootfs.volumes)?;
+    rootfs::mount_volumes(&root, &spec.rootfs.volumes, idmapped)?;
+    for t in &spec.tmpfs {
+        rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
+    }
+    if spec.rootfs.readonly {
+        rootfs::make_root_readonly(&root)?;
+    }
     rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
     // 10. pivot_root: from here on the host's files are out of reach.
     rootfs::pivot(root)?;
     if spec.namespaces.net {
         namespaces::loopback_up()?;
+    }
+    if spec.tty {
+        let master = pty::open_in_container()?;
+        ch.send_pty(master.as_raw_fd())?;
     }
     // 11. The process: user, working directory, environment, exec.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -421,11 +799,19 @@ fn child_setup(spec: &Spec, ch: &Channel, mask: &SigSet) -> Result<std::convert:
             spec.rootfs.workdir.display()
         )
     })?;
-    process::switch_user(&id)?;
+    let may_setgroups = spec.userns.as_ref().map_or(true, |p| p.setgroups_allowed());
+    process::switch_user(&id, may_setgroups)?;
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(&spec.hostname, &home, &spec.env);
+    process::close_inherited_fds()?;
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
+    if spec.init {
+        // minictr stays PID 1 and never execs, so close-on-exec cannot tell the parent that the
+        // container runs: close our end of the channel explicitly (EOF = "running").
+        let _ = nix::unistd::close(ch.raw_fd());
+        return Ok(init::run(mask, || process::exec(&spec.command, &env)));
+    }
     Err(process::exec(&spec.command, &env).into())
 }
 // ANCHOR_END: child
@@ -489,3 +875,237 @@ fn mount_cgroupfs(
     Ok(())
 }
 // ANCHOR_END: cgroupfs
+/// `minictr diff ID|NAME`.
+pub fn diff(what: &str) -> Result<i32> {
+    cleanup_stale();
+    let (dir, kept) = overlay::find_kept(what)?;
+    for (kind, path) in overlay::diff(&dir.join("upper"), &kept.lowers)? {
+        println!("{kind} {path}");
+    }
+    Ok(0)
+}
+
+// ANCHOR: rm
+/// `minictr rm [-f] ID|NAME…`: a stopped (or, with -f, running) container's runtime directory, writable
+/// layer and name; or a kept container that only has a layer.
+pub fn rm(what: &[String], force: bool) -> Result<i32> {
+    cleanup_stale();
+    for w in what {
+        match state::find(&state::base_dir(), w) {
+            Ok(e) => {
+                if e.live {
+                    if !force {
+                        bail!(error::hint(
+                            format!("container {w} is running"),
+                            "stop it first (`minictr stop`), or use rm -f"
+                        ));
+                    }
+                    if let Some(pid) = e.state.container_pid {
+                        crate::explain!(state::CHAPTER, "kill({pid}, SIGKILL) — rm -f");
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    if !crate::lifecycle::commands::wait_gone(
+                        &e,
+                        std::time::Duration::from_secs(10),
+                    ) {
+                        bail!("container {w} did not stop within 10 s");
+                    }
+                }
+                if let Some(v) = e.state.resources.get("overlay") {
+                    let mut v = v.clone();
+                    if v.len() >= 2 {
+                        v[1] = "discard".into();
+                    }
+                    overlay::cleanup_stale(&v);
+                }
+                // A foreground minictr removes its own directory when its container dies.
+                match std::fs::remove_dir_all(&e.path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err)
+                            .with_context(|| format!("failed to remove {}", e.path.display()));
+                    }
+                    _ => {}
+                }
+                println!("{}", e.state.id);
+            }
+            Err(_) => {
+                let (dir, kept) = overlay::find_kept(w)?;
+                if running_ids().contains(&kept.id) {
+                    bail!(error::hint(
+                        format!("container {w} is running"),
+                        "stop it first"
+                    ));
+                }
+                overlay::remove_kept(&dir, &kept)?;
+                println!("{}", kept.id);
+            }
+        }
+    }
+    Ok(0)
+}
+// ANCHOR_END: rm
+
+/// Options of `minictr exec`.
+pub struct ExecOptions {
+    pub container: String,
+    pub command: Vec<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub env: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+// ANCHOR: exec
+/// `minictr exec`: start another process in a running container — in all of its namespaces, as its
+/// user, with the same environment.
+pub fn exec(o: ExecOptions) -> Result<i32> {
+    cleanup_stale();
+    let e = state::find(&state::base_dir(), &o.container)?;
+    let pid = match (e.live, e.state.status.as_str(), e.state.container_pid) {
+        (true, "running", Some(p)) => Pid::from_raw(p),
+        _ => bail!(error::hint(
+            format!("container {} is not running", o.container),
+            "start a new one with `minictr run`; see `minictr ps -a`"
+        )),
+    };
+    let info = &e.state.exec;
+    let mut env: Vec<(String, String)> = info.env.clone();
+    for kv in &o.env {
+        if let Some(pair) = process::parse_env(kv)? {
+            env.push(pair);
+        }
+    }
+    let user = match o.user.as_deref().or(info.user.as_deref()) {
+        Some(u) => process::parse_user(u)?,
+        None => process::UserSpec::default(),
+    };
+    let workdir = o.workdir.clone().unwrap_or_else(|| info.workdir.clone());
+    // Non-dumpable before we enter: a process of the container must never get at our memory or at
+    // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let joined = namespaces::join(pid, &info.namespaces)?;
+
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    if o.tty {
+        mask.add(Signal::SIGWINCH);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
+        .context("failed to block signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
+        .context("failed to create a signalfd")?;
+    let (parent_end, child_end) = sync::pair()?;
+    // Entering a PID namespace applies to children only: fork.
+    crate::explain!(
+        namespaces::CHAPTER,
+        "fork() — setns(CLONE_NEWPID) only affects children"
+    );
+    // SAFETY: single-threaded; the child only sets itself up and execs.
+    let child = match unsafe { nix::unistd::fork() }.context("fork failed")? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_end);
+            drop(sfd);
+            let code = match exec_child(
+                &o,
+                &user,
+                &workdir,
+                &env,
+                &e.state.hostname,
+                &child_end,
+                &old_mask,
+                joined.user,
+            ) {
+                Ok(never) => match never {},
+                Err(err) => {
+                    let code = error::exit_code(&err);
+                    let _ = child_end.send_failed(code, &error::one_line(&err));
+                    code
+                }
+            };
+            // SAFETY: leave the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(child_end);
+    let mut relay = None;
+    loop {
+        match parent_end.recv()? {
+            None => break,
+            Some(Msg::Pty(master)) => relay = Some(pty::Relay::new(master, o.interactive)),
+            Some(Msg::Failed { code, message }) => {
+                let _ = waitpid(child, None);
+                if code == EXIT_RUNTIME {
+                    bail!("exec failed: {message}");
+                }
+                return Err(CommandError { code, message }.into());
+            }
+            Some(Msg::Go(_)) => bail!("unexpected message from the exec'd process"),
+        }
+    }
+    wait_forwarding(child, sfd, relay)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exec_child(
+    o: &ExecOptions,
+    user: &process::UserSpec,
+    workdir: &std::path::Path,
+    env: &[(String, String)],
+    hostname: &str,
+    ch: &Channel,
+    mask: &SigSet,
+    in_userns: bool,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // A rootless container without subordinate ids denied setgroups(2) in its user namespace.
+    let may_setgroups =
+        std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow");
+    if in_userns {
+        userns::become_root(may_setgroups)?;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = process::resolve_identity(user, &passwd, &group)?;
+    nix::unistd::chdir(workdir).with_context(|| {
+        format!(
+            "failed to enter the working directory {}",
+            workdir.display()
+        )
+    })?;
+    process::switch_user(&id, may_setgroups)?;
+    if o.tty {
+        let master = pty::open_in_container()?;
+        ch.send_pty(master.as_raw_fd())?;
+    }
+    let home = id.home.clone().unwrap_or_else(|| "/".into());
+    let env = process::build_env(hostname, &home, env);
+    process::close_inherited_fds()?;
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .context("failed to restore the signal mask")?;
+    Err(process::exec(&o.command, &env).into())
+}
+// ANCHOR_END: exec
+
+/// Ids of the containers whose minictr is alive.
+fn running_ids() -> Vec<String> {
+    let stale: Vec<PathBuf> = state::stale_entries(&state::base_dir())
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
+    std::fs::read_dir(state::base_dir())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !stale.contains(&e.path()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

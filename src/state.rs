@@ -30,6 +30,36 @@ pub fn base_dir() -> PathBuf {
     }
 }
 
+/// Create `base` (mode 0700 when we make it) and check it is ours: a directory, not a symlink,
+/// owned by us and writable by nobody else. The rootless fallback lives in the shared /tmp, where
+/// another user could have made `/tmp/minictr-<uid>` first to plant or read state.
+fn create_base(base: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(base)
+        .with_context(|| format!("failed to create the runtime directory {}", base.display()))?;
+    check_base(base)
+}
+
+fn check_base(base: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(base)
+        .with_context(|| format!("failed to inspect {}", base.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != euid || m.mode() & 0o022 != 0 {
+        anyhow::bail!(crate::error::hint(
+            format!(
+                "refusing runtime directory {}: not a directory owned by uid {euid} and writable only by it",
+                base.display()
+            ),
+            "remove it, or set XDG_RUNTIME_DIR (or MINICTR_RUN_DIR) to a private directory"
+        ));
+    }
+    Ok(())
+}
+
 /// A new container id: 12 lower-case hex digits (Docker's short id length).
 pub fn new_id() -> String {
     use rand::Rng;
@@ -52,6 +82,33 @@ pub struct State {
     /// What each stage reserved on the host, keyed by stage: cgroup directories, writable-layer
     /// directories, addresses, interfaces. Written before the reservation is made.
     pub resources: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// "created" until the command runs, then "running", and "exited" for a detached container
+    /// that ended (its directory stays until `minictr rm`).
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub finished: Option<u64>,
+    /// Started with -d: the directory (log, state) and writable layer outlive the container.
+    #[serde(default)]
+    pub detached: bool,
+    /// What `minictr exec` needs to start another process like the first one.
+    #[serde(default)]
+    pub exec: ExecInfo,
+}
+
+/// The first process's settings, for `minictr exec`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ExecInfo {
+    pub env: Vec<(String, String)>,
+    /// `-u` as given (resolved inside the container again by exec).
+    pub user: Option<String>,
+    pub workdir: PathBuf,
+    /// The namespaces the container has, by /proc/PID/ns name (user, mnt, pid, net, uts, ipc, cgroup).
+    pub namespaces: Vec<String>,
 }
 
 /// A live runtime directory, owned by this process. Dropping it removes the directory.
@@ -59,6 +116,8 @@ pub struct RuntimeDir {
     path: PathBuf,
     _lock: Flock<File>,
     pub state: State,
+    /// Detached containers: keep the directory (state, log) after exit, marked "exited".
+    pub persist: bool,
 }
 
 fn lock_file(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
@@ -85,9 +144,7 @@ impl RuntimeDir {
     /// Create `<base>/<id>/` atomically: built under a dot-name, locked, state written, then renamed
     /// into place — so nobody ever sees an unlocked or state-less directory under its real name.
     pub fn create(base: &Path, state: State) -> Result<RuntimeDir> {
-        std::fs::create_dir_all(base).with_context(|| {
-            format!("failed to create the runtime directory {}", base.display())
-        })?;
+        create_base(base)?;
         let tmp = base.join(format!(".new-{}", state.id));
         let path = base.join(&state.id);
         crate::explain!(
@@ -108,6 +165,7 @@ impl RuntimeDir {
             path: tmp.clone(),
             _lock: lock,
             state,
+            persist: false,
         };
         dir.save()?;
         std::fs::rename(&tmp, &path)
@@ -146,7 +204,13 @@ fn unreachable_lock(dir: &Path) -> Result<Flock<File>> {
 
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if self.persist {
+            self.state.status = "exited".into();
+            self.state.finished = Some(now());
+            let _ = self.save();
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -158,6 +222,19 @@ pub struct Stale {
 }
 
 impl Stale {
+    /// A detached container whose monitor died: keep its directory (log, state) as "exited".
+    pub fn mark_exited(self) -> Result<()> {
+        let mut st = self.state.clone().unwrap_or_default();
+        st.status = "exited".into();
+        st.finished = Some(now());
+        st.resources.retain(|k, _| k == "overlay");
+        let data = serde_json::to_vec_pretty(&st).context("failed to serialise the state")?;
+        let tmp = self.path.join("state.json.tmp");
+        std::fs::write(&tmp, data).with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join("state.json"))
+            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+    }
+
     /// Remove the directory (after the stages undid their reservations).
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.path).with_context(|| {
@@ -171,6 +248,9 @@ impl Stale {
 
 /// Every runtime directory under `base` whose lock is free: its minictr died without cleaning up.
 pub fn stale_entries(base: &Path) -> Vec<Stale> {
+    if check_base(base).is_err() {
+        return Vec::new(); // not ours (or missing): never act on what someone else wrote there
+    }
     let Ok(rd) = std::fs::read_dir(base) else {
         return Vec::new();
     };
@@ -188,7 +268,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age.as_secs() < 30);
+                .map_or(true, |age| age.as_secs() < 30);
             if young {
                 continue;
             }
@@ -197,6 +277,10 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             let state = std::fs::read(path.join("state.json"))
                 .ok()
                 .and_then(|d| serde_json::from_slice::<State>(&d).ok());
+            // A detached container that ended normally is not stale: it waits for `minictr rm`.
+            if state.as_ref().is_some_and(|s| s.status == "exited") {
+                continue;
+            }
             out.push(Stale {
                 path,
                 state,
@@ -213,6 +297,64 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// One container known to minictr: its runtime directory, state, and whether its minictr (the
+/// owner of the lock) is alive.
+pub struct Entry {
+    pub path: PathBuf,
+    pub state: State,
+    pub live: bool,
+}
+
+/// Every container with a runtime directory under `base`.
+pub fn list(base: &Path) -> Vec<Entry> {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let path = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') || !path.is_dir() {
+            continue;
+        }
+        let Some(state) = std::fs::read(path.join("state.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<State>(&d).ok())
+        else {
+            continue;
+        };
+        let live = matches!(lock_file(&path, true), Ok(None));
+        out.push(Entry { path, state, live });
+    }
+    out.sort_by_key(|e| e.state.created);
+    out
+}
+
+/// Find a container by id, unique id prefix, or name.
+pub fn find(base: &Path, what: &str) -> Result<Entry> {
+    let mut all = list(base);
+    if let Some(i) = all
+        .iter()
+        .position(|e| e.state.id == what || e.state.name.as_deref() == Some(what))
+    {
+        return Ok(all.swap_remove(i));
+    }
+    let mut m: Vec<Entry> = all
+        .into_iter()
+        .filter(|e| !what.is_empty() && e.state.id.starts_with(what))
+        .collect();
+    match m.len() {
+        1 => Ok(m.remove(0)),
+        0 => Err(crate::error::hint(
+            format!("no such container: {what}"),
+            "list containers with `minictr ps -a`",
+        )),
+        _ => Err(crate::error::hint(
+            format!("{what:?} matches several containers"),
+            "give more of the id",
+        )),
+    }
 }
 
 #[cfg(test)]

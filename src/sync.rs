@@ -16,8 +16,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const TAG_GO: u8 = 1;
 const TAG_FAILED: u8 = 2;
+const TAG_PTY: u8 = 3;
 const MAX_MSG: usize = 4096;
-const MAX_FDS: usize = 8;
+const MAX_FDS: usize = 32;
 
 /// One end of the parent/child channel.
 pub struct Channel {
@@ -31,6 +32,8 @@ pub enum Msg {
     Go(Vec<OwnedFd>),
     /// Child → parent: setup or exec failed; exit with `code`.
     Failed { code: i32, message: String },
+    /// Child → parent: the master end of the container's pseudo-terminal (`-t`).
+    Pty(OwnedFd),
 }
 
 /// A connected pair (parent end, child end). Both ends are close-on-exec.
@@ -51,15 +54,24 @@ impl Channel {
     }
 
     pub fn send_go(&self, fds: &[RawFd]) -> Result<()> {
-        let tag = [TAG_GO];
+        self.send_tag_with_fds(TAG_GO, fds)
+            .context("failed to tell the container process to continue")
+    }
+
+    pub fn send_pty(&self, master: RawFd) -> Result<()> {
+        self.send_tag_with_fds(TAG_PTY, &[master])
+            .context("failed to hand the terminal to the parent")
+    }
+
+    fn send_tag_with_fds(&self, tag: u8, fds: &[RawFd]) -> Result<()> {
+        let tag = [tag];
         let iov = [IoSlice::new(&tag)];
         let cmsgs = if fds.is_empty() {
             vec![]
         } else {
             vec![ControlMessage::ScmRights(fds)]
         };
-        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)
-            .context("failed to tell the container process to continue")?;
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)?;
         Ok(())
     }
 
@@ -73,6 +85,21 @@ impl Channel {
         sendmsg::<()>(self.fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), None)
             .context("failed to report an error to the parent")?;
         Ok(())
+    }
+
+    /// Whether the other end is still open (a non-blocking peek: EOF means it is gone).
+    pub fn peer_alive(&self) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: recv into a 1-byte buffer we own; MSG_PEEK leaves any message in place.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n != 0
     }
 
     /// Wait for the next message; `None` means the other end was closed (for the parent: the child
@@ -107,6 +134,10 @@ impl Channel {
         }
         match buf[0] {
             TAG_GO => Ok(Some(Msg::Go(fds))),
+            TAG_PTY => match fds.into_iter().next() {
+                Some(fd) => Ok(Some(Msg::Pty(fd))),
+                None => bail!("terminal message without a descriptor"),
+            },
             TAG_FAILED if bytes >= 5 => {
                 let code = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
                 let message = String::from_utf8_lossy(&buf[5..bytes]).into_owned();

@@ -91,6 +91,12 @@ pub fn validate(maps: &[IdMap], what: &str) -> Result<()> {
             )));
         }
     }
+    // The container's first process becomes root (step 7): container id 0 must be mapped.
+    if !maps.iter().any(|m| m.inside == 0) {
+        bail!(hint(format!(
+            "no {what} map for container {what} 0: the container's root would not exist"
+        )));
+    }
     for (i, a) in maps.iter().enumerate() {
         for b in &maps[i + 1..] {
             if (a.inside as u64) < b.end_inside() && (b.inside as u64) < a.end_inside() {
@@ -432,11 +438,15 @@ pub fn idmapped_mount(pid: Pid, path: &Path, readonly: bool) -> Result<OwnedFd> 
 
 /// Why unprivileged user namespaces fail on this machine, if a known setting says so.
 pub fn diagnose_disabled() -> Option<String> {
-    let read = |p: &str| {
+    diagnose_from(|p: &str| {
         std::fs::read_to_string(p)
             .ok()
             .map(|s| s.trim().to_string())
-    };
+    })
+}
+
+/// [`diagnose_disabled`] with the sysctl files read by `read` (a test can fake them).
+fn diagnose_from(read: impl Fn(&str) -> Option<String>) -> Option<String> {
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return Some("kernel.unprivileged_userns_clone is 0: enable with `sudo sysctl -w kernel.unprivileged_userns_clone=1`".into());
     }
@@ -488,10 +498,37 @@ mod tests {
         assert!(validate(&[m(0, 4294967290, 10)], "uid").is_err());
         assert!(validate(&[m(0, 1, 0)], "uid").is_err());
         assert!(validate(&[], "uid").is_err());
+        // container root unmapped
+        assert!(validate(&[m(1, 100000, 10)], "uid").is_err());
         assert_eq!(
             map_text(&[m(0, 100000, 65536), m(65536, 5, 1)]),
             "0 100000 65536\n65536 5 1\n"
         );
+    }
+
+    #[test]
+    fn names_the_setting_that_disables_user_namespaces() {
+        let with = |file: &'static str, value: &'static str| {
+            move |p: &str| (p == file).then(|| value.to_string())
+        };
+        assert_eq!(diagnose_from(|_| None), None);
+        assert_eq!(
+            diagnose_from(with("/proc/sys/kernel/unprivileged_userns_clone", "1")),
+            None
+        );
+        let m = diagnose_from(with("/proc/sys/kernel/unprivileged_userns_clone", "0")).unwrap();
+        assert!(
+            m.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{m}"
+        );
+        let m = diagnose_from(with("/proc/sys/user/max_user_namespaces", "0")).unwrap();
+        assert!(m.contains("user.max_user_namespaces"), "{m}");
+        let m = diagnose_from(with(
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+        ))
+        .unwrap();
+        assert!(m.contains("apparmor_restrict_unprivileged_userns=0"), "{m}");
     }
 
     #[test]

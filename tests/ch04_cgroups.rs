@@ -7,6 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Extra `minictr run` options for every container of this file, from MINICTR_TEST_RUN_OPTS. The
+/// VM runner passes `--no-overlay`: Debian 12's kernel (6.1) cannot stack idmapped overlay lowers.
+fn opts<'a>(o: &[&'a str]) -> Vec<&'a str> {
+    static EXTRA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let extra = EXTRA.get_or_init(|| {
+        std::env::var("MINICTR_TEST_RUN_OPTS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    });
+    let mut v: Vec<&'a str> = extra.iter().map(|s| s.as_str()).collect();
+    v.extend_from_slice(o);
+    v
+}
+
 /// The host is cgroup v2 (unified at /sys/fs/cgroup) rather than v1/hybrid.
 fn v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -41,7 +57,7 @@ fn seconds(v: &str) -> f64 {
 fn spawn(opts: &[&str], cmd: &[&str]) -> Child {
     common::minictr()
         .arg("run")
-        .args(opts)
+        .args(self::opts(opts))
         .arg(common::rootfs())
         .args(cmd)
         .stdout(Stdio::piped())
@@ -124,7 +140,7 @@ fn memory_hog_is_oom_killed_and_says_so() {
     let h = common::unique("oom");
     // dd allocates (and fills) a 200 MiB buffer: far above the 32 MiB limit.
     let out = common::run(
-        &[
+        &opts(&[
             "--hostname",
             &h,
             "-m",
@@ -132,7 +148,7 @@ fn memory_hog_is_oom_killed_and_says_so() {
             "--memory-swap",
             "32M",
             "--stats",
-        ],
+        ]),
         &["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"],
     );
     let err = common::stderr(&out);
@@ -147,7 +163,7 @@ fn memory_hog_is_oom_killed_and_says_so() {
     // The cgroup's own counter, read inside the container after one of its processes was killed.
     let file = inside("memory", "memory.oom_control", "memory.events");
     let out = common::run(
-        &["-m", "32M", "--memory-swap", "32M"],
+        &opts(&["-m", "32M", "--memory-swap", "32M"]),
         &[
             "sh",
             "-c",
@@ -234,7 +250,7 @@ fn busy_loop_is_throttled_by_cpus() {
     let stat_file = inside("cpu", "cpu.stat", "cpu.stat");
     let t = Instant::now();
     let out = common::run(
-        &["--cpus", "0.2", "--stats"],
+        &opts(&["--cpus", "0.2", "--stats"]),
         &[
             "sh",
             "-c",
@@ -267,7 +283,7 @@ fn stats_fields_are_present_and_plausible() {
         return;
     }
     let out = common::run(
-        &["--stats"],
+        &opts(&["--stats"]),
         &[
             "sh",
             "-c",
@@ -314,7 +330,7 @@ fn the_container_sees_its_cgroup_as_root_and_read_only() {
     }
     let probe = inside("pids", "pids.max", "pids.max");
     let so = common::sh(
-        &["--pids-limit", "50"],
+        &opts(&["--pids-limit", "50"]),
         &format!("cat /proc/self/cgroup; cat {probe}; echo 1 > {probe} 2>/dev/null && echo WRITABLE; true"),
     );
     for l in so.lines().filter(|l| l.contains(":/")) {
@@ -401,7 +417,7 @@ fn a_killed_minictr_leaves_cgroups_that_the_next_command_removes() {
         paths[0].display()
     );
     // Any later minictr command cleans up (this one runs a container of its own).
-    common::assert_ok(&common::run(&["--no-cgroup"], &["true"]));
+    common::assert_ok(&common::run(&opts(&["--no-cgroup"]), &["true"]));
     assert_gone(&paths);
     common::assert_no_leftovers(&h);
 }
@@ -421,7 +437,7 @@ fn bad_values_exit_125_and_say_what_is_accepted() {
         ("--cpuset-cpus", "9999", "not online"),
         ("--memory-swap", "64M", "needs --memory"),
     ] {
-        let out = common::run(&[flag, val], &["true"]);
+        let out = common::run(&opts(&[flag, val]), &["true"]);
         let err = common::stderr(&out);
         assert_eq!(out.status.code(), Some(125), "{flag} {val}: {err}");
         assert!(err.contains(expect), "{flag} {val}: {err}");
@@ -434,7 +450,7 @@ fn explain_narrates_the_files_written() {
     if !common::need_root("explain_narrates_the_files_written") {
         return;
     }
-    let out = common::run(&["--explain", "-m", "64M"], &["true"]);
+    let out = common::run(&opts(&["--explain", "-m", "64M"]), &["true"]);
     common::assert_ok(&out);
     let err = common::stderr(&out);
     let file = if v2() {
@@ -448,7 +464,7 @@ fn explain_narrates_the_files_written() {
         "{err}"
     );
     // --no-cgroup: nothing of the stage happens.
-    let out = common::run(&["--explain", "--no-cgroup"], &["true"]);
+    let out = common::run(&opts(&["--explain", "--no-cgroup"]), &["true"]);
     common::assert_ok(&out);
     assert!(!common::stderr(&out).contains("[ch04 cgroups]"));
 }
@@ -463,13 +479,15 @@ fn rootless_limits_need_delegation() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(common::bin())
-        .args(["run", "-m", "64M"])
+        .arg("run")
+        .args(opts(&["-m", "64M"]))
         .arg(common::rootfs())
         .arg("true")
         .env(
             "MINICTR_RUN_DIR",
             std::env::temp_dir().join("minictr-rootless-cg"),
         )
+        .env("HOME", std::env::temp_dir().join("minictr-rootless-home"))
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");
@@ -483,13 +501,15 @@ fn rootless_limits_need_delegation() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(common::bin())
-        .args(["run", "--explain"])
+        .arg("run")
+        .args(opts(&["--explain"]))
         .arg(common::rootfs())
         .arg("true")
         .env(
             "MINICTR_RUN_DIR",
             std::env::temp_dir().join("minictr-rootless-cg"),
         )
+        .env("HOME", std::env::temp_dir().join("minictr-rootless-home"))
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");

@@ -623,6 +623,24 @@ fn kill_all(dirs: &[PathBuf]) {
 }
 // ANCHOR_END: remove
 
+/// Say why cgroups are skipped: always under `--explain`, otherwise once per runtime directory base
+/// (a marker file remembers it) — one line the first time, not noise on every run.
+pub fn note_skipped(why: &str, base: &Path) {
+    if crate::explain::enabled() {
+        crate::explain!(CHAPTER, "{why}");
+        return;
+    }
+    // Beside the runtime directories, not among them (each entry there is a container).
+    let mut marker = base.as_os_str().to_owned();
+    marker.push(".cgroups-noted");
+    let marker = PathBuf::from(marker);
+    if marker.exists() {
+        return;
+    }
+    eprintln!("minictr: note: {why} (said once; --explain repeats it)");
+    let _ = std::fs::write(&marker, why);
+}
+
 /// The cgroups recorded by a minictr that died: kill what is left and remove them.
 pub fn remove_stale(paths: &[String]) {
     if paths.is_empty() {

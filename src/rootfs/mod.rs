@@ -90,10 +90,14 @@ pub struct Config {
     pub rootfs: PathBuf,
     pub volumes: Vec<Volume>,
     pub workdir: PathBuf,
+    /// `--read-only`: the root itself is mounted read-only (chapter 5).
+    pub readonly: bool,
     /// Whether the container has its own network namespace (sysfs can only be mounted fresh then).
     pub own_netns: bool,
     /// Whether the container has its own IPC namespace (for /dev/mqueue).
     pub own_ipcns: bool,
+    /// Whether the container has its own PID namespace (a fresh procfs can only be mounted then).
+    pub own_pidns: bool,
 }
 
 /// One mount(2) call on a target inside the container, narrated under `--explain`.
@@ -157,7 +161,7 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
                 fd.as_raw_fd(),
                 cfg.rootfs
             );
-            move_mount_to(fd.as_fd(), &cfg.rootfs)?;
+            crate::mountapi::attach(fd.as_fd(), &cfg.rootfs)?;
         }
         None => {
             let p = cfg.rootfs.as_path();
@@ -177,42 +181,32 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
 }
 // ANCHOR_END: root_mount
 
-/// move_mount(2) of a detached mount onto a host path.
-fn move_mount_to(fd: BorrowedFd<'_>, target: &Path) -> Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let t = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .context("rootfs path contains a NUL byte")?;
-    // SAFETY: move_mount reads two NUL-terminated strings valid for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
-            format!("failed to attach the prepared root on {}", target.display())
-        });
-    }
-    Ok(())
-}
-
 // ANCHOR: kernel_fs
 /// /proc, /sys and /dev inside the new root.
 pub fn mount_kernel_filesystems(root: &Root, cfg: &Config) -> Result<()> {
     let proc_dir = root.mkdir_all(Path::new("/proc"))?;
-    mount_on(
-        "proc",
-        proc_dir.as_fd(),
-        Path::new("/proc"),
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-        None,
-    )?;
+    if cfg.own_pidns {
+        mount_on(
+            "proc",
+            proc_dir.as_fd(),
+            Path::new("/proc"),
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+            None,
+        )?;
+    } else {
+        // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
+        // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
+        // (Podman does the same for --pid=host).
+        mount_on(
+            "/proc",
+            proc_dir.as_fd(),
+            Path::new("/proc"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+    }
 
     let sys_dir = root.mkdir_all(Path::new("/sys"))?;
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
@@ -290,10 +284,65 @@ pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> R
     Ok(())
 }
 
-/// Bind-mount the volumes (`-v HOST:CTR[:ro]`).
-pub fn mount_volumes(root: &Root, volumes: &[Volume]) -> Result<()> {
+/// A tmpfs at `target` (`--tmpfs`, chapter 5): writable scratch space, also in a read-only root.
+pub fn mount_tmpfs(root: &Root, target: &Path, flags: MsFlags, data: &str) -> Result<()> {
+    let fd = root.mkdir_all(target)?;
+    let data = if data.is_empty() { None } else { Some(data) };
+    mount_on("tmpfs", fd.as_fd(), target, Some("tmpfs"), flags, data)
+}
+
+/// `--read-only`: the root mount itself (not the mounts below it: /proc, /dev, volumes, tmpfs keep
+/// their own flags).
+pub fn make_root_readonly(root: &Root) -> Result<()> {
+    let fd = root.resolve(Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    make_readonly(fd.as_fd(), Path::new("/"), false)
+}
+
+/// Bind-mount the volumes (`-v HOST:CTR[:ro]`). `idmapped` holds one detached, idmapped mount
+/// prepared by the parent for each `:idmap` volume, in order (chapter 3).
+pub fn mount_volumes(root: &Root, volumes: &[Volume], idmapped: Vec<OwnedFd>) -> Result<()> {
+    let mut idmapped = idmapped.into_iter();
     for v in volumes {
-        volumes::bind(root, v)?;
+        if v.idmap {
+            let fd = idmapped
+                .next()
+                .with_context(|| format!("no idmapped mount for volume {}", v.host.display()))?;
+            volumes::attach(root, v, fd)?;
+        } else {
+            volumes::bind(root, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// move_mount(2) of a detached mount onto a target held open inside the rootfs.
+pub(crate) fn move_mount_onto(
+    fd: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    crate::explain!(
+        CHAPTER,
+        "move_mount(fd {}, \"\", {shown:?}, \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) — attach a prepared mount",
+        fd.as_raw_fd()
+    );
+    // SAFETY: move_mount reads two empty NUL-terminated strings; both fds are valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!("failed to attach the prepared mount on {}", shown.display())
+        });
     }
     Ok(())
 }

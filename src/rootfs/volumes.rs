@@ -5,7 +5,7 @@ use super::{make_readonly, mount_on};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A parsed `-v` value.
@@ -102,14 +102,7 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
 /// Bind the host path onto its target, which is created and resolved *inside* the rootfs; `:ro`
 /// makes the bind itself read-only (the host path stays writable for the host).
 pub fn bind(root: &Root, v: &Volume) -> Result<()> {
-    let is_dir = std::fs::metadata(&v.host)
-        .with_context(|| format!("volume source {} disappeared", v.host.display()))?
-        .is_dir();
-    let target = if is_dir {
-        root.mkdir_all(&v.target)?
-    } else {
-        root.mkfile(&v.target)?
-    };
+    let target = target_in(root, v)?;
     let src = v
         .host
         .to_str()
@@ -130,6 +123,28 @@ pub fn bind(root: &Root, v: &Volume) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: bind
+
+// ANCHOR: attach
+/// `:idmap`: attach the idmapped copy of the host path that the parent prepared (chapter 3) on the
+/// target, created and resolved inside the rootfs like any other volume. `:ro` was applied by the
+/// parent on the detached mount already.
+pub fn attach(root: &Root, v: &Volume, prepared: OwnedFd) -> Result<()> {
+    let target = target_in(root, v)?;
+    super::move_mount_onto(prepared.as_fd(), target.as_fd(), &v.target)
+}
+// ANCHOR_END: attach
+
+/// The volume's mount point inside the rootfs: a directory or an empty file like the source.
+fn target_in(root: &Root, v: &Volume) -> Result<OwnedFd> {
+    let is_dir = std::fs::metadata(&v.host)
+        .with_context(|| format!("volume source {} disappeared", v.host.display()))?
+        .is_dir();
+    if is_dir {
+        root.mkdir_all(&v.target)
+    } else {
+        root.mkfile(&v.target)
+    }
+}
 
 #[cfg(test)]
 mod tests {

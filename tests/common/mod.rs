@@ -168,3 +168,123 @@ pub fn host_mounts() -> Vec<String> {
         .map(|l| l.split(' ').skip(4).take(1).collect::<String>())
         .collect()
 }
+
+/// A fresh, empty scratch directory for one test (under cargo's per-target tmp dir).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = target_tmp().join(format!("scratch-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// The `state.json` of the running container started with `--hostname hostname`, once it names the
+/// container's pid (waits up to 10 s; minictr writes it right after clone).
+pub fn container_pid(hostname: &str) -> i32 {
+    let needle = format!("\"hostname\": \"{hostname}\"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(rd) = std::fs::read_dir("/run/minictr") {
+            for e in rd.flatten() {
+                let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) else {
+                    continue;
+                };
+                if !s.contains(&needle) {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&s).expect("state.json is JSON");
+                if let Some(pid) = v["container_pid"].as_i64() {
+                    return pid as i32;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no runtime directory with a container_pid for {hostname} within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Wait (up to `secs`) until `f` holds.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A minictr running in the background. Dropping it (also when a test fails half-way) SIGKILLs
+/// minictr; its container follows (PR_SET_PDEATHSIG) and the next run removes the runtime dir.
+pub struct Running(pub std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Run `minictr run --hostname HOST [opts] ROOTFS sh -c SCRIPT` in the background with piped stdio.
+pub fn spawn_sh(hostname: &str, opts: &[&str], rootfs: &Path, script: &str) -> Running {
+    Running(
+        minictr()
+            .arg("run")
+            .arg("--hostname")
+            .arg(hostname)
+            .args(opts)
+            .arg(rootfs)
+            .args(["sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to start minictr"),
+    )
+}
+
+/// Read one line of a child's stdout (blocking).
+pub fn read_line(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Wait for a child with a generous bound; kills it and fails the test if it does not exit.
+pub fn wait_bounded(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("minictr did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,730 @@
+//! Chapter 5 — Overlay: copy-on-write layers. The image (ROOTFS, plus any `--layer`) is a stack of
+//! read-only lower layers; each container gets its own writable upper layer; overlayfs merges them
+//! into the container's root and copies a file up the first time it is modified. The image on the
+//! host never changes, and two containers on one image never see each other's writes.
+
+use crate::mountapi::{self, FsContext};
+use anyhow::{bail, Context, Result};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+pub const CHAPTER: &str = "ch05 overlay";
+
+// ANCHOR: data_dir
+/// Where writable layers live: `/var/lib/minictr/containers/<id>/{upper,work}` as root (on disk, like
+/// Docker's /var/lib/docker/overlay2: a container may write gigabytes, and a kept layer must survive
+/// a reboot), `$XDG_DATA_HOME/minictr` (or ~/.local/share/minictr) rootless. `MINICTR_DATA_DIR`
+/// overrides both.
+pub fn data_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("MINICTR_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/minictr");
+    }
+    match (std::env::var("XDG_DATA_HOME"), std::env::var("HOME")) {
+        (Ok(x), _) if !x.is_empty() => Path::new(&x).join("minictr"),
+        (_, Ok(h)) if !h.is_empty() => Path::new(&h).join(".local/share/minictr"),
+        _ => std::env::temp_dir().join(format!("minictr-data-{}", nix::unistd::geteuid())),
+    }
+}
+// ANCHOR_END: data_dir
+
+pub fn containers_dir() -> PathBuf {
+    data_dir().join("containers")
+}
+
+fn names_dir() -> PathBuf {
+    data_dir().join("names")
+}
+
+/// `--tmpfs PATH[:OPTIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    pub path: PathBuf,
+    pub flags: nix::mount::MsFlags,
+    /// size=…, mode=… passed to the kernel.
+    pub data: String,
+}
+
+/// Parse `--tmpfs /tmp[:size=64m,mode=1777,exec]`. Docker's defaults: nosuid,nodev,noexec.
+pub fn parse_tmpfs(spec: &str) -> Result<Tmpfs> {
+    use nix::mount::MsFlags;
+    let usage = "use --tmpfs PATH[:size=64m,mode=1777,exec,…], PATH absolute inside the container";
+    let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    let path = PathBuf::from(path);
+    if !path.is_absolute() || path == Path::new("/") {
+        bail!(crate::error::hint(
+            format!("invalid --tmpfs {spec:?}: the path must be absolute and not /"),
+            usage
+        ));
+    }
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let mut data = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags.remove(MsFlags::MS_RDONLY),
+            "exec" => flags.remove(MsFlags::MS_NOEXEC),
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "suid" => flags.remove(MsFlags::MS_NOSUID),
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "dev" => flags.remove(MsFlags::MS_NODEV),
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            o if o.starts_with("size=") && valid_size(&o[5..]) => data.push(o.to_string()),
+            o if o.starts_with("mode=")
+                && o.len() > 5
+                && o[5..].len() <= 4
+                && o[5..].bytes().all(|b| (b'0'..=b'7').contains(&b)) =>
+            {
+                data.push(o.to_string())
+            }
+            other => bail!(crate::error::hint(
+                format!("invalid --tmpfs option {other:?} in {spec:?}"),
+                usage
+            )),
+        }
+    }
+    Ok(Tmpfs {
+        path,
+        flags,
+        data: data.join(","),
+    })
+}
+
+fn valid_size(s: &str) -> bool {
+    let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && s.len() - digits.len() <= 1
+}
+
+/// A container name as Docker allows it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64 characters.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if !ok {
+        bail!(crate::error::hint(
+            format!("invalid container name {name:?}"),
+            "use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 64)"
+        ));
+    }
+    Ok(())
+}
+
+/// The overlay stage's part of the spec.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The read-only layers, top first: the last `--layer` … the first `--layer`, then ROOTFS.
+    pub lowers: Vec<PathBuf>,
+    /// `--read-only`: no writable layer at all.
+    pub readonly: bool,
+    /// `--keep` or `--name`: the writable layer outlives the container (`minictr diff`, `minictr rm`).
+    pub keep: bool,
+    pub name: Option<String>,
+}
+
+// ANCHOR: check_layers
+/// Before clone: each `--layer` must be a directory; returns the lower stack, top first.
+pub fn lower_stack(rootfs: &Path, layers: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut stack = Vec::with_capacity(layers.len() + 1);
+    for l in layers.iter().rev() {
+        let canon = l.canonicalize().map_err(|e| {
+            crate::error::hint(
+                format!("layer {} cannot be used: {e}", l.display()),
+                "pass an existing directory to --layer",
+            )
+        })?;
+        if !canon.is_dir() {
+            bail!(crate::error::hint(
+                format!("layer {} is not a directory", l.display()),
+                "pass a directory to --layer"
+            ));
+        }
+        stack.push(canon);
+    }
+    stack.push(rootfs.to_path_buf());
+    for l in &stack {
+        let s = l.to_string_lossy();
+        if s.contains([':', ',']) {
+            bail!(crate::error::hint(
+                format!("layer path {s} contains ':' or ','"),
+                "overlayfs separates layers and options with these characters: move or link the layer to a plain path"
+            ));
+        }
+    }
+    Ok(stack)
+}
+// ANCHOR_END: check_layers
+
+/// Filesystems that cannot hold an overlay upper layer (no d_type, no xattrs, or overlay itself).
+fn unsuitable_upper_fs(magic: i64) -> Option<&'static str> {
+    match magic {
+        0x794c_7630 => Some("overlayfs"),
+        0x6969 => Some("NFS"),
+        0x4d44 => Some("FAT"),
+        0x6573_5546 => Some("FUSE"),
+        0xff53_4d42 | 0xfe53_4d42 => Some("CIFS/SMB"),
+        0x5346_544e => Some("NTFS"),
+        _ => None,
+    }
+}
+
+/// The writable layer of one container: `upper/` receives every write, `work/` is overlayfs's
+/// scratch space (it must be on the same filesystem as upper). Dropping it deletes both unless the
+/// container is kept.
+pub struct WritableLayer {
+    pub dir: PathBuf,
+    /// Set by [`WritableLayer::commit`] once the container has started: a layer whose container
+    /// never ran is discarded even with --keep, so a failed start leaves nothing behind.
+    keep: bool,
+    name: Option<String>,
+}
+
+/// What `<data>/containers/<id>/container.json` records about a kept container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kept {
+    pub id: String,
+    pub name: Option<String>,
+    pub lowers: Vec<PathBuf>,
+    pub command: Vec<String>,
+    pub created: u64,
+}
+
+// ANCHOR: writable_layer
+impl WritableLayer {
+    /// Parent, before clone: create upper/ and work/, owned by the user that is root inside the
+    /// container (host uid 100000 with the default user namespace), so container root can write.
+    pub fn create(dir: PathBuf, owner: (u32, u32), name: Option<String>) -> Result<WritableLayer> {
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+        let st = nix::sys::statfs::statfs(parent)
+            .with_context(|| format!("failed to statfs {}", parent.display()))?;
+        if let Some(fs) = unsuitable_upper_fs(st.filesystem_type().0 as i64) {
+            bail!(crate::error::hint(
+                format!("{} is on {fs}, which overlayfs cannot use for a writable layer", parent.display()),
+                "set MINICTR_DATA_DIR to a directory on ext4, xfs, btrfs or tmpfs, or run with --no-overlay"
+            ));
+        }
+        crate::explain!(
+            CHAPTER,
+            "mkdir({:?}/upper, work); chown({}:{}) — the container's writable layer",
+            dir,
+            owner.0,
+            owner.1
+        );
+        if let Some(n) = &name {
+            let id = dir
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            claim_name(n, &id)?;
+        }
+        // From here on, Drop undoes everything (the name included) until commit().
+        let layer = WritableLayer {
+            dir,
+            keep: false,
+            name,
+        };
+        std::fs::create_dir(&layer.dir).with_context(|| {
+            format!(
+                "failed to create the writable layer {}",
+                layer.dir.display()
+            )
+        })?;
+        for sub in ["upper", "work"] {
+            let p = layer.dir.join(sub);
+            std::fs::create_dir(&p).with_context(|| format!("failed to create {}", p.display()))?;
+            if owner != (0, 0) {
+                std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).with_context(|| {
+                    format!("failed to chown {} to {}:{}", p.display(), owner.0, owner.1)
+                })?;
+            }
+        }
+        Ok(layer)
+    }
+
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// Name the runtime directory that owns this layer (see [`remove_orphans`]).
+    pub fn set_owner(&self, runtime_dir: &Path) -> Result<()> {
+        // Written under another name and renamed: a concurrent remove_orphans() never sees a
+        // half-written (empty) owner.
+        let (tmp, f) = (self.dir.join("owner.tmp"), self.dir.join("owner"));
+        std::fs::write(&tmp, runtime_dir.to_string_lossy().as_bytes())
+            .with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &f).with_context(|| format!("failed to write {}", f.display()))
+    }
+
+    /// The container started: from now on a kept layer outlives it.
+    pub fn commit(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    /// Record a kept container so `minictr diff` and `minictr rm` can find it.
+    pub fn save_kept(&self, kept: &Kept) -> Result<()> {
+        let data = serde_json::to_vec_pretty(kept).context("failed to serialise container.json")?;
+        let tmp = self.dir.join("container.json.tmp");
+        std::fs::write(&tmp, data).with_context(|| format!("failed to write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.dir.join("container.json"))
+            .with_context(|| format!("failed to write {}/container.json", self.dir.display()))
+    }
+}
+
+impl Drop for WritableLayer {
+    fn drop(&mut self) {
+        if !self.keep {
+            crate::explain!(
+                CHAPTER,
+                "rm -r {:?} — discarding the writable layer",
+                self.dir
+            );
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(n) = &self.name {
+                release_name(n);
+            }
+        }
+    }
+}
+// ANCHOR_END: writable_layer
+
+/// Claim a container name: `<data>/names/<name>` → the container's directory, created atomically
+/// (symlink(2) fails with EEXIST when the name is taken). A link whose container is gone is reclaimed.
+pub fn claim_name(name: &str, id: &str) -> Result<()> {
+    let dir = names_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let link = dir.join(name);
+    for _ in 0..2 {
+        match std::os::unix::fs::symlink(format!("../containers/{id}"), &link) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if link.join("container.json").exists() || link.join("upper").exists() {
+                    let owner = std::fs::read_link(&link)
+                        .ok()
+                        .and_then(|t| t.file_name().map(|f| f.to_string_lossy().into_owned()));
+                    bail!(crate::error::hint(
+                        format!(
+                            "the name {name:?} is already in use by container {}",
+                            owner.unwrap_or_default()
+                        ),
+                        format!("remove it with `minictr rm {name}` or choose another --name")
+                    ));
+                }
+                let _ = std::fs::remove_file(&link);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to create {}", link.display()))
+            }
+        }
+    }
+    bail!("failed to claim the name {name:?}")
+}
+
+pub fn release_name(name: &str) {
+    let _ = std::fs::remove_file(names_dir().join(name));
+}
+
+// ANCHOR: mount_detached
+/// Parent, after the uid/gid maps are written: build the overlay as a detached mount (fsopen →
+/// fsconfig → fsmount) for the child to attach as its root. With a user namespace every lower layer
+/// is first turned into a read-only idmapped mount, so image files owned by host root appear as root
+/// inside while the image itself stays untouchable.
+pub fn mount_detached(
+    lowers: &[PathBuf],
+    layer: Option<&WritableLayer>,
+    userns_of: Option<Pid>,
+) -> Result<OwnedFd> {
+    let ctx = FsContext::open("overlay")?;
+    crate::explain!(
+        CHAPTER,
+        "fsopen(\"overlay\") — a new overlay filesystem context"
+    );
+    let userns = userns_of
+        .map(|pid| {
+            std::fs::File::open(format!("/proc/{pid}/ns/user"))
+                .with_context(|| format!("failed to open /proc/{pid}/ns/user"))
+        })
+        .transpose()?;
+    // The detached idmapped trees must stay open until FSCONFIG_CMD_CREATE: closing the last fd of a
+    // detached mount unmounts it, and overlayfs clones the lower layers only at create time.
+    let mut trees = Vec::new();
+    match &userns {
+        Some(ns) => {
+            for (i, lower) in lowers.iter().enumerate() {
+                crate::explain!(
+                    CHAPTER,
+                    "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
+                );
+                let tree = mountapi::clone_tree(lower)?;
+                mountapi::set_attr(
+                    tree.as_fd(),
+                    mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY,
+                    true,
+                    Some(ns.as_fd()),
+                )
+                .with_context(|| format!("failed to idmap the layer {}", lower.display()))?;
+                crate::explain!(
+                    CHAPTER,
+                    "fsconfig(FSCONFIG_SET_FD, \"lowerdir+\", idmapped {lower:?})"
+                );
+                ctx.set_fd("lowerdir+", tree.as_fd()).with_context(|| {
+                    crate::error::hint(
+                        format!("cannot stack the idmapped layer {}", lower.display()),
+                        "idmapped overlay lowers need Linux 6.8 or newer: run with --no-overlay, or --userns=host",
+                    )
+                })?;
+                trees.push(tree);
+            }
+        }
+        None => {
+            let joined = lowers
+                .iter()
+                .map(|l| l.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(":");
+            crate::explain!(
+                CHAPTER,
+                "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — top layer first"
+            );
+            ctx.set_string("lowerdir", &joined)?;
+        }
+    }
+    if let Some(layer) = layer {
+        let (upper, work) = (layer.upper(), layer.work());
+        crate::explain!(
+            CHAPTER,
+            "fsconfig(\"upperdir\", {upper:?}); fsconfig(\"workdir\", {work:?})"
+        );
+        ctx.set_string("upperdir", &upper.to_string_lossy())?;
+        ctx.set_string("workdir", &work.to_string_lossy())?;
+    }
+    crate::explain!(
+        CHAPTER,
+        "fsconfig(FSCONFIG_CMD_CREATE); fsmount() — the merged view, attached nowhere yet"
+    );
+    let attrs = if layer.is_none() {
+        mountapi::MOUNT_ATTR_RDONLY
+    } else {
+        0
+    };
+    let mnt = ctx
+        .mount(attrs)
+        .context("failed to create the overlay root");
+    drop(trees);
+    mnt
+}
+// ANCHOR_END: mount_detached
+
+/// Rootless: the child mounts the overlay itself, inside its user namespace (Linux 5.11+), with
+/// `userxattr` so overlayfs keeps its bookkeeping in user.* xattrs it may write.
+pub fn mount_in_child(lowers: &[PathBuf], layer_dir: Option<&Path>, target: &Path) -> Result<()> {
+    let mut data = format!(
+        "lowerdir={}",
+        lowers
+            .iter()
+            .map(|l| l.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    if let Some(d) = layer_dir {
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            d.join("upper").display(),
+            d.join("work").display()
+        ));
+    }
+    data.push_str(",userxattr");
+    let flags = if layer_dir.is_none() {
+        nix::mount::MsFlags::MS_RDONLY
+    } else {
+        nix::mount::MsFlags::empty()
+    };
+    crate::explain!(
+        CHAPTER,
+        "mount(\"overlay\", {target:?}, \"overlay\", {flags:?}, {data:?})"
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        crate::error::hint(
+            format!("failed to mount the overlay on {}: {e}", target.display()),
+            "unprivileged overlayfs needs Linux 5.11 or newer: run with --no-overlay",
+        )
+    })
+}
+
+// ANCHOR: diff
+/// `minictr diff`: what the writable layer changed, like `docker diff`. `A` added, `C` changed,
+/// `D` deleted. Deletions are whiteouts (character devices 0:0) and, for an opaque directory (one
+/// created where a lower directory was deleted), every lower entry it hides.
+pub fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<(char, String)>> {
+    let mut out = Vec::new();
+    walk(upper, upper, lowers, &mut out)?;
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
+    lowers
+        .iter()
+        .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+}
+
+fn is_opaque(p: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut buf = [0u8; 4];
+            let (Ok(path), Ok(name)) = (
+                std::ffi::CString::new(p.as_os_str().as_encoded_bytes()),
+                std::ffi::CString::new(*name),
+            ) else {
+                return false;
+            };
+            // SAFETY: lgetxattr writes at most buf.len() bytes into buf; both strings are NUL-terminated.
+            let n = unsafe {
+                libc::lgetxattr(
+                    path.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            n == 1 && buf[0] == b'y'
+        })
+}
+
+fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, String)>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
+    for entry in rd {
+        let entry = entry.with_context(|| format!("failed to read {}", dir.display()))?;
+        let path = entry.path();
+        let rel = path.strip_prefix(upper).unwrap_or(&path).to_path_buf();
+        let shown = format!("/{}", rel.display());
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("failed to stat {}", path.display()))?;
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            out.push(('D', shown));
+            continue;
+        }
+        let existed = in_lowers(lowers, &rel);
+        out.push((if existed { 'C' } else { 'A' }, shown.clone()));
+        if meta.is_dir() {
+            if existed && is_opaque(&path) {
+                // Everything the lower layers had here is hidden: deleted, unless re-created above.
+                for lower in lowers {
+                    if let Ok(rd) = std::fs::read_dir(lower.join(&rel)) {
+                        for e in rd.flatten() {
+                            if std::fs::symlink_metadata(path.join(e.file_name())).is_err() {
+                                out.push((
+                                    'D',
+                                    format!("{}/{}", shown, e.file_name().to_string_lossy()),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            walk(upper, &path, lowers, out)?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: diff
+
+/// Find a kept container by id, unique id prefix, or name.
+pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {
+    let by_name = names_dir().join(what);
+    let dir = if by_name.join("container.json").exists() {
+        by_name
+            .canonicalize()
+            .with_context(|| format!("failed to resolve {}", by_name.display()))?
+    } else {
+        let mut matches: Vec<PathBuf> = std::fs::read_dir(containers_dir())
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        matches.retain(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with(what))
+                && !what.is_empty()
+        });
+        match matches.len() {
+            1 => matches.remove(0),
+            0 => bail!(crate::error::hint(
+                format!("no such container: {what}"),
+                "list kept containers with `ls /var/lib/minictr/containers` (or `minictr ps -a`)"
+            )),
+            _ => bail!(crate::error::hint(
+                format!("{what:?} matches several containers"),
+                "give more of the id"
+            )),
+        }
+    };
+    let data = std::fs::read(dir.join("container.json")).map_err(|e| {
+        crate::error::hint(
+            format!(
+                "container {what} has no record ({}): {e}",
+                dir.join("container.json").display()
+            ),
+            "it is still running, or was not started with --keep/--name",
+        )
+    })?;
+    let kept: Kept = serde_json::from_slice(&data)
+        .with_context(|| format!("{}/container.json is corrupt", dir.display()))?;
+    Ok((dir, kept))
+}
+
+/// `minictr rm` of a kept container: its writable layer and its name.
+pub fn remove_kept(dir: &Path, kept: &Kept) -> Result<()> {
+    crate::explain!(CHAPTER, "rm -r {dir:?} — removing the kept writable layer");
+    std::fs::remove_dir_all(dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    if let Some(n) = &kept.name {
+        release_name(n);
+    }
+    Ok(())
+}
+
+/// Writable layers that belong to no container: not kept, and the runtime directory named in their
+/// `owner` file is gone (removed by hand, or by a minictr of another version). A layer without an
+/// `owner` file is being created right now and is left alone.
+pub fn remove_orphans() {
+    let Ok(rd) = std::fs::read_dir(containers_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(owner) = std::fs::read_to_string(e.path().join("owner")) else {
+            continue;
+        };
+        if !owner.trim().is_empty()
+            && !Path::new(owner.trim()).exists()
+            && !e.path().join("container.json").exists()
+        {
+            crate::explain!(
+                CHAPTER,
+                "rm -r {:?} — a writable layer no container owns",
+                e.path()
+            );
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Stale cleanup: a crashed run's writable layer (`values`: [dir, "keep"|"discard", name?]).
+pub fn cleanup_stale(values: &[String]) {
+    if let [dir, mode, rest @ ..] = values {
+        if mode == "discard" {
+            let _ = std::fs::remove_dir_all(dir);
+            if let Some(name) = rest.first() {
+                // Only if the name still points at this (now removed) container.
+                let link = names_dir().join(name);
+                let id = Path::new(dir)
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_os_string();
+                if std::fs::read_link(&link).is_ok_and(|t| t.file_name() == Some(id.as_os_str())) {
+                    release_name(name);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_options() {
+        let t = parse_tmpfs("/tmp").unwrap();
+        assert!(t.flags.contains(nix::mount::MsFlags::MS_NOEXEC));
+        assert_eq!(t.data, "");
+        let t = parse_tmpfs("/run:size=64m,mode=1777,exec").unwrap();
+        assert!(!t.flags.contains(nix::mount::MsFlags::MS_NOEXEC));
+        assert_eq!(t.data, "size=64m,mode=1777");
+        for bad in [
+            "tmp",
+            "/",
+            "/x:size=12Q",
+            "/x:mode=999",
+            "/x:bogus",
+            "/x:size=",
+        ] {
+            assert!(parse_tmpfs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["web", "a.b-c_d", "1x"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "_x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layer_order_is_top_first_and_rootfs_last() {
+        let d = std::env::temp_dir().join(format!("minictr-ovl-{}", std::process::id()));
+        let (a, b) = (d.join("a"), d.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let s = lower_stack(Path::new("/img"), &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(s, vec![b, a, PathBuf::from("/img")]);
+        assert!(lower_stack(Path::new("/img"), &[d.join("missing")]).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn diff_reads_whiteouts_and_changes() {
+        let d = std::env::temp_dir().join(format!("minictr-diff-{}", std::process::id()));
+        let (lower, upper) = (d.join("lower"), d.join("upper"));
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::create_dir_all(lower.join("bin")).unwrap();
+        std::fs::write(lower.join("etc/motd"), "old").unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("etc/motd"), "new").unwrap();
+        std::fs::write(upper.join("etc/new"), "x").unwrap();
+        let have_root = nix::unistd::geteuid().is_root();
+        if have_root {
+            std::fs::create_dir_all(upper.join("bin")).unwrap();
+            nix::sys::stat::mknod(
+                &upper.join("bin/ls"),
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .unwrap();
+        }
+        let got = diff(&upper, &[lower]).unwrap();
+        let mut want = vec![
+            ('C', "/etc".to_string()),
+            ('C', "/etc/motd".into()),
+            ('A', "/etc/new".into()),
+        ];
+        if have_root {
+            want.insert(0, ('C', "/bin".into()));
+            want.insert(1, ('D', "/bin/ls".into()));
+        }
+        assert_eq!(got, want);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

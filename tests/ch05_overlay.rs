@@ -1,0 +1,366 @@
+//! Chapter 5 — overlay: the image never changes, each container writes to its own upper layer, and
+//! nothing of a discarded layer survives exit, a killed container or a killed minictr.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LAYERS: &str = "/var/lib/minictr/containers";
+
+/// owner, mode, size, mtime and content hash of every file under `root`.
+fn manifest(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, u64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            if m.is_file() {
+                std::fs::read(&p).unwrap().hash(&mut h);
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().hash(&mut h);
+            } else if m.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(
+                p.strip_prefix(root).unwrap().to_path_buf(),
+                (m.uid(), m.gid(), m.mode(), m.size(), m.mtime(), h.finish()),
+            );
+        }
+    }
+    out
+}
+
+fn layer_dir(id: &str) -> PathBuf {
+    Path::new(LAYERS).join(id)
+}
+
+/// Start `minictr run` in the background and wait until its state.json names the container's pid.
+#[allow(clippy::zombie_processes)] // the child is returned to the caller, which waits for it
+fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
+    let host = common::unique("ov");
+    let mut child = Command::new(common::bin())
+        .arg("run")
+        .args(["--hostname", &host])
+        .args(opts)
+        .arg(common::rootfs())
+        .args(cmd)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for e in std::fs::read_dir("/run/minictr")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) {
+                let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+                if v["hostname"] == host.as_str() {
+                    if let Some(pid) = v["container_pid"].as_i64() {
+                        return (child, v["id"].as_str().unwrap().to_string(), pid as i32);
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("container {host} did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn image_unchanged_with(userns: &[&str], name: &str) {
+    let image = common::rootfs_copy(name);
+    let before = manifest(&image);
+    let mut opts = userns.to_vec();
+    opts.push("--keep");
+    let out = common::run_on(&image, &opts, &["sh", "-c", "rm /bin/ls && echo changed > /etc/motd && echo new > /root/new && chown 1000 /root/new && ls /bin/ls; cat /etc/motd"]);
+    common::assert_ok(&out);
+    assert_eq!(
+        common::stdout(&out).trim(),
+        "changed",
+        "inside: ls is gone and motd is new"
+    );
+    assert_eq!(manifest(&image), before, "the image on the host changed");
+
+    // The change and the whiteout are in the kept upper layer.
+    let kept: Vec<PathBuf> = std::fs::read_dir(LAYERS)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::read_to_string(p.join("container.json"))
+                .is_ok_and(|s| s.contains(image.to_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "one kept layer for {image:?}: {kept:?}");
+    let upper = kept[0].join("upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("etc/motd")).unwrap(),
+        "changed\n"
+    );
+    let wh = std::fs::symlink_metadata(upper.join("bin/ls")).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "bin/ls is a 0:0 whiteout"
+    );
+    // Ownership on disk: root inside is host 100000 with the user namespace, 0 without.
+    let root_uid = if userns.is_empty() { 100000 } else { 0 };
+    let new = std::fs::metadata(upper.join("root/new")).unwrap();
+    assert_eq!(
+        new.uid(),
+        root_uid + 1000,
+        "chown 1000 inside is stored shifted on disk"
+    );
+    assert_eq!(
+        std::fs::metadata(upper.join("etc/motd")).unwrap().uid(),
+        root_uid
+    );
+
+    // diff and rm
+    let id = kept[0].file_name().unwrap().to_str().unwrap().to_string();
+    let d = common::minictr().args(["diff", &id]).output().unwrap();
+    common::assert_ok(&d);
+    let diff = common::stdout(&d);
+    for line in [
+        "C /bin",
+        "D /bin/ls",
+        "C /etc",
+        "C /etc/motd",
+        "A /root/new",
+    ] {
+        assert!(
+            diff.lines().any(|l| l == line),
+            "diff lacks {line:?}:\n{diff}"
+        );
+    }
+    let r = common::minictr().args(["rm", &id]).output().unwrap();
+    common::assert_ok(&r);
+    assert!(!kept[0].exists(), "rm removed the layer");
+    let again = common::minictr().args(["diff", &id]).output().unwrap();
+    assert_eq!(again.status.code(), Some(125));
+    std::fs::remove_dir_all(&image).unwrap();
+}
+
+#[test]
+fn the_image_never_changes_with_the_user_namespace() {
+    if !common::need_root("the_image_never_changes_with_the_user_namespace") {
+        return;
+    }
+    image_unchanged_with(&[], "ch05-userns");
+}
+
+#[test]
+fn the_image_never_changes_without_the_user_namespace() {
+    if !common::need_root("the_image_never_changes_without_the_user_namespace") {
+        return;
+    }
+    image_unchanged_with(&["--userns=host"], "ch05-host");
+}
+
+#[test]
+fn a_discarded_layer_leaves_nothing() {
+    if !common::need_root("a_discarded_layer_leaves_nothing") {
+        return;
+    }
+    for userns in [&[][..], &["--userns=host"][..]] {
+        let host = common::unique("ovgone");
+        let mut opts = vec!["--hostname", &host];
+        opts.extend_from_slice(userns);
+        let out = common::run(
+            &opts,
+            &[
+                "sh",
+                "-c",
+                "echo x > /x; cat /proc/self/mountinfo | head -1",
+            ],
+        );
+        common::assert_ok(&out);
+        assert!(
+            common::stdout(&out).contains(" / / "),
+            "the overlay is the root"
+        );
+        common::assert_no_leftovers(&host);
+    }
+}
+
+#[test]
+fn two_containers_on_one_image_do_not_see_each_other() {
+    if !common::need_root("two_containers_on_one_image_do_not_see_each_other") {
+        return;
+    }
+    let (mut a, id_a, _) = spawn(
+        &[],
+        &["sh", "-c", "echo A > /etc/who; sleep 2; cat /etc/who"],
+    );
+    let (mut b, id_b, _) = spawn(
+        &[],
+        &["sh", "-c", "echo B > /etc/who; sleep 2; cat /etc/who"],
+    );
+    assert_ne!(id_a, id_b);
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let out = common::sh(&[], "cat /etc/who 2>&1 || echo none");
+    assert!(
+        out.contains("No such file"),
+        "a third container sees neither write: {out}"
+    );
+    assert!(!layer_dir(&id_a).exists() && !layer_dir(&id_b).exists());
+}
+
+#[test]
+fn concurrent_writes_stay_apart() {
+    if !common::need_root("concurrent_writes_stay_apart") {
+        return;
+    }
+    let kids: Vec<_> = ["one", "two", "three"]
+        .iter()
+        .map(|w| {
+            let child = Command::new(common::bin())
+                .args(["run"])
+                .arg(common::rootfs())
+                .args([
+                    "sh",
+                    "-c",
+                    &format!("echo {w} > /etc/motd; sleep 1; cat /etc/motd"),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (w, child)
+        })
+        .collect();
+    for (w, child) in kids {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), *w);
+    }
+}
+
+#[test]
+fn layers_stack_later_above_earlier() {
+    if !common::need_root("layers_stack_later_above_earlier") {
+        return;
+    }
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("layers"));
+    let (l1, l2) = (base.join("l1"), base.join("l2"));
+    std::fs::create_dir_all(l1.join("etc")).unwrap();
+    std::fs::create_dir_all(l2.join("etc")).unwrap();
+    std::fs::write(l1.join("etc/motd"), "from l1\n").unwrap();
+    std::fs::write(l1.join("etc/only-l1"), "l1\n").unwrap();
+    std::fs::write(l2.join("etc/motd"), "from l2\n").unwrap();
+    let out = common::sh(
+        &[
+            "--layer",
+            l1.to_str().unwrap(),
+            "--layer",
+            l2.to_str().unwrap(),
+        ],
+        "cat /etc/motd /etc/only-l1; ls /bin/busybox",
+    );
+    assert_eq!(
+        out, "from l2\nl1\n/bin/busybox\n",
+        "l2 hides l1, l1 adds to the rootfs"
+    );
+    let missing = common::run(&["--layer", "/nonexistent-minictr-layer"], &["true"]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(common::stderr(&missing).contains("/nonexistent-minictr-layer"));
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn read_only_root_and_tmpfs() {
+    if !common::need_root("read_only_root_and_tmpfs") {
+        return;
+    }
+    for userns in [&[][..], &["--userns=host"][..]] {
+        let mut opts = vec!["--read-only", "--tmpfs", "/tmp:size=1m"];
+        opts.extend_from_slice(userns);
+        let out = common::sh(&opts, "touch /etc/x 2>&1; echo rc=$?; echo ok > /tmp/y && cat /tmp/y; grep ' /tmp ' /proc/mounts");
+        assert!(out.contains("Read-only file system"), "{out}");
+        assert!(out.contains("rc=1"), "{out}");
+        assert!(out.contains("ok\n"), "{out}");
+        assert!(
+            out.contains("tmpfs /tmp tmpfs rw,nosuid,nodev,noexec"),
+            "{out}"
+        );
+    }
+    for bad in [
+        &["--tmpfs", "relative"][..],
+        &["--tmpfs", "/x:size=12Q"],
+        &["--read-only", "--keep"],
+        &["--name", "-bad"],
+    ] {
+        let out = common::run(bad, &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}");
+    }
+}
+
+#[test]
+fn names_are_unique_and_removable() {
+    if !common::need_root("names_are_unique_and_removable") {
+        return;
+    }
+    let name = common::unique("nm");
+    let first = common::run(&["--name", &name], &["sh", "-c", "echo hi > /hello"]);
+    common::assert_ok(&first);
+    let second = common::run(&["--name", &name], &["true"]);
+    assert_eq!(second.status.code(), Some(125));
+    assert!(
+        common::stderr(&second).contains("already in use"),
+        "{}",
+        common::stderr(&second)
+    );
+    let d = common::minictr().args(["diff", &name]).output().unwrap();
+    assert!(common::stdout(&d).contains("A /hello"));
+    common::assert_ok(&common::minictr().args(["rm", &name]).output().unwrap());
+    common::assert_ok(&common::run(&["--name", &name], &["true"]));
+    common::assert_ok(&common::minictr().args(["rm", &name]).output().unwrap());
+}
+
+#[test]
+fn killed_container_and_killed_minictr_leave_no_layer() {
+    if !common::need_root("killed_container_and_killed_minictr_leave_no_layer") {
+        return;
+    }
+    // kill -9 of the container's first process: minictr reports 137 and cleans up.
+    let (mut child, id, pid) = spawn(&[], &["sleep", "100"]);
+    assert!(layer_dir(&id).exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(
+        !layer_dir(&id).exists(),
+        "layer of a killed container removed"
+    );
+
+    // kill -9 of minictr itself: the container dies with it; the next minictr command cleans up.
+    let (mut child, id, _) = spawn(&[], &["sleep", "100"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // (Another test's minictr may already have cleaned up: only the state after our next command counts.)
+    common::assert_ok(&common::run(&[], &["true"]));
+    assert!(
+        !layer_dir(&id).exists(),
+        "the next command removed the crashed run's layer"
+    );
+    assert!(
+        !Path::new("/run/minictr").join(&id).exists(),
+        "and its runtime directory"
+    );
+}
