@@ -116,10 +116,16 @@ cd /tmp
 # Debian 12's kernel (6.1) cannot stack idmapped overlay lowers (chapter 5 needs 6.8): no overlay.
 MINICTR_TEST_RUN_OPTS=--no-overlay MINICTR_TEST_ROOTFS=/rootfs RUST_BACKTRACE=1 \
   /tests/ch04_cgroups --test-threads=2
-echo "MINICTR-VM-TESTS-EXIT=$?"
+status=$?
+# What chapter 4 shows for v2: the files written and the same --stats fields.
+echo "[guest] demo: minictr run --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32"
+MINICTR_DEMO_BIN --no-overlay --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32 /rootfs \
+  sh -c 'cat /proc/self/cgroup; timeout 1 sh -c "while :; do :; done"; true' 2>&1 | grep -v '^\[ch0[1-35-9]'
+echo "MINICTR-VM-TESTS-EXIT=$status"
 sync
 poweroff -f
 EOF
+sed -i "s|MINICTR_DEMO_BIN|$minictr_bin run|" "$img/init"
 chmod +x "$img/init"
 (cd "$img" && find . | "$file_bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
 
