@@ -10,7 +10,8 @@ use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::lifecycle::{detach, init, pty};
 use crate::sync::{Channel, Msg};
 use crate::{
-    error, namespaces, network, overlay, process, rootfs, security, state, sync, userns, RunArgs,
+    cgroups, error, namespaces, network, overlay, process, rootfs, security, state, sync, userns,
+    RunArgs,
 };
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -42,6 +43,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub user: process::UserSpec,
     pub userns: Option<userns::Plan>,
+    /// ch04: the container's cgroup (planned; created in step 2) and `--stats`.
+    pub cgroup: cgroups::Decision,
+    pub stats: bool,
     /// `None` with `--no-overlay`: the rootfs itself is the container's root (chapter 2).
     pub overlay: Option<overlay::Config>,
     pub tmpfs: Vec<overlay::Tmpfs>,
@@ -197,6 +201,22 @@ impl Spec {
             ipc: !args.no_ipc,
             cgroup: !args.no_cgroupns,
         };
+        // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
+        let cgroup = cgroups::plan(
+            &cgroups::Options {
+                memory: args.memory.clone(),
+                memory_swap: args.memory_swap.clone(),
+                cpus: args.cpus.clone(),
+                cpu_shares: args.cpu_shares.clone(),
+                pids_limit: args.pids_limit.clone(),
+                cpuset_cpus: args.cpuset_cpus.clone(),
+                blkio_weight: args.blkio_weight.clone(),
+                cgroup_parent: args.cgroup_parent.clone(),
+                off: args.no_cgroup,
+            },
+            &id,
+            !nix::unistd::geteuid().is_root(),
+        )?;
         let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
         if let Some(n) = &args.name {
             overlay::validate_name(n)?;
@@ -259,6 +279,8 @@ impl Spec {
             env,
             user,
             userns,
+            cgroup,
+            stats: args.stats,
             overlay,
             tmpfs,
             tty: args.tty,
@@ -275,6 +297,10 @@ impl Spec {
 pub fn cleanup_stale() {
     let base = state::base_dir();
     for stale in state::stale_entries(&base) {
+        // ch04: kill what is left in the dead run's cgroups and remove them.
+        if let Some(paths) = stale.state.as_ref().and_then(|s| s.resources.get("cgroup")) {
+            cgroups::remove_stale(paths);
+        }
         crate::explain!(
             state::CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -410,6 +436,21 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         _ => None,
     };
 
+    // 2. ch04: the cgroup — recorded, created and limited before clone: the child never runs unlimited.
+    let cgroup = match &spec.cgroup {
+        cgroups::Decision::Use(plan) => {
+            rt.record("cgroup", plan.paths())?;
+            let cg = cgroups::Cgroup::create(plan)?;
+            crate::explain::checkpoint("cgroup");
+            Some(cg)
+        }
+        cgroups::Decision::Skip(why) => {
+            cgroups::note_skipped(why, &state::base_dir());
+            None
+        }
+        cgroups::Decision::Off => None,
+    };
+
     // ch06: the bridge (made once), an address, the /etc files; recorded before the veth exists.
     let mut net = network::reserve(
         &spec.network,
@@ -444,9 +485,13 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
 
     // 3. clone: the child blocks on the channel until the parent says "go".
     let (parent_end, child_end) = sync::pair()?;
-    let flags = spec.namespaces.clone_flags();
+    let mut flags = spec.namespaces.clone_flags();
+    if late_cgroupns(spec) {
+        flags &= !(libc::CLONE_NEWCGROUP as u64); // ch04: v1 — the child unshares it once moved
+    }
+    let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone_fd());
     let layer_dir = layer.as_ref().map(|l| l.dir.clone());
-    let pid = namespaces::clone_child(flags, None, || {
+    let pid = namespaces::clone_child(flags, cgroup_fd, || {
         child_main(
             spec,
             layer_dir.as_deref(),
@@ -496,6 +541,10 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         None => {}
     }
 
+    // 5. ch04: v1 — move the child into its cgroups (v2: CLONE_INTO_CGROUP already did).
+    if let Some(cg) = &cgroup {
+        cg.attach(pid)?;
+    }
     crate::explain::checkpoint("root-prepared");
 
     // 5b. Network (ch06): veth pair, eth0's address and route inside, published ports.
@@ -555,6 +604,19 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     let code = wait_forwarding(pid, sfd, relay)?;
     guard.0 = None; // reaped by wait_forwarding: its pid may belong to someone else now
     rt.state.exit_code = Some(code);
+    // 16. ch04: OOM check and metrics from the cgroup, then it goes (killing anything left in it).
+    if let Some(cg) = cgroup {
+        if spec.stats || code != 0 || cg.has_memory_limit() {
+            let st = cg.stats();
+            if let Some(msg) = cg.oom_message(&st, code) {
+                eprintln!("minictr: {msg}");
+            }
+            if spec.stats {
+                eprint!("{}", st.report());
+            }
+        }
+        drop(cg);
+    }
     // 13. Tear down: the writable layer (unless kept), then the runtime directory.
     crate::explain::checkpoint("teardown");
     drop(net); // ch06: ports, veth, address
@@ -759,6 +821,15 @@ fn child_setup(
     if let Some(plan) = &spec.userns {
         userns::become_root(plan.setgroups_allowed())?;
     }
+    // ch04: v1 — now that the parent moved us into our cgroups, a cgroup namespace rooted there.
+    if late_cgroupns(spec) {
+        crate::explain!(
+            cgroups::CHAPTER,
+            "unshare(CLONE_NEWCGROUP) — the container's cgroup becomes its /"
+        );
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .context("failed to create the cgroup namespace")?;
+    }
     // If minictr dies, so does the container (set after the uid change, which would clear it).
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -790,6 +861,9 @@ fn child_setup(
         (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
     };
     rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
+    if let cgroups::Decision::Use(plan) = &spec.cgroup {
+        mount_cgroupfs(&root, &plan.inside(), spec.namespaces.cgroup)?; // ch04
+    }
     rootfs::mount_volumes(&root, &spec.rootfs.volumes, idmapped)?;
     for t in &spec.tmpfs {
         rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
@@ -842,6 +916,65 @@ fn child_setup(
 }
 // ANCHOR_END: child
 
+/// ch04: whether the child makes its cgroup namespace itself (v1: after being moved into its cgroups).
+fn late_cgroupns(spec: &Spec) -> bool {
+    spec.namespaces.cgroup && matches!(&spec.cgroup, cgroups::Decision::Use(p) if p.late_cgroupns())
+}
+
+// ANCHOR: cgroupfs
+/// ch04: /sys/fs/cgroup inside the container, read-only. v2: a cgroup2 mount, which in the cgroup
+/// namespace shows the container's cgroup as its root. v1 (as runc does): a tmpfs holding one
+/// directory per hierarchy, each with the container's own cgroup directory bound on it.
+fn mount_cgroupfs(
+    root: &rootfs::safepath::Root,
+    inside: &cgroups::Inside,
+    cgroupns: bool,
+) -> Result<()> {
+    use nix::mount::MsFlags;
+    use std::os::fd::AsFd;
+    use std::path::Path;
+    let at = Path::new("/sys/fs/cgroup");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let dir = root.mkdir_all(at)?;
+    match inside {
+        cgroups::Inside::V2 { .. } if cgroupns => {
+            rootfs::mount_on(
+                "cgroup2",
+                dir.as_fd(),
+                at,
+                Some("cgroup2"),
+                flags | MsFlags::MS_RDONLY,
+                None,
+            )?;
+        }
+        cgroups::Inside::V2 { host } => {
+            let src = host.display().to_string();
+            rootfs::mount_on(&src, dir.as_fd(), at, None, MsFlags::MS_BIND, None)?;
+            let dir = root.mkdir_all(at)?;
+            rootfs::make_readonly(dir.as_fd(), at, true)?;
+        }
+        cgroups::Inside::V1 { hierarchies } => {
+            rootfs::mount_on(
+                "tmpfs",
+                dir.as_fd(),
+                at,
+                Some("tmpfs"),
+                flags,
+                Some("mode=755"),
+            )?;
+            for (name, host) in hierarchies {
+                let inner = at.join(name);
+                let d = root.mkdir_all(&inner)?;
+                let src = host.display().to_string();
+                rootfs::mount_on(&src, d.as_fd(), &inner, None, MsFlags::MS_BIND, None)?;
+            }
+            let dir = root.mkdir_all(at)?;
+            rootfs::make_readonly(dir.as_fd(), at, true)?;
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: cgroupfs
 /// `minictr diff ID|NAME`.
 pub fn diff(what: &str) -> Result<i32> {
     cleanup_stale();

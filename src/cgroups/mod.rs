@@ -1,0 +1,742 @@
+//! Chapter 4 — cgroups: the kernel's accounting and limits for a group of processes (memory, CPU,
+//! number of processes, I/O), and the file system interface that controls them.
+//!
+//! One interface for the orchestrator ([`plan`] before anything exists, [`Cgroup`] for the live
+//! group) with two implementations behind it: [`v1`] (one hierarchy per controller, as on hybrid
+//! hosts) and [`v2`] (the unified hierarchy). Everything is done by the parent — host root — because
+//! the container's root is only root inside its user namespace.
+
+pub mod limits;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+pub use limits::Limits;
+pub use stats::Stats;
+
+use anyhow::{bail, Context, Result};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+pub const CHAPTER: &str = "ch04 cgroups";
+
+// ANCHOR: layout
+/// How the host mounts cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Only the unified hierarchy (`cgroup2` at /sys/fs/cgroup): every controller in one tree.
+    V2,
+    /// One `cgroup` (v1) mount per controller (or group of controllers), no cgroup2.
+    V1,
+    /// v1 controllers plus an (empty or nearly empty) cgroup2 mount: controllers are used the v1 way.
+    Hybrid,
+}
+
+/// One cgroup file system mount, from /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted on the host, e.g. /sys/fs/cgroup/memory.
+    pub point: PathBuf,
+    /// The cgroup that is the root of this mount (not `/` inside a container).
+    pub root: String,
+    /// v2: `cgroup2`; v1: `cgroup`.
+    pub fstype: String,
+    /// v1: the controllers of this hierarchy (`memory`, `cpu`, `name=systemd`, …).
+    pub controllers: Vec<String>,
+}
+
+/// The host's cgroup layout together with this process's own place in it.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub version: Version,
+    /// v1 hierarchies with real controllers (named-only ones like name=systemd are left out).
+    pub v1: Vec<v1::Hierarchy>,
+    /// The unified hierarchy, if mounted.
+    pub v2: Option<v2::Unified>,
+}
+// ANCHOR_END: layout
+
+/// The cgroup mounts of a mountinfo text. Fields: id parent major:minor root point options
+/// [optional…] - fstype source super-options.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split(' ');
+        let fstype = r.next().unwrap_or("");
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let _source = r.next();
+        let sopts = r.next().unwrap_or("");
+        let l: Vec<&str> = left.split(' ').collect();
+        if l.len() < 5 {
+            continue;
+        }
+        let controllers = if fstype == "cgroup" {
+            sopts
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro" | "noprefix" | "clone_children" | "xattr")
+                        && !o.starts_with("release_agent=")
+                })
+                .map(str::to_string)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.push(Mount {
+            point: PathBuf::from(unescape(l[4])),
+            root: unescape(l[3]),
+            fstype: fstype.to_string(),
+            controllers,
+        });
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 1 && i + 3 <= b.len() {
+            if let Ok(n) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// /proc/self/cgroup: `hierarchy-id:controllers:path` per line. Returns (controllers, path); the v2
+/// line is `0::/path` with empty controllers.
+pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrls = it.next()?;
+            let path = it.next()?;
+            let c = if ctrls.is_empty() {
+                Vec::new()
+            } else {
+                ctrls.split(',').map(str::to_string).collect()
+            };
+            Some((c, path.to_string()))
+        })
+        .collect()
+}
+
+/// The host path of a cgroup: the mount point plus the cgroup path relative to the mount's root.
+fn host_path(m: &Mount, cgroup: &str) -> PathBuf {
+    let root = m.root.trim_end_matches('/');
+    let rel = cgroup.strip_prefix(root).unwrap_or(cgroup);
+    m.point.join(rel.trim_start_matches('/'))
+}
+
+// ANCHOR: detect
+impl Layout {
+    /// Read /proc/self/mountinfo and /proc/self/cgroup once each.
+    pub fn detect() -> Result<Layout> {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo")
+            .context("failed to read /proc/self/mountinfo")?;
+        let pc = std::fs::read_to_string("/proc/self/cgroup")
+            .context("failed to read /proc/self/cgroup")?;
+        Ok(Layout::from_texts(&mi, &pc))
+    }
+
+    /// The layout from the two files' contents (pure: unit-tested on fixtures).
+    pub fn from_texts(mountinfo: &str, proc_cgroup: &str) -> Layout {
+        let own = parse_proc_cgroup(proc_cgroup);
+        let mut v1 = Vec::new();
+        let mut v2 = None;
+        for m in parse_mountinfo(mountinfo) {
+            if m.fstype == "cgroup2" {
+                if v2.is_none() {
+                    if let Some((_, p)) = own.iter().find(|(c, _)| c.is_empty()) {
+                        v2 = Some(v2::Unified {
+                            mount: m.point.clone(),
+                            own: host_path(&m, p),
+                        });
+                    }
+                }
+                continue;
+            }
+            let real: Vec<String> = m
+                .controllers
+                .iter()
+                .filter(|c| !c.starts_with("name="))
+                .cloned()
+                .collect();
+            // Skip named-only hierarchies and second mounts of a hierarchy already seen.
+            if real.is_empty() || v1.iter().any(|h: &v1::Hierarchy| h.controllers == real) {
+                continue;
+            }
+            let Some((_, p)) = own.iter().find(|(c, _)| {
+                let mut a = c.clone();
+                a.sort();
+                let mut b = m.controllers.clone();
+                b.sort();
+                a == b
+            }) else {
+                continue;
+            };
+            v1.push(v1::Hierarchy {
+                own: host_path(&m, p),
+                mount: m.point.clone(),
+                controllers: real,
+            });
+        }
+        let version = match (v1.is_empty(), v2.is_some()) {
+            (false, true) => Version::Hybrid,
+            (false, false) => Version::V1,
+            _ => Version::V2,
+        };
+        Layout { version, v1, v2 }
+    }
+}
+// ANCHOR_END: detect
+
+/// Where to put the container's cgroup: `--cgroup-parent` (absolute = from the hierarchy's root,
+/// relative = beneath minictr's own cgroup), default `<own>/minictr`.
+pub fn container_dir(mount: &Path, own: &Path, parent: Option<&str>, id: &str) -> PathBuf {
+    let base = match parent {
+        Some(p) if p.starts_with('/') => mount.join(p.trim_start_matches('/')),
+        Some(p) => own.join(p),
+        None => own.join("minictr"),
+    };
+    base.join(id)
+}
+
+/// What the user asked for, as strings (parsed and checked by [`plan`]).
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<String>,
+    pub cpu_shares: Option<String>,
+    pub pids_limit: Option<String>,
+    pub cpuset_cpus: Option<String>,
+    pub blkio_weight: Option<String>,
+    pub cgroup_parent: Option<String>,
+    pub off: bool,
+}
+
+/// What step 2 will do, decided in step 1.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// `--no-cgroup`.
+    Off,
+    /// Not possible here and no limit asked for: say why once, run without.
+    Skip(String),
+    Use(Box<Plan>),
+}
+
+/// The container's cgroup, planned: which directories, which limits.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub version: Version,
+    pub limits: Limits,
+    /// v1: one directory per hierarchy used.
+    pub v1: Vec<v1::Dir>,
+    /// v2: the single directory.
+    pub v2: Option<v2::Dir>,
+}
+
+impl Plan {
+    /// Every directory this plan creates (recorded in the runtime dir before creation).
+    pub fn paths(&self) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .v1
+            .iter()
+            .map(|d| d.path.display().to_string())
+            .collect();
+        if let Some(d) = &self.v2 {
+            p.push(d.path.display().to_string());
+        }
+        p
+    }
+
+    /// On v1 the child is moved into its cgroups after clone, so its cgroup namespace must be made
+    /// afterwards (by the child, with unshare) or it would be rooted at minictr's own cgroups.
+    pub fn late_cgroupns(&self) -> bool {
+        self.v2.is_none()
+    }
+
+    /// What to mount at /sys/fs/cgroup inside the container.
+    pub fn inside(&self) -> Inside {
+        match &self.v2 {
+            Some(d) => Inside::V2 {
+                host: d.path.clone(),
+            },
+            None => Inside::V1 {
+                hierarchies: self
+                    .v1
+                    .iter()
+                    .map(|d| {
+                        let name = d
+                            .mount
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| d.controllers.join(","));
+                        (name, d.path.clone())
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// The container's view of /sys/fs/cgroup.
+#[derive(Debug, Clone)]
+pub enum Inside {
+    /// A cgroup2 mount (in the cgroup namespace it shows the container's cgroup as its root).
+    V2 { host: PathBuf },
+    /// A tmpfs holding one directory per hierarchy, each the container's own cgroup bound there.
+    V1 { hierarchies: Vec<(String, PathBuf)> },
+}
+
+// ANCHOR: plan
+/// Step 1: parse the limits, detect the layout, decide the directories — create nothing.
+pub fn plan(opts: &Options, id: &str, rootless: bool) -> Result<Decision> {
+    let limits = Limits::parse(opts)?;
+    if let Some(p) = &opts.cgroup_parent {
+        limits::check_parent(p)?;
+    }
+    if opts.off {
+        if !limits.is_empty() {
+            bail!(crate::error::hint(
+                "--no-cgroup switches off the stage that applies the limits given",
+                "drop --no-cgroup or the limit flags"
+            ));
+        }
+        return Ok(Decision::Off);
+    }
+    let layout = Layout::detect()?;
+    let parent = opts.cgroup_parent.as_deref();
+    let skip_or_fail = |why: String, what_to_do: &str| -> Result<Decision> {
+        if limits.is_empty() {
+            Ok(Decision::Skip(format!("cgroups skipped: {why}")))
+        } else {
+            Err(crate::error::hint(
+                format!("cannot apply {}: {why}", limits.flags().join(", ")),
+                what_to_do,
+            ))
+        }
+    };
+    match layout.version {
+        Version::V1 | Version::Hybrid => {
+            if rootless {
+                return skip_or_fail(
+                    "cgroup v1 cannot be delegated to an unprivileged user".into(),
+                    "run as root (sudo), or use a host with cgroup v2 and systemd delegation",
+                );
+            }
+            let dirs = v1::plan_dirs(&layout.v1, &limits, parent, id)?;
+            Ok(Decision::Use(Box::new(Plan {
+                version: layout.version,
+                limits,
+                v1: dirs,
+                v2: None,
+            })))
+        }
+        Version::V2 => {
+            let Some(u) = &layout.v2 else {
+                return skip_or_fail(
+                    "no cgroup file system is mounted".into(),
+                    "mount cgroup2 on /sys/fs/cgroup (mount -t cgroup2 none /sys/fs/cgroup)",
+                );
+            };
+            if rootless {
+                let anchor = v2::anchor(u, parent);
+                if nix::unistd::access(&anchor.join("cgroup.procs"), nix::unistd::AccessFlags::W_OK)
+                    .is_err()
+                {
+                    return skip_or_fail(
+                        format!(
+                            "{} is not delegated to you (its cgroup.procs is not writable)",
+                            anchor.display()
+                        ),
+                        "run as root, or inside a delegated systemd unit: systemd-run --user --scope -p Delegate=yes minictr run …",
+                    );
+                }
+            }
+            let dir = v2::plan_dir(u, &limits, parent, id)?;
+            Ok(Decision::Use(Box::new(Plan {
+                version: Version::V2,
+                limits,
+                v1: Vec::new(),
+                v2: Some(dir),
+            })))
+        }
+    }
+}
+// ANCHOR_END: plan
+
+/// A file written, narrated under `--explain`.
+pub(crate) fn write_file(path: &Path, value: &str) -> Result<()> {
+    crate::explain!(CHAPTER, "write {} = {value}", path.display());
+    std::fs::write(path, value)
+        .with_context(|| format!("failed to write {value:?} to {}", path.display()))
+}
+
+pub(crate) fn read_trim(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string())
+}
+
+/// mkdir, narrated. Returns whether it was created (false: it existed).
+pub(crate) fn mkdir(path: &Path) -> Result<bool> {
+    match std::fs::create_dir(path) {
+        Ok(()) => {
+            crate::explain!(CHAPTER, "mkdir {}", path.display());
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("failed to create the cgroup {}", path.display())),
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Version::V2 => "v2 (unified)",
+            Version::V1 => "v1",
+            Version::Hybrid => "v1 hybrid (controllers on v1, cgroup2 mounted beside them)",
+        })
+    }
+}
+
+// ANCHOR: cgroup
+/// The container's live cgroup. Dropping it kills whatever is still inside and removes it.
+pub struct Cgroup {
+    plan: Plan,
+    /// Directories created, in creation order (removed in reverse).
+    created: Vec<PathBuf>,
+    /// v2: the directory held open for clone3's CLONE_INTO_CGROUP.
+    fd: Option<OwnedFd>,
+}
+
+impl Cgroup {
+    /// Step 2: create the directories and write every limit — before the child exists.
+    pub fn create(plan: &Plan) -> Result<Cgroup> {
+        let mut cg = Cgroup {
+            plan: plan.clone(),
+            created: Vec::new(),
+            fd: None,
+        };
+        crate::explain!(
+            CHAPTER,
+            "host layout: cgroup {} — the container's cgroup goes in {} place(s)",
+            plan.version,
+            plan.paths().len()
+        );
+        // On error `cg` drops and removes what was created so far.
+        if let Some(d) = &plan.v2 {
+            v2::create(d, &plan.limits, &mut cg.created)?;
+            let fd = nix::fcntl::open(
+                &d.path,
+                nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .with_context(|| format!("failed to open the cgroup {}", d.path.display()))?;
+            cg.fd = Some(fd);
+        } else {
+            v1::create(&plan.v1, &plan.limits, &mut cg.created)?;
+        }
+        Ok(cg)
+    }
+
+    /// Only then can the OOM killer act on this cgroup's own limit (the host's can still strike).
+    pub fn has_memory_limit(&self) -> bool {
+        self.plan.limits.memory.is_some()
+    }
+
+    /// v2: the fd for clone3(CLONE_INTO_CGROUP) — the child starts inside, atomically.
+    pub fn clone_fd(&self) -> Option<RawFd> {
+        self.fd.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Step 5, v1: move the child (still waiting for "go") into every hierarchy.
+    pub fn attach(&self, pid: Pid) -> Result<()> {
+        if self.fd.is_some() {
+            return Ok(()); // CLONE_INTO_CGROUP did it
+        }
+        for d in &self.plan.v1 {
+            write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Step 16: the counters, read before the cgroup goes.
+    pub fn stats(&self) -> Stats {
+        match &self.plan.v2 {
+            Some(d) => v2::stats(&d.path),
+            None => v1::stats(&self.plan.v1),
+        }
+    }
+
+    /// `container killed: out of memory (limit 64.0 MiB, peak 64.0 MiB)` if the kernel's OOM killer
+    /// killed a process of this cgroup (`code` is the container's exit status: 137 = SIGKILL).
+    pub fn oom_message(&self, stats: &Stats, code: i32) -> Option<String> {
+        let kills = *stats.oom_kills.as_ref().ok()?;
+        if kills == 0 {
+            return None;
+        }
+        let limit = self
+            .plan
+            .limits
+            .memory
+            .map(stats::human_bytes)
+            .unwrap_or_else(|| "none".into());
+        let peak = match &stats.memory_peak {
+            Ok(p) => stats::human_bytes(*p),
+            Err(_) => "unknown".into(),
+        };
+        let extra = if kills > 1 {
+            format!(", {kills} processes killed")
+        } else {
+            String::new()
+        };
+        let who = if code == 128 + libc::SIGKILL {
+            "container killed"
+        } else {
+            "a process of the container was killed by the kernel"
+        };
+        Some(format!(
+            "{who}: out of memory (limit {limit}, peak {peak}{extra})"
+        ))
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.fd = None;
+        let paths: Vec<String> = self
+            .created
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
+        if let Err(e) = remove(&paths) {
+            eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+        }
+    }
+}
+// ANCHOR_END: cgroup
+
+// ANCHOR: remove
+/// Kill every process left in these cgroup directories (a daemon that escaped the first process),
+/// then remove them. Used at exit and for the leftovers of a crashed minictr.
+pub fn remove(paths: &[String]) -> Result<()> {
+    let dirs: Vec<PathBuf> = paths
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    kill_all(&dirs);
+    let mut last = None;
+    for d in &dirs {
+        // Killed processes leave the cgroup when they have finished exiting: retry briefly.
+        let mut tries = 0;
+        loop {
+            crate::explain!(CHAPTER, "rmdir {}", d.display());
+            match std::fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    tries += 1;
+                    if tries % 20 == 0 {
+                        kill_all(std::slice::from_ref(d));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    last = Some(
+                        anyhow::Error::new(e)
+                            .context(format!("failed to remove the cgroup {}", d.display())),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// v2: `cgroup.kill` (Linux 5.14) kills everything at once. Otherwise freeze (so nothing forks
+/// while we read the list), SIGKILL each pid, thaw (a frozen process cannot die).
+fn kill_all(dirs: &[PathBuf]) {
+    // Every directory holds the same processes (they were attached together): one read tells.
+    let populated = dirs
+        .first()
+        .is_some_and(|d| read_trim(&d.join("cgroup.procs")).is_ok_and(|s| !s.is_empty()));
+    if !populated {
+        return;
+    }
+    for d in dirs {
+        let k = d.join("cgroup.kill");
+        if k.exists() {
+            let _ = write_file(&k, "1");
+            return;
+        }
+    }
+    let freezer = dirs.iter().find(|d| d.join("freezer.state").exists());
+    let v2_freeze = dirs.iter().find(|d| d.join("cgroup.freeze").exists());
+    if let Some(f) = freezer {
+        let _ = write_file(&f.join("freezer.state"), "FROZEN");
+    } else if let Some(f) = v2_freeze {
+        let _ = write_file(&f.join("cgroup.freeze"), "1");
+    }
+    for d in dirs {
+        if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            for pid in s.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                crate::explain!(CHAPTER, "kill({pid}, SIGKILL) — left in {}", d.display());
+                let _ =
+                    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    if let Some(f) = freezer {
+        let _ = write_file(&f.join("freezer.state"), "THAWED");
+    } else if let Some(f) = v2_freeze {
+        let _ = write_file(&f.join("cgroup.freeze"), "0");
+    }
+}
+// ANCHOR_END: remove
+
+/// Say why cgroups are skipped: always under `--explain`, otherwise once per runtime directory base
+/// (a marker file remembers it) — one line the first time, not noise on every run.
+pub fn note_skipped(why: &str, base: &Path) {
+    if crate::explain::enabled() {
+        crate::explain!(CHAPTER, "{why}");
+        return;
+    }
+    // Beside the runtime directories, not among them (each entry there is a container).
+    let mut marker = base.as_os_str().to_owned();
+    marker.push(".cgroups-noted");
+    let marker = PathBuf::from(marker);
+    if marker.exists() {
+        return;
+    }
+    eprintln!("minictr: note: {why} (said once; --explain repeats it)");
+    let _ = std::fs::write(&marker, why);
+}
+
+/// The cgroups recorded by a minictr that died: kill what is left and remove them.
+pub fn remove_stale(paths: &[String]) {
+    if paths.is_empty() {
+        return;
+    }
+    crate::explain!(
+        CHAPTER,
+        "removing stale cgroups {paths:?} (their minictr died)"
+    );
+    // Leaves first: the recorded list is in creation order, parents are never recorded.
+    if let Err(e) = remove(paths) {
+        eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MI: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_PC: &str = "\
+9:name=systemd:/
+8:pids:/
+4:memory:/process_api/b63f
+2:cpuacct:/
+1:cpu:/
+0::/
+";
+
+    #[test]
+    fn hybrid_layout_with_a_nested_memory_path() {
+        let l = Layout::from_texts(HYBRID_MI, HYBRID_PC);
+        assert_eq!(l.version, Version::Hybrid);
+        let names: Vec<String> = l.v1.iter().map(|h| h.controllers.join(",")).collect();
+        assert_eq!(names, ["cpu", "cpuacct", "memory", "pids"]);
+        let mem = l.v1.iter().find(|h| h.controllers == ["memory"]).unwrap();
+        assert_eq!(mem.own, Path::new("/sys/fs/cgroup/memory/process_api/b63f"));
+        let cpu = l.v1.iter().find(|h| h.controllers == ["cpu"]).unwrap();
+        assert_eq!(cpu.own, Path::new("/sys/fs/cgroup/cpu"));
+        assert_eq!(l.v2.unwrap().own, Path::new("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn unified_layout() {
+        let mi = "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let pc = "0::/user.slice/user-1000.slice/session-2.scope\n";
+        let l = Layout::from_texts(mi, pc);
+        assert_eq!(l.version, Version::V2);
+        assert!(l.v1.is_empty());
+        assert_eq!(
+            l.v2.unwrap().own,
+            Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope")
+        );
+    }
+
+    #[test]
+    fn co_mounted_controllers_and_a_mount_rooted_below_slash() {
+        // Inside a container: the hierarchy's root is the container's cgroup.
+        let mi =
+            "40 31 0:37 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpuacct,cpu\n";
+        let pc = "3:cpu,cpuacct:/docker/abc/inner\n";
+        let l = Layout::from_texts(mi, pc);
+        assert_eq!(l.version, Version::V1);
+        assert_eq!(l.v1[0].controllers, ["cpuacct", "cpu"]);
+        assert_eq!(l.v1[0].own, Path::new("/sys/fs/cgroup/cpu,cpuacct/inner"));
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn container_paths() {
+        let m = Path::new("/sys/fs/cgroup/memory");
+        let own = Path::new("/sys/fs/cgroup/memory/process_api/b63f");
+        assert_eq!(
+            container_dir(m, own, None, "abc"),
+            Path::new("/sys/fs/cgroup/memory/process_api/b63f/minictr/abc")
+        );
+        assert_eq!(
+            container_dir(m, own, Some("/ci/jobs"), "abc"),
+            Path::new("/sys/fs/cgroup/memory/ci/jobs/abc")
+        );
+        assert_eq!(
+            container_dir(m, own, Some("mine"), "abc"),
+            Path::new("/sys/fs/cgroup/memory/process_api/b63f/mine/abc")
+        );
+    }
+}
