@@ -345,85 +345,131 @@ pub fn mount_detached(
     lowers: &[PathBuf],
     layer: Option<&WritableLayer>,
     userns_of: Option<Pid>,
+    staging: &Path,
 ) -> Result<OwnedFd> {
-    let ctx = FsContext::open("overlay")?;
-    crate::explain!(
-        CHAPTER,
-        "fsopen(\"overlay\") — a new overlay filesystem context"
-    );
     let userns = userns_of
         .map(|pid| {
             std::fs::File::open(format!("/proc/{pid}/ns/user"))
                 .with_context(|| format!("failed to open /proc/{pid}/ns/user"))
         })
         .transpose()?;
+    let Some(ns) = &userns else {
+        let joined = lowers.iter().map(|l| l.to_string_lossy()).collect::<Vec<_>>().join(":");
+        return create(layer, |ctx| {
+            crate::explain!(CHAPTER, "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — top layer first");
+            ctx.set_string("lowerdir", &joined)
+        });
+    };
     // The detached idmapped trees must stay open until FSCONFIG_CMD_CREATE: closing the last fd of a
     // detached mount unmounts it, and overlayfs clones the lower layers only at create time.
-    let mut trees = Vec::new();
-    match &userns {
-        Some(ns) => {
-            for (i, lower) in lowers.iter().enumerate() {
-                crate::explain!(
-                    CHAPTER,
-                    "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
-                );
-                let tree = mountapi::clone_tree(lower)?;
-                mountapi::set_attr(
-                    tree.as_fd(),
-                    mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY,
-                    true,
-                    Some(ns.as_fd()),
-                )
-                .with_context(|| format!("failed to idmap the layer {}", lower.display()))?;
-                crate::explain!(
-                    CHAPTER,
-                    "fsconfig(FSCONFIG_SET_FD, \"lowerdir+\", idmapped {lower:?})"
-                );
-                ctx.set_fd("lowerdir+", tree.as_fd()).with_context(|| {
-                    crate::error::hint(
-                        format!("cannot stack the idmapped layer {}", lower.display()),
-                        "idmapped overlay lowers need Linux 6.8 or newer: run with --no-overlay, or --userns=host",
-                    )
-                })?;
-                trees.push(tree);
-            }
-        }
-        None => {
-            let joined = lowers
-                .iter()
-                .map(|l| l.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(":");
-            crate::explain!(
-                CHAPTER,
-                "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — top layer first"
-            );
-            ctx.set_string("lowerdir", &joined)?;
-        }
-    }
-    if let Some(layer) = layer {
-        let (upper, work) = (layer.upper(), layer.work());
+    let mut trees = Vec::with_capacity(lowers.len());
+    for (i, lower) in lowers.iter().enumerate() {
         crate::explain!(
             CHAPTER,
-            "fsconfig(\"upperdir\", {upper:?}); fsconfig(\"workdir\", {work:?})"
+            "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
         );
+        let tree = mountapi::clone_tree(lower)?;
+        mountapi::set_attr(tree.as_fd(), mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY, true, Some(ns.as_fd()))
+            .map_err(|e| {
+                crate::error::hint(
+                    format!("cannot idmap the layer {}: {e}", lower.display()),
+                    "its filesystem cannot be idmapped by this kernel (tmpfs needs Linux 6.3, most network filesystems cannot): put the image on ext4, xfs or btrfs, or run with --userns=host",
+                )
+            })?;
+        trees.push(tree);
+    }
+    // Linux 6.8+: hand overlayfs the detached trees themselves ("lowerdir+" takes an fd).
+    let by_fd = std::env::var_os("MINICTR_OVERLAY_LEGACY").is_none();
+    if by_fd {
+        let result = create(layer, |ctx| {
+            for (lower, tree) in lowers.iter().zip(&trees) {
+                crate::explain!(CHAPTER, "fsconfig(FSCONFIG_SET_FD, \"lowerdir+\", idmapped {lower:?})");
+                ctx.set_fd("lowerdir+", tree.as_fd())?;
+            }
+            Ok(())
+        });
+        match result {
+            Err(e) if is_unknown_parameter(&e) => {}
+            other => return other,
+        }
+    }
+    // Older kernels know only "lowerdir=PATH": the trees must be attached somewhere. We attach them
+    // in a mount namespace of minictr's own, so the host never sees them, and detach them as soon as
+    // overlayfs has its private clones.
+    let staged = Staged::attach(&trees, staging)?;
+    let joined = staged.dirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>().join(":");
+    create(layer, |ctx| {
+        crate::explain!(CHAPTER, "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — the staged idmapped layers, top first");
+        ctx.set_string("lowerdir", &joined)
+    })
+}
+
+/// fsopen, the lower layers (by `lowers`), upper and work, create, fsmount.
+fn create(layer: Option<&WritableLayer>, lowers: impl FnOnce(&FsContext) -> Result<()>) -> Result<OwnedFd> {
+    crate::explain!(CHAPTER, "fsopen(\"overlay\") — a new overlay filesystem context");
+    let ctx = FsContext::open("overlay")?;
+    lowers(&ctx)?;
+    if let Some(layer) = layer {
+        let (upper, work) = (layer.upper(), layer.work());
+        crate::explain!(CHAPTER, "fsconfig(\"upperdir\", {upper:?}); fsconfig(\"workdir\", {work:?})");
         ctx.set_string("upperdir", &upper.to_string_lossy())?;
         ctx.set_string("workdir", &work.to_string_lossy())?;
     }
-    crate::explain!(
-        CHAPTER,
-        "fsconfig(FSCONFIG_CMD_CREATE); fsmount() — the merged view, attached nowhere yet"
-    );
-    let attrs = if layer.is_none() {
-        mountapi::MOUNT_ATTR_RDONLY
-    } else {
-        0
-    };
-    let mnt = ctx
-        .mount(attrs)
-        .context("failed to create the overlay root");
-    drop(trees);
-    mnt
+    crate::explain!(CHAPTER, "fsconfig(FSCONFIG_CMD_CREATE); fsmount() — the merged view, attached nowhere yet");
+    let attrs = if layer.is_none() { mountapi::MOUNT_ATTR_RDONLY } else { 0 };
+    ctx.mount(attrs).context("failed to create the overlay root")
+}
+
+/// The kernel's overlayfs does not take a lower layer by fd (before Linux 6.8): EINVAL for an
+/// unknown parameter, or EOPNOTSUPP where overlayfs still parses options the old way (6.1).
+fn is_unknown_parameter(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| matches!(io.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)))
+}
+
+/// Idmapped lower layers attached at `<staging>/lowerN` in minictr's private mount namespace;
+/// detached and removed again on drop.
+struct Staged {
+    dirs: Vec<PathBuf>,
+}
+
+impl Staged {
+    fn attach(trees: &[OwnedFd], staging: &Path) -> Result<Staged> {
+        enter_private_mount_namespace()?;
+        let mut staged = Staged { dirs: Vec::new() };
+        for (i, tree) in trees.iter().enumerate() {
+            let dir = staging.join(format!("lower{i}"));
+            std::fs::create_dir(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+            staged.dirs.push(dir.clone());
+            crate::explain!(CHAPTER, "move_mount(idmapped layer {i}, {dir:?}) — staged for a kernel without \"lowerdir+\"");
+            mountapi::attach(tree.as_fd(), &dir)?;
+        }
+        Ok(staged)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = nix::mount::umount2(d, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// unshare(CLONE_NEWNS) for minictr itself (once), with "/" made private: mounts minictr makes for
+/// its own use are invisible to the host and vanish with the process, however it dies.
+fn enter_private_mount_namespace() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
+    crate::explain!(CHAPTER, "unshare(CLONE_NEWNS); mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE) — minictr's own mount namespace");
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("failed to give minictr a mount namespace of its own")?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, None::<&str>)
+        .context("failed to make minictr's mount namespace private")
 }
 // ANCHOR_END: mount_detached
 

@@ -125,6 +125,7 @@ impl Spec {
                 target,
                 readonly: false,
                 idmap: false,
+                is_dir: false,
             }),
         );
         if args.command.first().is_some_and(|c| c.is_empty()) {
@@ -251,6 +252,8 @@ impl Spec {
             .collect::<Result<Vec<_>>>()?;
         let rootfs = rootfs::Config {
             rootfs: rootfs_path,
+            mountpoint: state::base_dir().join(&id).join("root"),
+            volumes_prepared: userns.is_some() && nix::unistd::geteuid().is_root(),
             readonly: args.read_only,
             volumes,
             workdir,
@@ -417,6 +420,9 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         rt.persist = true;
         detach::redirect_output(&rt.path().join("log"))?;
     }
+    // The container's "/" is mounted on root/ here (chapter 2).
+    std::fs::create_dir(&spec.rootfs.mountpoint)
+        .with_context(|| format!("failed to create {}", spec.rootfs.mountpoint.display()))?;
 
     crate::explain::checkpoint("runtime-dir");
 
@@ -513,9 +519,17 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     if let Some(plan) = &spec.userns {
         userns::write_maps(pid, plan)?;
         crate::explain::checkpoint("id-maps");
-        // ch03: `-v HOST:CTR:idmap` volumes, idmapped like the root; sent first, in volume order.
-        for v in spec.rootfs.volumes.iter().filter(|v| v.idmap) {
-            go_fds.push(userns::idmapped_mount(pid, &v.host, v.readonly)?);
+        // ch03: as host root, every volume is prepared here as a detached mount — `:idmap` ones
+        // idmapped like the root — because the child, uid 100000 on the host, may not be allowed to
+        // walk to the host path. Sent first, in volume order.
+        if nix::unistd::geteuid().is_root() {
+            for v in &spec.rootfs.volumes {
+                go_fds.push(if v.idmap {
+                    userns::idmapped_mount(pid, &v.host, v.readonly)?
+                } else {
+                    rootfs::prepare_bind(&v.host, v.readonly)?
+                });
+            }
         }
     }
     // 5. The root, prepared by the parent as a detached mount (root only: rootless has no rights on
@@ -527,15 +541,19 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             &ov.lowers,
             layer.as_ref(),
             idmap_for,
+            rt.path(),
         )?),
         Some(_) => {}
         None if host_root && spec.userns.is_some() => {
             match userns::idmapped_mount(pid, &spec.rootfs.rootfs, spec.rootfs.readonly) {
                 Ok(fd) => go_fds.push(fd),
-                Err(e) => eprintln!(
-                    "minictr: note: {} — falling back to a plain bind: files owned by host root appear as nobody (65534) inside and container root cannot change them",
-                    error::one_line(&e)
-                ),
+                Err(e) => {
+                    eprintln!(
+                        "minictr: note: {} — falling back to a plain bind: files owned by host root appear as nobody (65534) inside and container root cannot change them",
+                        error::one_line(&e)
+                    );
+                    go_fds.push(rootfs::prepare_bind(&spec.rootfs.rootfs, spec.rootfs.readonly)?);
+                }
             }
         }
         None => {}
@@ -843,20 +861,15 @@ fn child_setup(
     }
     // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
     rootfs::make_private()?;
-    // The parent's fds: one idmapped mount per `:idmap` volume, then the prepared root if any.
-    let n_idmapped = spec
-        .rootfs
-        .volumes
-        .iter()
-        .filter(|v| v.idmap)
-        .count()
-        .min(fds.len());
-    let idmapped: Vec<OwnedFd> = fds.drain(..n_idmapped).collect();
+    // The parent's fds: one prepared mount per volume (host root with a user namespace), then the
+    // prepared root if any.
+    let n_prepared = if spec.rootfs.volumes_prepared { spec.rootfs.volumes.len().min(fds.len()) } else { 0 };
+    let prepared_volumes: Vec<OwnedFd> = fds.drain(..n_prepared).collect();
     let root = match (&spec.overlay, fds.pop()) {
         // Rootless: mount the overlay here, inside the user namespace.
         (Some(ov), None) => {
-            overlay::mount_in_child(&ov.lowers, layer_dir, &spec.rootfs.rootfs)?;
-            rootfs::safepath::Root::open(&spec.rootfs.rootfs)?
+            overlay::mount_in_child(&ov.lowers, layer_dir, &spec.rootfs.mountpoint)?;
+            rootfs::safepath::Root::open(&spec.rootfs.mountpoint)?
         }
         (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
     };
@@ -864,7 +877,7 @@ fn child_setup(
     if let cgroups::Decision::Use(plan) = &spec.cgroup {
         mount_cgroupfs(&root, &plan.inside(), spec.namespaces.cgroup)?; // ch04
     }
-    rootfs::mount_volumes(&root, &spec.rootfs.volumes, idmapped)?;
+    rootfs::mount_volumes(&root, &spec.rootfs.volumes, prepared_volumes)?;
     for t in &spec.tmpfs {
         rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
     }

@@ -33,11 +33,13 @@ pub fn base_dir() -> PathBuf {
 /// Create `base` (mode 0700 when we make it) and check it is ours: a directory, not a symlink,
 /// owned by us and writable by nobody else. The rootless fallback lives in the shared /tmp, where
 /// another user could have made `/tmp/minictr-<uid>` first to plant or read state.
+/// The base is 0711: nobody else may list it or write to it, but a container's first process —
+/// host uid 100000 with the user namespace — must be able to walk to its `root/` mount point.
 fn create_base(base: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(0o711)
         .create(base)
         .with_context(|| format!("failed to create the runtime directory {}", base.display()))?;
     check_base(base)
@@ -156,7 +158,14 @@ impl RuntimeDir {
             "mkdir({:?}) + flock(lock) + state.json — the container's runtime directory",
             path
         );
-        std::fs::create_dir(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // 0711, like the base: walkable by the container's root, listable only by us.
+            std::fs::DirBuilder::new()
+                .mode(0o711)
+                .create(&tmp)
+                .with_context(|| format!("failed to create {}", tmp.display()))?;
+        }
         let lock = match lock_file(&tmp, false) {
             Ok(Some(l)) => l,
             Ok(None) => unreachable_lock(&tmp)?,

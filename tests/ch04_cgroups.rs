@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Extra `minictr run` options for every container of this file, from MINICTR_TEST_RUN_OPTS. The
-/// VM runner passes `--no-overlay`: Debian 12's kernel (6.1) cannot stack idmapped overlay lowers.
+/// Extra `minictr run` options for every container of this file, from MINICTR_TEST_RUN_OPTS (for
+/// trying the tests under other settings, e.g. `--no-overlay`).
 fn opts<'a>(o: &[&'a str]) -> Vec<&'a str> {
     static EXTRA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let extra = EXTRA.get_or_init(|| {

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub const CHAPTER: &str = "ch08 lifecycle";
@@ -78,6 +79,7 @@ pub fn redirect_output(log: &Path) -> Result<()> {
     let f: OwnedFd = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log)
         .with_context(|| format!("failed to open the log {}", log.display()))?
         .into();

@@ -86,8 +86,15 @@ pub fn check_rootfs(path: &Path) -> Result<PathBuf> {
 /// What the root filesystem stage needs in the child.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The rootfs (canonical host path). The container's "/" is mounted here.
+    /// The rootfs (canonical host path): the image.
     pub rootfs: PathBuf,
+    /// Where the container's "/" is mounted before pivot_root: `root/` in its runtime directory.
+    /// (Not the image path itself: with a user namespace the child may not even be allowed to walk
+    /// to the image — under /root or a 0750 home — but it can always reach its runtime directory.)
+    pub mountpoint: PathBuf,
+    /// The parent hands the child every volume as a detached mount (host root with a user
+    /// namespace), instead of the child binding host paths itself.
+    pub volumes_prepared: bool,
     pub volumes: Vec<Volume>,
     pub workdir: PathBuf,
     /// `--read-only`: the root itself is mounted read-only (chapter 5).
@@ -159,25 +166,19 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
                 CHAPTER,
                 "move_mount(fd {}, \"\", AT_FDCWD, {:?}, MOVE_MOUNT_F_EMPTY_PATH) — attach the prepared root",
                 fd.as_raw_fd(),
-                cfg.rootfs
+                cfg.mountpoint
             );
-            crate::mountapi::attach(fd.as_fd(), &cfg.rootfs)?;
+            crate::mountapi::attach(fd.as_fd(), &cfg.mountpoint)?;
         }
         None => {
-            let p = cfg.rootfs.as_path();
-            crate::explain!(CHAPTER, "mount({p:?}, {p:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs becomes a mount point");
-            mount(
-                Some(p),
-                p,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .with_context(|| format!("failed to bind the rootfs {} onto itself", p.display()))?;
+            let (p, m) = (cfg.rootfs.as_path(), cfg.mountpoint.as_path());
+            crate::explain!(CHAPTER, "mount({p:?}, {m:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs as a mount point");
+            mount(Some(p), m, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .with_context(|| format!("failed to bind the rootfs {} onto {}", p.display(), m.display()))?;
         }
     }
     // Open it only now, so the fd refers to the new mount and not the directory beneath it.
-    Root::open(&cfg.rootfs)
+    Root::open(&cfg.mountpoint)
 }
 // ANCHOR_END: root_mount
 
@@ -300,20 +301,35 @@ pub fn make_root_readonly(root: &Root) -> Result<()> {
 
 /// Bind-mount the volumes (`-v HOST:CTR[:ro]`). `idmapped` holds one detached, idmapped mount
 /// prepared by the parent for each `:idmap` volume, in order (chapter 3).
-pub fn mount_volumes(root: &Root, volumes: &[Volume], idmapped: Vec<OwnedFd>) -> Result<()> {
-    let mut idmapped = idmapped.into_iter();
-    for v in volumes {
-        if v.idmap {
-            let fd = idmapped
-                .next()
-                .with_context(|| format!("no idmapped mount for volume {}", v.host.display()))?;
-            volumes::attach(root, v, fd)?;
-        } else {
+pub fn mount_volumes(root: &Root, volumes: &[Volume], prepared: Vec<OwnedFd>) -> Result<()> {
+    if prepared.is_empty() {
+        for v in volumes {
             volumes::bind(root, v)?;
         }
+        return Ok(());
+    }
+    if prepared.len() != volumes.len() {
+        anyhow::bail!("expected {} prepared volumes, got {}", volumes.len(), prepared.len());
+    }
+    for (v, fd) in volumes.iter().zip(prepared) {
+        volumes::attach(root, v, fd)?;
     }
     Ok(())
 }
+
+// ANCHOR: prepare_bind
+/// Parent, as host root: a detached copy of `host` (open_tree OPEN_TREE_CLONE, recursive), read-only
+/// if asked — the child attaches it without ever resolving the host path itself.
+pub fn prepare_bind(host: &Path, readonly: bool) -> Result<OwnedFd> {
+    crate::explain!(CHAPTER, "open_tree({host:?}, OPEN_TREE_CLONE|AT_RECURSIVE){} — a bind mount prepared for the child", if readonly { " + mount_setattr(MOUNT_ATTR_RDONLY)" } else { "" });
+    let tree = crate::mountapi::clone_tree(host)?;
+    if readonly {
+        crate::mountapi::set_attr(tree.as_fd(), crate::mountapi::MOUNT_ATTR_RDONLY, true, None)
+            .with_context(|| format!("failed to make the bind of {} read-only", host.display()))?;
+    }
+    Ok(tree)
+}
+// ANCHOR_END: prepare_bind
 
 /// move_mount(2) of a detached mount onto a target held open inside the rootfs.
 pub(crate) fn move_mount_onto(

@@ -18,6 +18,8 @@ pub struct Volume {
     pub readonly: bool,
     /// `:idmap` — map the volume's owners into the container's user namespace (chapter 3).
     pub idmap: bool,
+    /// Whether the host path is a directory (else a file): known in the parent, which can see it.
+    pub is_dir: bool,
 }
 
 // ANCHOR: parse_volume
@@ -89,11 +91,13 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
             "create it on the host first (minictr does not create host paths)",
         )
     })?;
+    let is_dir = host.is_dir();
     Ok(Volume {
         host,
         target,
         readonly,
         idmap,
+        is_dir,
     })
 }
 // ANCHOR_END: parse_volume
@@ -136,10 +140,7 @@ pub fn attach(root: &Root, v: &Volume, prepared: OwnedFd) -> Result<()> {
 
 /// The volume's mount point inside the rootfs: a directory or an empty file like the source.
 fn target_in(root: &Root, v: &Volume) -> Result<OwnedFd> {
-    let is_dir = std::fs::metadata(&v.host)
-        .with_context(|| format!("volume source {} disappeared", v.host.display()))?
-        .is_dir();
-    if is_dir {
+    if v.is_dir {
         root.mkdir_all(&v.target)
     } else {
         root.mkfile(&v.target)
