@@ -41,3 +41,7 @@ mdbook build chapters
 
 step "unit and integration tests (as root)"
 cargo test --no-fail-fast 2>&1 | tee target/test-root.log
+
+# --- docs: the root filesystem scripts (no network needed; debian.sh is not run here) ---
+step "rootfs-scripts: busybox.sh and alpine.sh (local tarball and a local CDN)"
+bash tests/rootfs-scripts.sh
