@@ -97,8 +97,10 @@ else
 fi
 
 # The result runs under minictr, when it is built and we are root.
-if [ "$(id -u)" = 0 ] && [ -x "$repo/target/release/minictr" ]; then
-  got=$("$repo/target/release/minictr" run "$t/a2" cat /etc/alpine-release 2>&1 || true)
+bin=""
+for b in "$repo/target/release/minictr" "$repo/target/debug/minictr"; do [ -x "$b" ] && { bin=$b; break; }; done
+if [ "$(id -u)" = 0 ] && [ -n "$bin" ]; then
+  got=$("$bin" run "$t/a2" cat /etc/alpine-release 2>&1 || true)
   [ "$got" = 3.99.0-test ] && ok "minictr runs the alpine.sh rootfs" || bad "minictr on the alpine.sh rootfs: $got"
 fi
 
