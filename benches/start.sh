@@ -131,4 +131,6 @@ for n, med, mean, sd, k in rows:
     print(f"{n:<{w}}  {med:9.2f}  {mean:7.2f} ± {sd:5.2f}  {k:4d}  {ratio}")
 PY
 echo
+echo "measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg);" \
+  "$(runc --version 2>/dev/null | head -n1 || true); $(crun --version 2>/dev/null | head -n1 || true); runs=$runs"
 echo "raw results: ${jsons[*]}"
