@@ -95,3 +95,6 @@ if [ -n "$vm_pkgs" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $vm_pkgs
 fi
 bash tests/vm/cgroup-v2.sh
+# --- docs: the root filesystem scripts (no network needed; debian.sh is not run here) ---
+step "rootfs-scripts: busybox.sh and alpine.sh (local tarball and a local CDN)"
+bash tests/rootfs-scripts.sh
