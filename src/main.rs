@@ -130,6 +130,19 @@ enum Command {
         containers: Vec<String>,
     },
 
+    /// Live resource usage of running containers, from their cgroups (refreshing; --no-stream prints once)
+    #[command(
+        after_help = "Examples:\n  sudo minictr stats\n  sudo minictr stats --no-stream web"
+    )]
+    Stats {
+        /// Print once instead of refreshing every second
+        #[arg(long)]
+        no_stream: bool,
+        /// Containers (default: every running one)
+        #[arg(value_name = "ID|NAME")]
+        containers: Vec<String>,
+    },
+
     /// Send a signal to a container's first process
     #[command(after_help = "Example:\n  sudo minictr kill -s HUP web")]
     Kill {
@@ -385,6 +398,13 @@ fn main() {
                 .iter()
                 .try_for_each(|c| lifecycle::commands::stop(c, time).map(|_| ()))
                 .map(|_| 0)
+        }
+        Command::Stats {
+            no_stream,
+            containers,
+        } => {
+            run::cleanup_stale();
+            run::stats(&containers, no_stream)
         }
         Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
         Command::Network(NetworkCommand::Rm) => run::network_rm(),

@@ -354,9 +354,16 @@ pub fn mount_detached(
         })
         .transpose()?;
     let Some(ns) = &userns else {
-        let joined = lowers.iter().map(|l| l.to_string_lossy()).collect::<Vec<_>>().join(":");
+        let joined = lowers
+            .iter()
+            .map(|l| l.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(":");
         return create(layer, |ctx| {
-            crate::explain!(CHAPTER, "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — top layer first");
+            crate::explain!(
+                CHAPTER,
+                "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — top layer first"
+            );
             ctx.set_string("lowerdir", &joined)
         });
     };
@@ -383,7 +390,10 @@ pub fn mount_detached(
     if by_fd {
         let result = create(layer, |ctx| {
             for (lower, tree) in lowers.iter().zip(&trees) {
-                crate::explain!(CHAPTER, "fsconfig(FSCONFIG_SET_FD, \"lowerdir+\", idmapped {lower:?})");
+                crate::explain!(
+                    CHAPTER,
+                    "fsconfig(FSCONFIG_SET_FD, \"lowerdir+\", idmapped {lower:?})"
+                );
                 ctx.set_fd("lowerdir+", tree.as_fd())?;
             }
             Ok(())
@@ -397,7 +407,12 @@ pub fn mount_detached(
     // in a mount namespace of minictr's own, so the host never sees them, and detach them as soon as
     // overlayfs has its private clones.
     let staged = Staged::attach(&trees, staging)?;
-    let joined = staged.dirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>().join(":");
+    let joined = staged
+        .dirs
+        .iter()
+        .map(|d| d.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(":");
     create(layer, |ctx| {
         crate::explain!(CHAPTER, "fsconfig(FSCONFIG_SET_STRING, \"lowerdir\", {joined:?}) — the staged idmapped layers, top first");
         ctx.set_string("lowerdir", &joined)
@@ -405,19 +420,36 @@ pub fn mount_detached(
 }
 
 /// fsopen, the lower layers (by `lowers`), upper and work, create, fsmount.
-fn create(layer: Option<&WritableLayer>, lowers: impl FnOnce(&FsContext) -> Result<()>) -> Result<OwnedFd> {
-    crate::explain!(CHAPTER, "fsopen(\"overlay\") — a new overlay filesystem context");
+fn create(
+    layer: Option<&WritableLayer>,
+    lowers: impl FnOnce(&FsContext) -> Result<()>,
+) -> Result<OwnedFd> {
+    crate::explain!(
+        CHAPTER,
+        "fsopen(\"overlay\") — a new overlay filesystem context"
+    );
     let ctx = FsContext::open("overlay")?;
     lowers(&ctx)?;
     if let Some(layer) = layer {
         let (upper, work) = (layer.upper(), layer.work());
-        crate::explain!(CHAPTER, "fsconfig(\"upperdir\", {upper:?}); fsconfig(\"workdir\", {work:?})");
+        crate::explain!(
+            CHAPTER,
+            "fsconfig(\"upperdir\", {upper:?}); fsconfig(\"workdir\", {work:?})"
+        );
         ctx.set_string("upperdir", &upper.to_string_lossy())?;
         ctx.set_string("workdir", &work.to_string_lossy())?;
     }
-    crate::explain!(CHAPTER, "fsconfig(FSCONFIG_CMD_CREATE); fsmount() — the merged view, attached nowhere yet");
-    let attrs = if layer.is_none() { mountapi::MOUNT_ATTR_RDONLY } else { 0 };
-    ctx.mount(attrs).context("failed to create the overlay root")
+    crate::explain!(
+        CHAPTER,
+        "fsconfig(FSCONFIG_CMD_CREATE); fsmount() — the merged view, attached nowhere yet"
+    );
+    let attrs = if layer.is_none() {
+        mountapi::MOUNT_ATTR_RDONLY
+    } else {
+        0
+    };
+    ctx.mount(attrs)
+        .context("failed to create the overlay root")
 }
 
 /// The kernel's overlayfs does not take a lower layer by fd (before Linux 6.8): EINVAL for an
@@ -425,7 +457,12 @@ fn create(layer: Option<&WritableLayer>, lowers: impl FnOnce(&FsContext) -> Resu
 fn is_unknown_parameter(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| matches!(io.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)))
+        .any(|io| {
+            matches!(
+                io.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+            )
+        })
 }
 
 /// Idmapped lower layers attached at `<staging>/lowerN` in minictr's private mount namespace;
@@ -440,7 +477,8 @@ impl Staged {
         let mut staged = Staged { dirs: Vec::new() };
         for (i, tree) in trees.iter().enumerate() {
             let dir = staging.join(format!("lower{i}"));
-            std::fs::create_dir(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+            std::fs::create_dir(&dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
             staged.dirs.push(dir.clone());
             crate::explain!(CHAPTER, "move_mount(idmapped layer {i}, {dir:?}) — staged for a kernel without \"lowerdir+\"");
             mountapi::attach(tree.as_fd(), &dir)?;
@@ -467,9 +505,16 @@ fn enter_private_mount_namespace() -> Result<()> {
         return Ok(());
     }
     crate::explain!(CHAPTER, "unshare(CLONE_NEWNS); mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE) — minictr's own mount namespace");
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("failed to give minictr a mount namespace of its own")?;
-    nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE, None::<&str>)
-        .context("failed to make minictr's mount namespace private")
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("failed to give minictr a mount namespace of its own")?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("failed to make minictr's mount namespace private")
 }
 // ANCHOR_END: mount_detached
 

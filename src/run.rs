@@ -552,7 +552,10 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
                         "minictr: note: {} — falling back to a plain bind: files owned by host root appear as nobody (65534) inside and container root cannot change them",
                         error::one_line(&e)
                     );
-                    go_fds.push(rootfs::prepare_bind(&spec.rootfs.rootfs, spec.rootfs.readonly)?);
+                    go_fds.push(rootfs::prepare_bind(
+                        &spec.rootfs.rootfs,
+                        spec.rootfs.readonly,
+                    )?);
                 }
             }
         }
@@ -863,7 +866,11 @@ fn child_setup(
     rootfs::make_private()?;
     // The parent's fds: one prepared mount per volume (host root with a user namespace), then the
     // prepared root if any.
-    let n_prepared = if spec.rootfs.volumes_prepared { spec.rootfs.volumes.len().min(fds.len()) } else { 0 };
+    let n_prepared = if spec.rootfs.volumes_prepared {
+        spec.rootfs.volumes.len().min(fds.len())
+    } else {
+        0
+    };
     let prepared_volumes: Vec<OwnedFd> = fds.drain(..n_prepared).collect();
     let root = match (&spec.overlay, fds.pop()) {
         // Rootless: mount the overlay here, inside the user namespace.
@@ -1103,6 +1110,10 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
     // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // The container's cgroup first (ch04), from the host: its limits then cover what we start.
+    if let Some(paths) = e.state.resources.get("cgroup") {
+        cgroups::join(paths)?;
+    }
     let joined = namespaces::join(pid, &info.namespaces)?;
 
     let mut mask = SigSet::empty();
@@ -1233,3 +1244,57 @@ fn running_ids() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+// ANCHOR: stats
+/// `minictr stats [ID…]`: each running container's cgroup counters (chapter 4's reading code),
+/// refreshed every second until Ctrl-C, or once with `--no-stream`.
+pub fn stats(what: &[String], no_stream: bool) -> Result<i32> {
+    use std::io::Write;
+    let base = state::base_dir();
+    let pick = || -> Result<Vec<state::Entry>> {
+        let running = |e: &state::Entry| e.live && e.state.status == "running";
+        if what.is_empty() {
+            return Ok(state::list(&base).into_iter().filter(running).collect());
+        }
+        what.iter()
+            .map(|w| {
+                let e = state::find(&base, w)?;
+                if !running(&e) {
+                    bail!(error::hint(
+                        format!("container {w} is not running"),
+                        "see `minictr ps -a`"
+                    ));
+                }
+                Ok(e)
+            })
+            .collect()
+    };
+    loop {
+        let mut out = String::new();
+        for e in pick()? {
+            let name = e.state.name.clone().unwrap_or_else(|| e.state.id.clone());
+            match e.state.resources.get("cgroup") {
+                Some(paths) => {
+                    let st = cgroups::stats_of(paths)?;
+                    out.push_str(&format!("{name} ({})\n{}", e.state.id, st.report().lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()));
+                }
+                None => out.push_str(&format!("{name} ({}): no cgroup (started with --no-cgroup, or rootless without delegation)\n", e.state.id)),
+            }
+        }
+        if out.is_empty() {
+            out.push_str("no running containers\n");
+        }
+        let mut stdout = std::io::stdout().lock();
+        if !no_stream {
+            // Clear the screen and go home, like `docker stats`.
+            stdout.write_all(b"\x1b[2J\x1b[H")?;
+        }
+        stdout.write_all(out.as_bytes())?;
+        stdout.flush()?;
+        if no_stream {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+// ANCHOR_END: stats

@@ -383,3 +383,72 @@ fn logs_follow_ends_with_the_container() {
     assert_eq!(out, "line1\nline2\nline3\n");
     ok(&["rm", id]);
 }
+
+#[test]
+fn stats_and_exec_use_the_containers_cgroup() {
+    if !common::need_root("stats_and_exec_use_the_containers_cgroup") {
+        return;
+    }
+    let root = common::rootfs();
+    let name = common::unique("stats");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--pids-limit",
+        "8",
+        root.to_str().unwrap(),
+        "sleep",
+        "60",
+    ]);
+    // exec runs in the container's cgroup: same cgroups as PID 1, and its limit holds.
+    let cg = ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup",
+    ]);
+    let (mine, first) = cg.split_once("---\n").unwrap();
+    let pick = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains(":pids:") || l.starts_with("0::"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(!pick(mine).is_empty(), "{cg}");
+    assert_eq!(pick(mine), pick(first), "exec joins PID 1's cgroup:\n{cg}");
+    let bomb = common::minictr()
+        .args([
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>&1; wait",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        common::stderr(&bomb).contains("can't fork")
+            || common::stdout(&bomb).contains("can't fork"),
+        "the pids limit applies to exec'd processes"
+    );
+    // stats --no-stream: the cgroup's counters, the same fields as --stats.
+    let st = ok(&["stats", "--no-stream", &name]);
+    for field in [
+        "cpu user",
+        "cpu system",
+        "memory peak",
+        "pids peak",
+        "io read",
+        "io written",
+        "oom kills",
+        "throttled",
+    ] {
+        assert!(st.contains(field), "stats lacks {field}:\n{st}");
+    }
+    ok(&["rm", "-f", &name]);
+    let (c, e) = code(&["stats", "--no-stream", &name]);
+    assert_eq!(c, Some(125), "{e}");
+}

@@ -642,6 +642,48 @@ pub fn note_skipped(why: &str, base: &Path) {
 }
 
 /// The cgroups recorded by a minictr that died: kill what is left and remove them.
+/// `minictr exec`: move this process into the container's cgroup(s) — every hierarchy on v1 — so
+/// the process it starts counts against the container's limits.
+pub fn join(paths: &[String]) -> Result<()> {
+    let me = std::process::id().to_string();
+    for p in paths {
+        write_file(&Path::new(p).join("cgroup.procs"), &me)?;
+    }
+    Ok(())
+}
+
+// ANCHOR: stats_of
+/// `minictr stats`: the counters of a running container, from the cgroup directories its state
+/// recorded — the same reading code as `--stats` at exit.
+pub fn stats_of(paths: &[String]) -> Result<Stats> {
+    if let [one] = paths {
+        let p = Path::new(one);
+        if p.join("cgroup.controllers").exists() {
+            return Ok(v2::stats(p));
+        }
+    }
+    let layout = Layout::detect()?;
+    let dirs: Vec<v1::Dir> = paths
+        .iter()
+        .filter_map(|p| {
+            let path = PathBuf::from(p);
+            let h = layout
+                .v1
+                .iter()
+                .filter(|h| path.starts_with(&h.mount))
+                .max_by_key(|h| h.mount.as_os_str().len())?;
+            Some(v1::Dir {
+                controllers: h.controllers.clone(),
+                mount: h.mount.clone(),
+                anchor: h.mount.clone(),
+                path,
+            })
+        })
+        .collect();
+    Ok(v1::stats(&dirs))
+}
+// ANCHOR_END: stats_of
+
 pub fn remove_stale(paths: &[String]) {
     if paths.is_empty() {
         return;

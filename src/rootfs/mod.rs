@@ -172,9 +172,24 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
         }
         None => {
             let (p, m) = (cfg.rootfs.as_path(), cfg.mountpoint.as_path());
-            crate::explain!(CHAPTER, "mount({p:?}, {m:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs as a mount point");
-            mount(Some(p), m, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .with_context(|| format!("failed to bind the rootfs {} onto {}", p.display(), m.display()))?;
+            crate::explain!(
+                CHAPTER,
+                "mount({p:?}, {m:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs as a mount point"
+            );
+            mount(
+                Some(p),
+                m,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| {
+                format!(
+                    "failed to bind the rootfs {} onto {}",
+                    p.display(),
+                    m.display()
+                )
+            })?;
         }
     }
     // Open it only now, so the fd refers to the new mount and not the directory beneath it.
@@ -309,7 +324,11 @@ pub fn mount_volumes(root: &Root, volumes: &[Volume], prepared: Vec<OwnedFd>) ->
         return Ok(());
     }
     if prepared.len() != volumes.len() {
-        anyhow::bail!("expected {} prepared volumes, got {}", volumes.len(), prepared.len());
+        anyhow::bail!(
+            "expected {} prepared volumes, got {}",
+            volumes.len(),
+            prepared.len()
+        );
     }
     for (v, fd) in volumes.iter().zip(prepared) {
         volumes::attach(root, v, fd)?;
@@ -321,7 +340,15 @@ pub fn mount_volumes(root: &Root, volumes: &[Volume], prepared: Vec<OwnedFd>) ->
 /// Parent, as host root: a detached copy of `host` (open_tree OPEN_TREE_CLONE, recursive), read-only
 /// if asked — the child attaches it without ever resolving the host path itself.
 pub fn prepare_bind(host: &Path, readonly: bool) -> Result<OwnedFd> {
-    crate::explain!(CHAPTER, "open_tree({host:?}, OPEN_TREE_CLONE|AT_RECURSIVE){} — a bind mount prepared for the child", if readonly { " + mount_setattr(MOUNT_ATTR_RDONLY)" } else { "" });
+    crate::explain!(
+        CHAPTER,
+        "open_tree({host:?}, OPEN_TREE_CLONE|AT_RECURSIVE){} — a bind mount prepared for the child",
+        if readonly {
+            " + mount_setattr(MOUNT_ATTR_RDONLY)"
+        } else {
+            ""
+        }
+    );
     let tree = crate::mountapi::clone_tree(host)?;
     if readonly {
         crate::mountapi::set_attr(tree.as_fd(), crate::mountapi::MOUNT_ATTR_RDONLY, true, None)
