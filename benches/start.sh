@@ -9,15 +9,32 @@
 # in one run, as ratios. Run it on an otherwise idle machine.
 #
 # To measure what a stage adds, add a line to MINICTR_VARIANTS below: "label|options". Each line
-# becomes one `minictr run OPTIONS ROOTFS /bin/true` benchmark.
+# becomes one `minictr run OPTIONS ROOTFS /bin/true` benchmark; the difference to "minictr" is
+# what the switched-off stage costs.
+#
+# Everything runs inside a network namespace the script makes for itself (mcbench-PID): minictr's
+# default bridge network, its NAT rules and ip_forward live there and vanish with it, and the
+# machine's own network is never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ -z "${MINICTR_BENCH_NETNS:-}" ] && [ "$(id -u)" = 0 ]; then
+  ns=mcbench-$$
+  ip netns add "$ns"
+  trap 'ip netns exec "$ns" target/release/minictr network rm >/dev/null 2>&1; ip netns del "$ns"' EXIT
+  ip netns exec "$ns" ip link set lo up
+  MINICTR_BENCH_NETNS=$ns ip netns exec "$ns" "$0" "$@"
+  exit $?
+fi
+
 MINICTR_VARIANTS=(
   "minictr|"
-  "minictr --userns=host|--userns=host"
-  "minictr --no-net|--no-net"
-  "minictr, only a mount namespace|--userns=host --no-pid --no-net --no-uts --no-ipc --no-cgroupns"
+  "minictr --network none|--network none"
+  "minictr --network none --userns=host|--network none --userns=host"
+  "minictr --network none --no-overlay|--network none --no-overlay"
+  "minictr --network none --no-cgroup|--network none --no-cgroup"
+  "minictr --network none --no-security|--network none --no-security"
+  "minictr, namespaces + pivot_root only|--userns=host --no-net --no-overlay --no-cgroup --no-security"
 )
 
 runs=30; warmup=3; rootfs=""; out=target/bench; only=""

@@ -348,6 +348,25 @@ pub fn network_rm() -> Result<i32> {
     Ok(0)
 }
 
+/// Block the signals minictr forwards (and SIGCHLD, and SIGWINCH with a terminal) and read them
+/// from a signalfd instead. Returns the mask to restore in the child before exec.
+fn block_signals(tty: bool) -> Result<(SigSet, SignalFd)> {
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    if tty {
+        mask.add(Signal::SIGWINCH);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
+        .context("failed to block signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
+        .context("failed to create a signalfd")?;
+    Ok((old_mask, sfd))
+}
+
 /// Kills and reaps the child if the parent fails between clone and exec: no half-made container.
 struct ChildGuard(Option<Pid>);
 
@@ -475,19 +494,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
 
     // Signals are blocked from here on and read from a signalfd: none can kill minictr half-way, and
     // each one is passed on to the container once it runs.
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    if spec.tty {
-        mask.add(Signal::SIGWINCH);
-    }
-    let mut old_mask = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
-        .context("failed to block signals")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
-        .context("failed to create a signalfd")?;
+    let (old_mask, sfd) = block_signals(spec.tty)?;
 
     // 3. clone: the child blocks on the channel until the parent says "go".
     let (parent_end, child_end) = sync::pair()?;
@@ -1116,19 +1123,7 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
     }
     let joined = namespaces::join(pid, &info.namespaces)?;
 
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    if o.tty {
-        mask.add(Signal::SIGWINCH);
-    }
-    let mut old_mask = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
-        .context("failed to block signals")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
-        .context("failed to create a signalfd")?;
+    let (old_mask, sfd) = block_signals(o.tty)?;
     let (parent_end, child_end) = sync::pair()?;
     // Entering a PID namespace applies to children only: fork.
     crate::explain!(

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 pub const CHAPTER: &str = "ch03 userns";
@@ -364,74 +364,28 @@ pub fn become_root(setgroups_allowed: bool) -> Result<()> {
 }
 // ANCHOR_END: become_root
 
-/// `open_tree` flags and `mount_setattr` attributes (linux/mount.h).
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 // ANCHOR: idmapped_mount
 /// Parent, after the maps are written: a detached copy of `path` whose file owners are shifted into
 /// the child's user namespace (host 0 appears as 0 inside, and what container root writes is stored
 /// as host 0). `readonly` for a layer that must never change (the overlay's lower layer).
 pub fn idmapped_mount(pid: Pid, path: &Path, readonly: bool) -> Result<OwnedFd> {
+    use crate::mountapi::{self, MOUNT_ATTR_IDMAP, MOUNT_ATTR_RDONLY};
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
         .with_context(|| format!("failed to open the user namespace of {pid}"))?;
-    let c =
-        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).context("path contains NUL")?;
     crate::explain!(CHAPTER, "open_tree({path:?}, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC|AT_RECURSIVE) — a detached copy of the mount");
-    // SAFETY: open_tree reads a NUL-terminated path and returns a new fd (or -1).
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("open_tree({}) failed", path.display()));
-    }
-    // SAFETY: a fresh descriptor returned by the kernel.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
+    let tree = mountapi::clone_tree(path)?;
     crate::explain!(
         CHAPTER,
         "mount_setattr(tree, \"\", AT_EMPTY_PATH|AT_RECURSIVE, {{attr_set=MOUNT_ATTR_IDMAP{}, userns_fd=/proc/{pid}/ns/user}})",
         if readonly { "|MOUNT_ATTR_RDONLY" } else { "" }
     );
-    // SAFETY: mount_setattr reads `attr`, valid for the call, and an empty path.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+    let attrs = MOUNT_ATTR_IDMAP | if readonly { MOUNT_ATTR_RDONLY } else { 0 };
+    mountapi::set_attr(tree.as_fd(), attrs, true, Some(userns.as_fd())).with_context(|| {
+        format!(
+            "mount_setattr(MOUNT_ATTR_IDMAP) on {} failed",
+            path.display()
         )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
-            format!(
-                "mount_setattr(MOUNT_ATTR_IDMAP) on {} failed",
-                path.display()
-            )
-        });
-    }
+    })?;
     Ok(tree)
 }
 // ANCHOR_END: idmapped_mount

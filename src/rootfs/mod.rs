@@ -259,45 +259,13 @@ pub fn mount_kernel_filesystems(root: &Root, cfg: &Config) -> Result<()> {
 /// mount_setattr(MOUNT_ATTR_RDONLY). Unlike a `MS_REMOUNT|MS_RDONLY` remount it keeps the flags the
 /// kernel locked on the mount (nosuid, nodev, … in a user namespace).
 pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> Result<()> {
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
     crate::explain!(
         CHAPTER,
         "mount_setattr({shown:?}, {}attr_set=MOUNT_ATTR_RDONLY) — read-only",
         if recursive { "AT_RECURSIVE, " } else { "" }
     );
-    // SAFETY: mount_setattr reads `attr` (valid for the call) and an empty path string.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("failed to make {} read-only", shown.display()));
-    }
-    Ok(())
+    crate::mountapi::set_attr(target, crate::mountapi::MOUNT_ATTR_RDONLY, recursive, None)
+        .with_context(|| format!("failed to make {} read-only", shown.display()))
 }
 
 /// A tmpfs at `target` (`--tmpfs`, chapter 5): writable scratch space, also in a read-only root.
