@@ -207,37 +207,6 @@ pub fn switch_user(id: &Identity, may_setgroups: bool) -> Result<()> {
 }
 // ANCHOR_END: switch_user
 
-// ANCHOR: close_fds
-/// Mark every descriptor above stderr close-on-exec, so that only 0, 1 and 2 reach the command.
-/// minictr's own descriptors already are; this catches the ones minictr *inherited* from whatever
-/// started it (a shell, a CI runner, a supervisor) — a leaked host descriptor is a way out of the
-/// container (CVE-2024-21626).
-pub fn close_inherited_fds() -> Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    crate::explain!(
-        CHAPTER,
-        "close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) — only stdin, stdout and stderr survive execve"
-    );
-    // SAFETY: close_range takes plain integers and only changes the flags of our descriptors.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if ret == 0 {
-        return Ok(());
-    }
-    // Kernels before 5.11: walk the open descriptors instead.
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .context("failed to list /proc/self/fd")?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: F_SETFD on a descriptor number; an fd closed meanwhile just returns EBADF.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok(())
-}
-// ANCHOR_END: close_fds
-
 /// Where `cmd` is: as given when it contains a '/', else the first match on the container's PATH.
 fn find_command(cmd: &str, path_var: &str) -> std::result::Result<PathBuf, CommandError> {
     if cmd.contains('/') {

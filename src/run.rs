@@ -927,7 +927,6 @@ fn child_setup(
     process::switch_user(&id, may_setgroups)?;
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(&spec.hostname, &home, &spec.env);
-    process::close_inherited_fds()?;
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
     // ch07 (step 13): capability sets, fds close-on-exec, no_new_privs, seccomp — the last walls.
@@ -1215,7 +1214,6 @@ fn exec_child(
     }
     let home = id.home.clone().unwrap_or_else(|| "/".into());
     let env = process::build_env(hostname, &home, env);
-    process::close_inherited_fds()?;
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .context("failed to restore the signal mask")?;
     // ch07: capability sets, no_new_privs, seccomp — as for the container's first process.
