@@ -23,7 +23,9 @@ if [ -z "${MINICTR_BENCH_NETNS:-}" ] && [ "$(id -u)" = 0 ]; then
   ip netns add "$ns"
   trap 'ip netns exec "$ns" target/release/minictr network rm >/dev/null 2>&1; ip netns del "$ns"' EXIT
   ip netns exec "$ns" ip link set lo up
-  MINICTR_BENCH_NETNS=$ns ip netns exec "$ns" "$0" "$@"
+  # nsenter, not `ip netns exec`: the latter remounts /sys, which hides /sys/fs/cgroup (runc would
+  # fail and minictr would skip its cgroup stage).
+  MINICTR_BENCH_NETNS=$ns nsenter --net="/run/netns/$ns" "$0" "$@"
   exit $?
 fi
 
