@@ -202,8 +202,12 @@ impl WritableLayer {
     /// container (host uid 100000 with the default user namespace), so container root can write.
     pub fn create(dir: PathBuf, owner: (u32, u32), name: Option<String>) -> Result<WritableLayer> {
         let parent = dir.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("failed to create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|e| {
+            crate::error::hint(
+                format!("failed to create {}: {e}", parent.display()),
+                "writable layers go to /var/lib/minictr (root) or $XDG_DATA_HOME/minictr, ~/.local/share/minictr (rootless): set MINICTR_DATA_DIR to a directory you can write, or run with --no-overlay",
+            )
+        })?;
         let st = nix::sys::statfs::statfs(parent)
             .with_context(|| format!("failed to statfs {}", parent.display()))?;
         if let Some(fs) = unsuitable_upper_fs(st.filesystem_type().0 as i64) {

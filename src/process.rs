@@ -174,8 +174,12 @@ pub fn resolve_identity(spec: &UserSpec, passwd: &str, group: &str) -> Result<Id
 pub fn switch_user(id: &Identity, may_setgroups: bool) -> Result<()> {
     crate::explain!(
         CHAPTER,
-        "setgroups({:?}); setresgid({g}, {g}, {g}); setresuid({u}, {u}, {u})",
-        id.groups,
+        "{}setresgid({g}, {g}, {g}); setresuid({u}, {u}, {u})",
+        if may_setgroups {
+            format!("setgroups({:?}); ", id.groups)
+        } else {
+            String::new()
+        },
         g = id.gid,
         u = id.uid
     );
