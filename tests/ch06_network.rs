@@ -111,6 +111,11 @@ impl Netns {
 
     /// Nothing of the test's containers is left: no veth, no allocation, no published port.
     fn assert_clean(&self, hostnames: &[&str]) {
+        // The host end is deleted by a helper process while minictr exits: allow it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.mc_links().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert_eq!(
             self.mc_links(),
             Vec::<String>::new(),

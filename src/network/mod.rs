@@ -419,8 +419,8 @@ impl Network {
 
 // ANCHOR: teardown
 impl Drop for Network {
-    /// Teardown: published ports, then the host end of the veth (the kernel would delete it with the
-    /// namespace, but only a moment later — asynchronously), then the address.
+    /// Teardown: published ports, then the host end of the veth (by a helper process, see
+    /// [`delete_link_in_background`]), then the address.
     fn drop(&mut self) {
         let Some(b) = self.bridge.as_mut() else {
             return;
@@ -431,9 +431,7 @@ impl Drop for Network {
             }
         }
         if b.veth_made {
-            if let Err(e) = b.sock.del_link(&b.host_if) {
-                eprintln!("minictr: warning: {}", crate::error::one_line(&e));
-            }
+            delete_link_in_background(&b.host_if);
         }
         let alive = self.alive;
         match ipam::Allocations::lock(&self.netdir, &|p| alive(p)) {
@@ -452,6 +450,41 @@ impl Drop for Network {
             }
             Err(e) => eprintln!("minictr: warning: {}", crate::error::one_line(&e)),
         }
+    }
+}
+
+/// Deleting a network device waits for RCU grace periods in the kernel — tens of milliseconds, far
+/// more than everything else minictr does to start a container. A short-lived helper process (forked
+/// twice, so nobody has to reap it) does the delete while minictr exits. The kernel would also
+/// delete the pair together with the container's network namespace; the helper makes sure of it
+/// even if something keeps that namespace alive.
+fn delete_link_in_background(name: &str) {
+    crate::explain!(
+        CHAPTER,
+        "fork() — a helper process runs `ip link del {name}` while minictr exits"
+    );
+    let delete = || {
+        if let Ok(mut s) = Socket::open(libc::NETLINK_ROUTE) {
+            let _ = s.del_link(name);
+        }
+    };
+    // SAFETY: minictr is single-threaded here; the children only delete a link and _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: as above.
+            if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+                // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
+                // SAFETY: close_range with plain integers; this process uses none of those fds.
+                unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+                delete();
+            }
+            // SAFETY: leave the forked process without running minictr's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        Err(_) => delete(),
     }
 }
 // ANCHOR_END: teardown
