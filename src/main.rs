@@ -6,6 +6,7 @@ mod cgroups;
 mod error;
 mod explain;
 mod lifecycle;
+mod manage;
 mod mountapi;
 mod namespaces;
 mod network;
@@ -362,8 +363,8 @@ fn main() {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
-        Command::Diff { container } => run::diff(&container),
-        Command::Rm { force, containers } => run::rm(&containers, force),
+        Command::Diff { container } => manage::diff(&container),
+        Command::Rm { force, containers } => manage::rm(&containers, force),
         Command::Ps { all } => {
             run::cleanup_stale();
             lifecycle::commands::ps(all)
@@ -382,7 +383,7 @@ fn main() {
             if explain {
                 explain::enable();
             }
-            run::exec(run::ExecOptions {
+            manage::exec(manage::ExecOptions {
                 container,
                 command,
                 tty,
@@ -404,7 +405,7 @@ fn main() {
             containers,
         } => {
             run::cleanup_stale();
-            run::stats(&containers, no_stream)
+            manage::stats(&containers, no_stream)
         }
         Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
         Command::Network(NetworkCommand::Rm) => run::network_rm(),
