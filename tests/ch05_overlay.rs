@@ -64,7 +64,8 @@ fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
         {
             if let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) {
                 let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-                if v["hostname"] == host.as_str() {
+                // "running": the command was exec'd (killing it earlier tests setup, not this).
+                if v["hostname"] == host.as_str() && v["status"] == "running" {
                     if let Some(pid) = v["container_pid"].as_i64() {
                         return (child, v["id"].as_str().unwrap().to_string(), pid as i32);
                     }

@@ -203,6 +203,10 @@ pub fn container_pid(hostname: &str) -> i32 {
                     continue;
                 }
                 let v: serde_json::Value = serde_json::from_str(&s).expect("state.json is JSON");
+                // Only once the command runs: a signal before exec would test setup, not the command.
+                if v["status"] != "running" {
+                    continue;
+                }
                 if let Some(pid) = v["container_pid"].as_i64() {
                     return pid as i32;
                 }
