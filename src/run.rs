@@ -504,6 +504,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
     }
     let cgroup_fd = cgroup.as_ref().and_then(|c| c.clone_fd());
     let layer_dir = layer.as_ref().map(|l| l.dir.clone());
+    let lock_fd = rt.lock_fd();
     let pid = namespaces::clone_child(flags, cgroup_fd, || {
         child_main(
             spec,
@@ -511,7 +512,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             &child_end,
             &parent_end,
             &old_mask,
-            sfd.as_raw_fd(),
+            [sfd.as_raw_fd(), lock_fd],
         )
     })
     .map_err(|e| userns_disabled_error(e, spec))?;
@@ -813,11 +814,15 @@ fn child_main(
     ch: &Channel,
     parent_end: &Channel,
     mask: &SigSet,
-    sfd: i32,
+    parent_only: [i32; 2],
 ) -> i32 {
-    // The parent's ends are the parent's: closing our copies lets each side see EOF when the other dies.
+    // The parent's ends are the parent's: closing our copies lets each side see EOF when the other
+    // dies. Likewise its signalfd, and the runtime directory's lock: the lock must die with minictr,
+    // or a crash would look like a live container until we are gone too.
     let _ = nix::unistd::close(parent_end_raw(parent_end));
-    let _ = nix::unistd::close(sfd);
+    for fd in parent_only {
+        let _ = nix::unistd::close(fd);
+    }
     match child_setup(spec, layer_dir, ch, mask) {
         Ok(code) => code,
         Err(e) => {

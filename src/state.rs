@@ -187,6 +187,12 @@ impl RuntimeDir {
         Ok(dir)
     }
 
+    /// The descriptor of the held lock (the container's first process closes its inherited copy).
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self._lock.as_raw_fd()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
