@@ -470,7 +470,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
             Some(cg)
         }
         cgroups::Decision::Skip(why) => {
-            cgroups::note_skipped(why, &state::base_dir());
+            cgroups::note_skipped(why);
             None
         }
         cgroups::Decision::Off => None,

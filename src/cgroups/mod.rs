@@ -623,25 +623,16 @@ fn kill_all(dirs: &[PathBuf]) {
 }
 // ANCHOR_END: remove
 
-/// Say why cgroups are skipped: always under `--explain`, otherwise once per runtime directory base
-/// (a marker file remembers it) — one line the first time, not noise on every run.
-pub fn note_skipped(why: &str, base: &Path) {
+/// Say why cgroups are skipped: under `--explain`, or on a terminal (a person is watching) — never as
+/// noise in the stderr of scripts and tests, and without leaving a marker file on the host.
+pub fn note_skipped(why: &str) {
     if crate::explain::enabled() {
         crate::explain!(CHAPTER, "{why}");
-        return;
+    } else if nix::unistd::isatty(std::io::stderr()).unwrap_or(false) {
+        eprintln!("minictr: note: {why} (--explain says more)");
     }
-    // Beside the runtime directories, not among them (each entry there is a container).
-    let mut marker = base.as_os_str().to_owned();
-    marker.push(".cgroups-noted");
-    let marker = PathBuf::from(marker);
-    if marker.exists() {
-        return;
-    }
-    eprintln!("minictr: note: {why} (said once; --explain repeats it)");
-    let _ = std::fs::write(&marker, why);
 }
 
-/// The cgroups recorded by a minictr that died: kill what is left and remove them.
 /// `minictr exec`: move this process into the container's cgroup(s) — every hierarchy on v1 — so
 /// the process it starts counts against the container's limits.
 pub fn join(paths: &[String]) -> Result<()> {
@@ -684,6 +675,7 @@ pub fn stats_of(paths: &[String]) -> Result<Stats> {
 }
 // ANCHOR_END: stats_of
 
+/// The cgroups recorded by a minictr that died: kill what is left and remove them.
 pub fn remove_stale(paths: &[String]) {
     if paths.is_empty() {
         return;

@@ -597,6 +597,17 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
     } else {
         println!("removed {}", gone.join(" and "));
     }
+    // No container left in any namespace: the address table itself goes too.
+    if table.entries.is_empty() {
+        crate::explain!(
+            CHAPTER,
+            "rm -r {netdir:?} — no addresses are allocated anywhere"
+        );
+        drop(table);
+        let _ = std::fs::remove_file(netdir.join("allocations"));
+        let _ = std::fs::remove_file(netdir.join("lock"));
+        let _ = std::fs::remove_dir(netdir);
+    }
     Ok(())
 }
 
