@@ -95,9 +95,18 @@ fn short(digest: &str) -> &str {
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     label: String,
+    quiet: bool,
 }
 
 impl Progress {
+    /// For the config blob: no output (Docker shows layers only).
+    fn quiet() -> Progress {
+        Progress {
+            bar: None,
+            label: String::new(),
+            quiet: true,
+        }
+    }
     fn new(label: String, size: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(size);
@@ -109,12 +118,17 @@ impl Progress {
             b.set_prefix(label.clone());
             b
         });
-        Progress { bar, label }
+        Progress {
+            bar,
+            label,
+            quiet: false,
+        }
     }
     fn status(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.set_message(msg.to_string()),
-            None => eprintln!("{}: {msg}", self.label),
+            None if !self.quiet => eprintln!("{}: {msg}", self.label),
+            None => {}
         }
     }
     fn set(&self, n: u64) {
@@ -125,7 +139,8 @@ impl Progress {
     fn finish(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.finish_with_message(msg.to_string()),
-            None => eprintln!("{}: {msg}", self.label),
+            None if !self.quiet => eprintln!("{}: {msg}", self.label),
+            None => {}
         }
     }
 }
@@ -296,8 +311,7 @@ pub fn pull(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
         tmp.persist(&mpath)?;
     }
 
-    let cfg_progress = Progress::new(short(&m.config.digest).to_string(), m.config.size);
-    let cfg_path = fetch_blob(&store, &mut reg, &m.config, &cfg_progress)?;
+    fetch_blob(&store, &mut reg, &m.config, &Progress::quiet())?;
     let cfg = read_config(&store, &m.config.digest)?;
     if (!cfg.architecture.is_empty() && cfg.architecture != want.architecture)
         || (!cfg.os.is_empty() && cfg.os != want.os)
@@ -310,7 +324,6 @@ pub fn pull(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
             "pull a tag built for this platform (or a multi-platform image)"
         ));
     }
-    drop(cfg_path);
     if cfg.rootfs.diff_ids.len() != m.layers.len() {
         bail!(
             "{r}: the manifest has {} layers, the config lists {} diff_ids",
