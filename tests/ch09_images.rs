@@ -548,3 +548,44 @@ fn unknown_images_and_bad_references_are_125_with_a_hint() {
     assert_consistent(&data);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn rootless_pull_owns_the_layers_and_rmi_removes_read_only_directories() {
+    if !common::need_root("rootless_pull_owns_the_layers_and_rmi_removes_read_only_directories") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let reg = Registry::start("rootless");
+    reg.push("app", "app:1");
+    let data = common::scratch("ch09-rootless");
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        common::minictr()
+            .uid(65534)
+            .gid(65534)
+            .env("HOME", &data)
+            .env("MINICTR_DATA_DIR", &data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let app = format!("{}/app:1", reg.host());
+    let out = as_nobody(&["pull", &app]);
+    common::assert_ok(&out);
+    let img: Image = serde_json::from_slice(&as_nobody(&["images", &app]).stdout).unwrap();
+    // Owned by the user who pulled (root inside a rootless container); the whiteout is still 0/0.
+    let bb = std::fs::metadata(img.layers[0].join("bin/busybox")).unwrap();
+    assert_eq!((bb.uid(), bb.gid()), (65534, 65534));
+    let wh = std::fs::symlink_metadata(img.layers[1].join("bin/ls")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    // A directory without write permission in the image must not stop rmi.
+    std::fs::set_permissions(
+        img.layers[1].join("etc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .unwrap();
+    common::assert_ok(&as_nobody(&["rmi", &app]));
+    assert_eq!(names(&data.join("layers/sha256")), Vec::<String>::new());
+    assert_consistent(&data);
+    let _ = std::fs::remove_dir_all(&data);
+}
