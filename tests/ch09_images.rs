@@ -589,3 +589,50 @@ fn rootless_pull_owns_the_layers_and_rmi_removes_read_only_directories() {
     assert_consistent(&data);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A small tmpfs mounted for one test; unmounted on drop (also when the test fails).
+struct SmallDisk(PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_store_stays_consistent() {
+    if !common::need_root("a_full_disk_is_a_clear_error_and_the_store_stays_consistent") {
+        return;
+    }
+    let reg = Registry::start("full");
+    reg.push("base", "busybox:latest");
+    let busybox = format!("{}/busybox", reg.host());
+    // 400k: the download itself fails; 1400k: the compressed layer fits, unpacking it does not.
+    for size in ["400k", "1400k"] {
+        let disk = SmallDisk(common::scratch(&format!("ch09-full-{size}")));
+        nix::mount::mount(
+            Some("tmpfs"),
+            &disk.0,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .unwrap();
+        let out = minictr(&disk.0, &["pull", &busybox]);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{size}: {}",
+            common::stderr(&out)
+        );
+        let err = common::stderr(&out);
+        assert!(
+            err.contains("is full (hint:") && err.contains("No space left"),
+            "{size}: {err}"
+        );
+        assert_eq!(names(&disk.0.join("images")), Vec::<String>::new());
+        assert_eq!(names(&disk.0.join("layers/sha256")), Vec::<String>::new());
+        assert_consistent(&disk.0);
+    }
+}

@@ -267,6 +267,28 @@ fn unpack_layer(
 /// `minictr pull REF`: manifest (resolving an index to this platform), config, then each layer:
 /// downloaded once, verified, unpacked once. The record that makes the image exist is written last.
 pub fn pull(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
+    pull_into(data_dir, input, insecure).map_err(|e| {
+        if disk_full(&e) {
+            e.context(crate::error::hint(
+                format!("the disk holding {} is full", data_dir.display()),
+                "free some space (`minictr rmi` unused images) or set MINICTR_DATA_DIR to a larger disk; nothing half-written was kept",
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// ENOSPC anywhere in the chain (std or nix errors).
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOSPC))
+            || c.downcast_ref::<nix::errno::Errno>() == Some(&nix::errno::Errno::ENOSPC)
+    })
+}
+
+fn pull_into(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
     let r = reference::parse(input)?;
     let store = Store::new(data_dir);
     let mut reg = registry::Registry::new(&r, insecure);
