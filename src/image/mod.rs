@@ -252,10 +252,13 @@ fn unpack_layer(
             "the image is inconsistent; nothing was stored"
         ));
     }
-    if report.devices_skipped > 0 || report.foreign_owners > 0 {
+    if report.devices_skipped + report.foreign_owners + report.xattrs_skipped > 0 {
         eprintln!(
-            "minictr: rootless: layer {}: {} device node(s) skipped, {} entries owned by other users than root now owned by you (root in the container)",
-            short(&d.digest), report.devices_skipped, report.foreign_owners
+            "minictr: rootless: layer {}: {} device node(s) skipped, {} file capabilities dropped, {} entries owned by other users than root now owned by you (root in the container)",
+            short(&d.digest),
+            report.devices_skipped,
+            report.xattrs_skipped,
+            report.foreign_owners
         );
     }
     tmp.persist(&dest)?;

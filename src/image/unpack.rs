@@ -31,6 +31,27 @@ pub struct Report {
     pub opaque: u64,
     pub devices_skipped: u64,
     pub foreign_owners: u64,
+    pub xattrs_skipped: u64,
+}
+
+/// The extended attributes a file carries in PAX headers (`SCHILY.xattr.NAME`), restricted to file
+/// capabilities and `user.*`: a layer must not smuggle in overlayfs's own `*.overlay.*` xattrs
+/// (redirects, metacopy) or security labels.
+fn file_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) else {
+                continue;
+            };
+            if name == "security.capability"
+                || (name.starts_with("user.") && !name.starts_with("user.overlay."))
+            {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    out
 }
 
 // ANCHOR: whiteout
@@ -122,9 +143,9 @@ fn remove_existing(dir: &OwnedFd, dir_path: &Path, name: &OsStr, keep_dir: bool)
     }
 }
 
-fn set_xattr(fd: &OwnedFd, name: &str, value: &[u8]) -> Result<()> {
+fn set_xattr(fd: &impl AsRawFd, name: &str, value: &[u8]) -> Result<()> {
     let n = CString::new(name).context("xattr name")?;
-    // SAFETY: fd is an open directory, n is NUL-terminated, value is valid for value.len() bytes.
+    // SAFETY: fd is an open file or directory, n is NUL-terminated, value is valid for value.len() bytes.
     let r = unsafe {
         libc::fsetxattr(
             fd.as_raw_fd(),
@@ -234,6 +255,7 @@ pub fn unpack(reader: impl Read, dest: &Path, privilege: Privilege) -> Result<Re
             )
             .with_context(|| format!("failed to create {}", path.display()))?;
             let mut f = File::from(fd);
+            let xattrs = file_xattrs(&mut entry);
             report.bytes += std::io::copy(&mut entry, &mut f)
                 .with_context(|| format!("failed to write {}", path.display()))?;
             if privilege == Privilege::Root {
@@ -243,6 +265,15 @@ pub fn unpack(reader: impl Read, dest: &Path, privilege: Privilege) -> Result<Re
             // After the chown, which clears set-uid/set-gid bits.
             nix::sys::stat::fchmod(&f, perm)
                 .with_context(|| format!("failed to chmod {}", path.display()))?;
+            // Last: a chown drops security.capability.
+            for (key, value) in xattrs {
+                if privilege == Privilege::Root || key.starts_with("user.") {
+                    set_xattr(&f, &key, &value)
+                        .with_context(|| format!("failed to set {key} on {}", path.display()))?;
+                } else {
+                    report.xattrs_skipped += 1;
+                }
+            }
             set_times(&parent, &name, mtime)?;
             continue;
         } else if kind.is_symlink() {
@@ -477,6 +508,39 @@ mod tests {
             std::fs::read_link(layer.join("bin/sh")).unwrap(),
             Path::new("/bin/busybox")
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn file_xattrs_pass_but_overlay_xattrs_do_not() {
+        let d = tmp("xattr");
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.note", &b"kept"[..]),
+            ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
+            ("SCHILY.xattr.user.overlay.redirect", &b"/etc"[..]),
+        ])
+        .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("f").unwrap();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        unpack(&t[..], &d, privilege()).unwrap();
+        let get = |name: &str| {
+            let mut buf = [0u8; 16];
+            let p = CString::new(d.join("f").as_os_str().as_bytes()).unwrap();
+            let n = CString::new(name).unwrap();
+            // SAFETY: buf is valid for 16 bytes; both strings are NUL-terminated.
+            let len =
+                unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 16) };
+            (len >= 0).then(|| buf[..len as usize].to_vec())
+        };
+        assert_eq!(get("user.note"), Some(b"kept".to_vec()));
+        assert_eq!(get("trusted.overlay.redirect"), None);
+        assert_eq!(get("user.overlay.redirect"), None);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
