@@ -179,6 +179,9 @@ enum Command {
         /// Talk plain HTTP to this registry (HOST or HOST:PORT); repeatable
         #[arg(long = "insecure-registry", value_name = "HOST")]
         insecure_registry: Vec<String>,
+        /// Narrate each request and store step on stderr
+        #[arg(long)]
+        explain: bool,
     },
     /// List pulled images; with REF, show one as JSON: its layer directories (bottom first) and config (chapter 9)
     Images {
@@ -439,7 +442,13 @@ fn main() {
         Command::Pull {
             reference,
             insecure_registry,
-        } => image::pull(&overlay::data_dir(), &reference, &insecure_registry),
+            explain,
+        } => {
+            if explain {
+                explain::enable();
+            }
+            image::pull(&overlay::data_dir(), &reference, &insecure_registry)
+        }
         Command::Images { reference } => image::list(&overlay::data_dir(), reference.as_deref()),
         Command::Rmi { references } => image::remove(&overlay::data_dir(), &references),
     };

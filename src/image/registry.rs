@@ -132,6 +132,11 @@ impl Registry {
         let scope = param("scope")
             .map(str::to_string)
             .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+        crate::explain!(
+            super::CHAPTER,
+            "401 → GET {realm}?service={}&scope={scope} — an anonymous bearer token",
+            param("service").unwrap_or("")
+        );
         let mut req = self.agent.get(realm).query("scope", &scope);
         if let Some(s) = param("service") {
             req = req.query("service", s);
