@@ -70,8 +70,51 @@ fn layout() -> &'static Path {
                 .args(["repack", "--image", &img("app")])
                 .arg(&bundle),
         );
+        // Two indexes over the base manifest: `multi` (arm64 and amd64), `armonly` (arm64 only).
+        add_index(&oci, "multi", &["arm64", "amd64"]);
+        add_index(&oci, "armonly", &["arm64"]);
         dir
     })
+}
+
+/// Add a tag to the layout that names an OCI index pointing at the `base` manifest once per
+/// architecture in `archs` (umoci builds single-platform images only).
+fn add_index(oci: &Path, tag: &str, archs: &[&str]) {
+    use sha2::Digest;
+    let index_json = oci.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_json).unwrap()).unwrap();
+    let name = |m: &serde_json::Value| {
+        m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let base = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| name(m).as_deref() == Some("base"))
+        .unwrap()
+        .clone();
+    let entries: Vec<serde_json::Value> = archs
+        .iter()
+        .map(|a| {
+            serde_json::json!({"mediaType": base["mediaType"], "digest": base["digest"], "size": base["size"],
+                "platform": {"architecture": a, "os": "linux"}})
+        })
+        .collect();
+    let doc = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}))
+    .unwrap();
+    let hex = format!("{:x}", sha2::Sha256::digest(&doc));
+    std::fs::write(oci.join("blobs/sha256").join(&hex), &doc).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{hex}"),
+        "size": doc.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}));
+    std::fs::write(&index_json, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
 /// A distribution registry on a free loopback port with its storage in a temp dir; killed on drop.
@@ -146,6 +189,7 @@ impl Registry {
     fn push(&self, tag: &str, repo: &str) {
         run_tool(Command::new("skopeo").args([
             "copy",
+            "--all",
             "--quiet",
             "--dest-tls-verify=false",
             &format!("oci:{}:{tag}", layout().join("oci").display()),
@@ -635,4 +679,49 @@ fn a_full_disk_is_a_clear_error_and_the_store_stays_consistent() {
         assert_eq!(names(&disk.0.join("layers/sha256")), Vec::<String>::new());
         assert_consistent(&disk.0);
     }
+}
+
+#[test]
+fn an_index_is_resolved_to_this_platform_and_refused_without_it() {
+    if !common::need_root("an_index_is_resolved_to_this_platform_and_refused_without_it") {
+        return;
+    }
+    let reg = Registry::start("index");
+    reg.push("multi", "multi:1");
+    reg.push("armonly", "armonly:1");
+    let data = common::scratch("ch09-index");
+    let out = minictr(&data, &["pull", &format!("{}/multi:1", reg.host())]);
+    common::assert_ok(&out);
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join(format!("images/{}+multi:1.json", reg.host()))).unwrap(),
+    )
+    .unwrap();
+    // The record names the platform's manifest and the index; `Digest:` is the index's, as Docker prints it.
+    let index = rec["index_digest"].as_str().unwrap().to_string();
+    assert_ne!(rec["manifest_digest"].as_str().unwrap(), index);
+    assert!(
+        common::stdout(&out).contains(&format!("Digest: {index}")),
+        "{}",
+        common::stdout(&out)
+    );
+    assert_eq!(rec["platform"], "linux/amd64");
+    assert_eq!(
+        inspect(&data, &format!("{}/multi:1", reg.host()))
+            .layers
+            .len(),
+        1
+    );
+
+    let out = minictr(&data, &["pull", &format!("{}/armonly:1", reg.host())]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("no manifest for linux/amd64 (it offers: linux/arm64)"),
+        "{err}"
+    );
+    assert!(!data
+        .join(format!("images/{}+armonly:1.json", reg.host()))
+        .exists());
+    assert_consistent(&data);
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -270,15 +270,17 @@ fn unpack_layer(
 /// `minictr pull REF`: manifest (resolving an index to this platform), config, then each layer:
 /// downloaded once, verified, unpacked once. The record that makes the image exist is written last.
 pub fn pull(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
-    pull_into(data_dir, input, insecure).map_err(|e| {
-        if disk_full(&e) {
+    let r = reference::parse(input)?;
+    pull_into(data_dir, &r, insecure).map_err(|e| {
+        let e = if disk_full(&e) {
             e.context(crate::error::hint(
                 format!("the disk holding {} is full", data_dir.display()),
                 "free some space (`minictr rmi` unused images) or set MINICTR_DATA_DIR to a larger disk; nothing half-written was kept",
             ))
         } else {
             e
-        }
+        };
+        e.context(format!("failed to pull {r}"))
     })
 }
 
@@ -291,10 +293,9 @@ fn disk_full(e: &anyhow::Error) -> bool {
     })
 }
 
-fn pull_into(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
-    let r = reference::parse(input)?;
+fn pull_into(data_dir: &Path, r: &reference::Reference, insecure: &[String]) -> Result<i32> {
     let store = Store::new(data_dir);
-    let mut reg = registry::Registry::new(&r, insecure);
+    let mut reg = registry::Registry::new(r, insecure);
     let lock = store.lock()?;
     println!(
         "{}: Pulling from {}",
@@ -308,9 +309,9 @@ fn pull_into(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
         r.repository,
         r.manifest_ref()
     );
-    let (mut body, mut ct, mut digest) = reg
-        .manifest(r.manifest_ref())
-        .with_context(|| format!("failed to pull {r}"))?;
+    let (mut body, mut ct, mut digest) = reg.manifest(r.manifest_ref())?;
+    // What the reference names: an index (Docker prints its digest) or the manifest itself.
+    let named_digest = digest.clone();
     let want = manifest::host_platform();
     let m = loop {
         match manifest::parse_document(&ct, &body)? {
@@ -378,6 +379,7 @@ fn pull_into(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
     let record = Record {
         reference: r.to_string(),
         manifest_digest: digest.clone(),
+        index_digest: (named_digest != digest).then(|| named_digest.clone()),
         config_digest: m.config.digest.clone(),
         platform: want.to_string(),
         layers,
@@ -389,7 +391,7 @@ fn pull_into(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
     store.save(&lock, &record)?;
     // A tag that moved leaves its old layers behind: collect them.
     store.gc(&lock)?;
-    println!("Digest: {digest}");
+    println!("Digest: {named_digest}");
     println!("Status: Downloaded {r}");
     Ok(0)
 }

@@ -22,7 +22,12 @@ use std::path::{Path, PathBuf};
 pub struct Record {
     /// Canonical reference, e.g. `docker.io/library/alpine:3.20`.
     pub reference: String,
+    /// The platform's manifest.
     pub manifest_digest: String,
+    /// The index the reference named, when it named one (not stored: a pull by this digest
+    /// fetches it again and picks the platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
     pub config_digest: String,
     pub platform: String,
     /// Bottom layer first.
