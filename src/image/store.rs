@@ -324,3 +324,69 @@ impl Store {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(n: u8) -> LayerRecord {
+        LayerRecord {
+            digest: format!("sha256:{}", format!("{:02x}", n + 100).repeat(32)),
+            diff_id: format!("sha256:{}", format!("{n:02x}").repeat(32)),
+            media_type: String::new(),
+            size: 1,
+            unpacked_size: 1,
+        }
+    }
+
+    #[test]
+    fn gc_keeps_what_a_record_or_a_kept_container_uses() {
+        let d = std::env::temp_dir().join(format!("minictr-gc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let store = Store::new(&d);
+        let lock = store.lock().unwrap();
+        for n in 1..=4 {
+            std::fs::create_dir_all(store.layer_path(&layer(n).diff_id).join("etc")).unwrap();
+            std::fs::write(store.blob_path(&layer(n).digest), "x").unwrap();
+        }
+        let rec = |name: &str, layers: Vec<LayerRecord>| Record {
+            reference: format!("localhost/{name}:1"),
+            manifest_digest: format!("sha256:{}", "e".repeat(64)),
+            config_digest: format!("sha256:{}", "f".repeat(64)),
+            index_digest: None,
+            platform: "linux/amd64".into(),
+            layers,
+            pulled: 0,
+        };
+        store
+            .save(&lock, &rec("a", vec![layer(1), layer(2)]))
+            .unwrap();
+        store
+            .save(&lock, &rec("b", vec![layer(1), layer(3)]))
+            .unwrap();
+        // A kept container started on layer 4.
+        let c = d.join("containers/abc");
+        std::fs::create_dir_all(&c).unwrap();
+        let kept = serde_json::json!({"lowers": [store.layer_path(&layer(4).diff_id)]});
+        std::fs::write(c.join("container.json"), kept.to_string()).unwrap();
+
+        assert_eq!(store.gc(&lock).unwrap(), Vec::<String>::new());
+        store.remove_record(&lock, "localhost/a:1").unwrap();
+        assert_eq!(store.gc(&lock).unwrap(), vec![layer(2).diff_id]);
+        assert!(
+            store.layer_path(&layer(1).diff_id).is_dir(),
+            "b still uses layer 1"
+        );
+        assert!(!store.blob_path(&layer(2).digest).exists());
+        std::fs::remove_dir_all(&c).unwrap();
+        store.remove_record(&lock, "localhost/b:1").unwrap();
+        let mut gone = store.gc(&lock).unwrap();
+        gone.sort();
+        assert_eq!(
+            gone,
+            vec![layer(1).diff_id, layer(3).diff_id, layer(4).diff_id]
+        );
+        drop(lock);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -545,6 +545,23 @@ mod tests {
     }
 
     #[test]
+    fn hardlinks_inside_the_layer_share_the_inode() {
+        use tar::EntryType as T;
+        let d = tmp("hl");
+        let t = tar_of(&[
+            ("bin/", T::Directory, ""),
+            ("bin/busybox", T::Regular, "#!"),
+            ("bin/sh", T::Link, "bin/busybox"),
+            ("./usr/bin/env", T::Link, "/bin/busybox"),
+        ]);
+        unpack(&t[..], &d, privilege()).unwrap();
+        let ino = |p: &str| std::fs::metadata(d.join(p)).unwrap().ino();
+        assert_eq!(ino("bin/sh"), ino("bin/busybox"));
+        assert_eq!(ino("usr/bin/env"), ino("bin/busybox"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn classify_names() {
         assert_eq!(classify(OsStr::new(".wh..wh..opq")), Whiteout::Opaque);
         assert_eq!(
