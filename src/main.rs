@@ -5,6 +5,7 @@
 mod cgroups;
 mod error;
 mod explain;
+mod image;
 mod lifecycle;
 mod manage;
 mod mountapi;
@@ -164,6 +165,34 @@ enum Command {
     /// Manage the bridge network of the network namespace minictr runs in (chapter 6)
     #[command(subcommand)]
     Network(NetworkCommand),
+
+    // ---- chapter 9: images ----
+    /// Download an image from a registry and unpack its layers (chapter 9)
+    #[command(after_help = "Examples:\n  sudo minictr pull alpine:3.20\n  \
+        sudo minictr pull localhost:5000/busybox:latest\n  \
+        sudo minictr pull --insecure-registry reg.lan:5000 reg.lan:5000/app:1.0\n\n\
+        Plain HTTP is used for localhost and 127.0.0.0/8, and for hosts named with --insecure-registry.")]
+    Pull {
+        /// NAME[:TAG][@sha256:DIGEST]; Docker Hub when NAME has no registry part
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Talk plain HTTP to this registry (HOST or HOST:PORT); repeatable
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registry: Vec<String>,
+        /// Narrate each request and store step on stderr
+        #[arg(long)]
+        explain: bool,
+    },
+    /// List pulled images; with REF, show one as JSON: its layer directories (bottom first) and config (chapter 9)
+    Images {
+        #[arg(value_name = "REF")]
+        reference: Option<String>,
+    },
+    /// Remove images; a layer goes when no image uses it any more (chapter 9)
+    Rmi {
+        #[arg(value_name = "REF", required = true)]
+        references: Vec<String>,
+    },
 }
 
 /// `minictr network …` (ch06).
@@ -410,6 +439,18 @@ fn main() {
         Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
         Command::Network(NetworkCommand::Rm) => run::network_rm(),
         Command::Selftest(args) => selftest::run(args),
+        Command::Pull {
+            reference,
+            insecure_registry,
+            explain,
+        } => {
+            if explain {
+                explain::enable();
+            }
+            image::pull(&overlay::data_dir(), &reference, &insecure_registry)
+        }
+        Command::Images { reference } => image::list(&overlay::data_dir(), reference.as_deref()),
+        Command::Rmi { references } => image::remove(&overlay::data_dir(), &references),
     };
     match result {
         Ok(code) => std::process::exit(code),

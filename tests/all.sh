@@ -22,12 +22,17 @@ fi
 
 step "install what the tests need"
 need_pkgs=""
-for p in busybox-static uidmap iproute2 nftables tmux procps util-linux; do
+# ch09: docker-registry (a local registry on 127.0.0.1), umoci and skopeo (build and push test images)
+for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_pkgs
+fi
+# The package starts a registry service on :5000; the ch09 tests start their own on a free port.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 MDBOOK_VERSION=0.5.4
 if ! mdbook --version 2>/dev/null | grep -q "v$MDBOOK_VERSION"; then
