@@ -3,6 +3,7 @@
 //! `chapters/`. This file is only the command line: the start sequence lives in `run.rs`.
 
 mod cgroups;
+mod doctor;
 mod error;
 mod explain;
 mod lifecycle;
@@ -11,6 +12,7 @@ mod mountapi;
 mod namespaces;
 mod network;
 mod overlay;
+mod probe;
 mod process;
 mod rootfs;
 mod run;
@@ -160,6 +162,24 @@ enum Command {
         rootfs-scripts/busybox.sh ./rootfs\n\nExit status: 0 when every check passes, 1 when one fails, 125 if minictr itself failed."
     )]
     Selftest(selftest::SelftestArgs),
+
+    /// Check this host: one line per requirement of `minictr run`, OK, WARN or FAIL with the fix
+    #[command(
+        after_help = "Exit status: 0 when `minictr run` with its defaults works here, 1 otherwise. Changes nothing on the host."
+    )]
+    Doctor(doctor::DoctorArgs),
+
+    /// Print a shell completion script (bash, zsh or fish)
+    #[command(
+        after_help = "Examples:\n  minictr completions bash > /etc/bash_completion.d/minictr\n  minictr completions fish > ~/.config/fish/completions/minictr.fish"
+    )]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff): minictr man > minictr.1; man ./minictr.1
+    Man,
 
     /// Manage the bridge network of the network namespace minictr runs in (chapter 6)
     #[command(subcommand)]
@@ -346,6 +366,28 @@ pub struct RunArgs {
     pub no_cgroup: bool,
 }
 
+/// `minictr completions SHELL`: the script clap_complete generates from the command line above.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "minictr",
+        &mut std::io::stdout(),
+    );
+    Ok(0)
+}
+
+/// `minictr man`: the manual page clap_mangen renders from the command line above.
+fn print_man() -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .context("failed to write the manual page")?;
+    Ok(0)
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -410,6 +452,9 @@ fn main() {
         Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
         Command::Network(NetworkCommand::Rm) => run::network_rm(),
         Command::Selftest(args) => selftest::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man(),
     };
     match result {
         Ok(code) => std::process::exit(code),
