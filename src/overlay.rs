@@ -834,3 +834,23 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_tmpfs_spec_is_parsed_or_clearly_refused(s in input(&["/", "tmp", "/run", ":", ",", "size=", "mode=", "64", "1777", "999", "m", "k", "g", "%", "Q", "exec", "noexec", "ro", "rw", "suid", "nodev", "bogus", "-1", "="])) {
+            clear(&parse_tmpfs(&s))?;
+        }
+
+        #[test]
+        fn any_container_name_is_accepted_or_clearly_refused(s in input(&["web", "a", "1", "-", "_", ".", "/", " ", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"])) {
+            clear(&validate_name(&s))?;
+        }
+    }
+}

@@ -531,3 +531,18 @@ mod tests {
         assert_eq!(c.rlimits[0].soft, 30);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_ulimit_is_parsed_or_clearly_refused(s in input(&["nofile", "core", "NOFILE", "bogus", "=", ":", "0", "1024", "2048", "-1", "-2", "unlimited", "18446744073709551616", " "])) {
+            clear(&parse_ulimit(&s))?;
+        }
+    }
+}
