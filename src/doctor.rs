@@ -9,6 +9,7 @@
 use crate::probe::{self, Feature, Probe};
 use anyhow::Result;
 use clap::Args;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Options of `minictr doctor`.
@@ -183,20 +184,20 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
     lines.extend(cgroup_lines(root));
     lines.extend(network_lines(root));
 
-    for l in &lines {
-        println!("{}", l.render());
-    }
     let worst = lines.iter().map(|l| l.level).max().unwrap_or(Level::Ok);
-    println!(
-        "{}",
-        match worst {
-            Level::Fail =>
-                "minictr run with its defaults will not work here: fix the FAIL lines above",
-            Level::Warn =>
-                "minictr run with its defaults works here; the WARN lines name what is missing",
-            Level::Ok => "minictr run with its defaults works here",
+    let verdict = match worst {
+        Level::Fail => "minictr run with its defaults will not work here: fix the FAIL lines above",
+        Level::Warn => {
+            "minictr run with its defaults works here; the WARN lines name what is missing"
         }
-    );
+        Level::Ok => "minictr run with its defaults works here",
+    };
+    // Written, not println!: a closed pipe (`minictr doctor | head`) is no reason to panic.
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        let _ = writeln!(out, "{}", l.render());
+    }
+    let _ = writeln!(out, "{verdict}");
     Ok(if worst == Level::Fail { 1 } else { 0 })
 }
 

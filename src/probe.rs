@@ -179,9 +179,7 @@ fn read_own(path: &Path) -> Option<String> {
 /// Probe everything now, cache nothing (`minictr doctor` changes nothing on the host).
 pub fn fresh() -> Probes {
     let root = nix::unistd::geteuid().is_root();
-    let userns = in_child(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| e as i32)
-    });
+    let userns = in_child(userns_with_a_mount);
     let unprivileged_userns = if root {
         in_child(|| {
             let nobody = nix::unistd::Uid::from_raw(65534);
@@ -189,7 +187,12 @@ pub fn fresh() -> Probes {
             nix::unistd::setgroups(&[]).map_err(|e| e as i32)?;
             nix::unistd::setresgid(nogroup, nogroup, nogroup).map_err(|e| e as i32)?;
             nix::unistd::setresuid(nobody, nobody, nobody).map_err(|e| e as i32)?;
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| e as i32)
+            // Changing credentials made us non-dumpable, which hands /proc/self to root.
+            // SAFETY: prctl with integer arguments only.
+            if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+                return Err(nix::errno::Errno::last_raw());
+            }
+            userns_with_a_mount()
         })
     } else {
         userns.clone()
@@ -311,6 +314,39 @@ fn errno_of(e: &anyhow::Error) -> i32 {
         .find_map(|c| c.downcast_ref::<std::io::Error>())
         .and_then(|io| io.raw_os_error())
         .unwrap_or(libc::EIO)
+}
+
+/// A user namespace of our own, usable: its maps written from inside (our own ids only, as an
+/// unprivileged user may) and a tmpfs mounted in a mount namespace it owns. Creating it is not
+/// enough: Ubuntu 24.04's `kernel.apparmor_restrict_unprivileged_userns` lets unshare succeed and
+/// denies the capabilities inside; Debian's `kernel.unprivileged_userns_clone=0` and
+/// `user.max_user_namespaces=0` make unshare fail.
+fn userns_with_a_mount() -> std::result::Result<(), i32> {
+    use nix::mount::{mount, MsFlags};
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let io = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| e as i32)?;
+    std::fs::write("/proc/self/setgroups", "deny").map_err(io)?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).map_err(io)?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(io)?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e as i32)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| e as i32)?;
+    let dir = std::env::temp_dir();
+    mount(
+        Some("tmpfs"),
+        &dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| e as i32)
 }
 
 /// A user namespace with a mapping (0 → 100000, 65536 ids), held only by the returned descriptor:
