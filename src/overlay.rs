@@ -800,6 +800,24 @@ mod tests {
     }
 
     #[test]
+    fn refused_descriptors_fall_back_to_staged_layers() {
+        use anyhow::Context;
+        let refused = |errno| {
+            Err::<(), _>(std::io::Error::from_raw_os_error(errno))
+                .context("overlay refused lowerdir+")
+                .unwrap_err()
+        };
+        // EINVAL before 6.13, EOPNOTSUPP on 6.1's option parser, EBADF for O_PATH on 6.13-6.14.
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP, libc::EBADF] {
+            assert!(is_unknown_parameter(&refused(errno)), "{errno}");
+        }
+        // A real failure (no space, no permission) is reported, not papered over.
+        for errno in [libc::ENOSPC, libc::EPERM, libc::ENOENT] {
+            assert!(!is_unknown_parameter(&refused(errno)), "{errno}");
+        }
+    }
+
+    #[test]
     fn diff_reads_whiteouts_and_changes() {
         let d = std::env::temp_dir().join(format!("minictr-diff-{}", std::process::id()));
         let (lower, upper) = (d.join("lower"), d.join("upper"));

@@ -179,3 +179,31 @@ fn completions_and_man_page_are_generated() {
     assert!(s.starts_with(".ie") || s.contains(".TH minictr"), "{s}");
     assert!(s.contains("doctor"), "{s}");
 }
+
+#[test]
+fn run_names_the_missing_feature_before_it_starts_anything() {
+    if !need_root("run_names_the_missing_feature_before_it_starts_anything") {
+        return;
+    }
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} run {} /bin/true",
+        common::bin().display(),
+        common::rootfs().display()
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env("MINICTR_NETWORK", "none")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("user namespaces are not available here"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Linux 3.8") && err.contains("--userns=host"),
+        "{err}"
+    );
+}
