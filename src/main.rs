@@ -178,8 +178,15 @@ enum Command {
         shell: clap_complete::Shell,
     },
 
-    /// Print the manual page (roff): minictr man > minictr.1; man ./minictr.1
-    Man,
+    /// Print the manual page (roff), or write one page per command into DIR
+    #[command(
+        after_help = "Examples:\n  minictr man > minictr.1 && man ./minictr.1\n  sudo minictr man /usr/local/share/man/man1   # minictr.1, minictr-run.1, …"
+    )]
+    Man {
+        /// Write minictr.1 and minictr-COMMAND.1 for every command into this directory
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 
     /// Manage the bridge network of the network namespace minictr runs in (chapter 6)
     #[command(subcommand)]
@@ -378,13 +385,21 @@ fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `minictr man`: the manual page clap_mangen renders from the command line above.
-fn print_man() -> anyhow::Result<i32> {
+/// `minictr man [DIR]`: the manual pages clap_mangen renders from the command line above.
+fn print_man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
     use anyhow::Context;
     use clap::CommandFactory;
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut std::io::stdout())
-        .context("failed to write the manual page")?;
+    match dir {
+        Some(d) => clap_mangen::generate_to(Cli::command(), d).map_err(|e| {
+            error::hint(
+                format!("failed to write the manual pages into {}: {e}", d.display()),
+                "give an existing directory you can write",
+            )
+        })?,
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("failed to write the manual page")?,
+    }
     Ok(0)
 }
 
@@ -454,7 +469,7 @@ fn main() {
         Command::Selftest(args) => selftest::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Completions { shell } => print_completions(shell),
-        Command::Man => print_man(),
+        Command::Man { dir } => print_man(dir.as_deref()),
     };
     match result {
         Ok(code) => std::process::exit(code),

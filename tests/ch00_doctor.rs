@@ -178,6 +178,21 @@ fn completions_and_man_page_are_generated() {
     let s = text(&o);
     assert!(s.starts_with(".ie") || s.contains(".TH minictr"), "{s}");
     assert!(s.contains("doctor"), "{s}");
+    // One page per command into a directory; a missing directory is a one-line error.
+    let dir = std::env::temp_dir().join(format!("minictr-man-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    let o = minictr().arg("man").arg(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_to_string(dir.join("minictr-run.1")).unwrap();
+    assert!(
+        run.contains("userns") && run.contains("no\\-overlay"),
+        "{run}"
+    );
+    assert!(dir.join("minictr.1").exists() && dir.join("minictr-doctor.1").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let o = minictr().arg("man").arg(&dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
 }
 
 #[test]
