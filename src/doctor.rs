@@ -179,8 +179,17 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
             }
             lines.push(l);
         }
+    } else {
+        lines.push(feature_line(
+            "overlayfs in a user namespace (rootless)",
+            &p.overlay_in_userns,
+            Feature::OverlayInUserNs,
+            Level::Fail,
+            None,
+        ));
     }
     lines.push(data_dir_line());
+    lines.push(runtime_dir_line());
     lines.extend(cgroup_lines(root));
     lines.extend(network_lines(root));
 
@@ -276,13 +285,7 @@ fn data_dir_line() -> Line {
     let dir = crate::overlay::data_dir();
     let fix = "set MINICTR_DATA_DIR to a writable directory on ext4, xfs, btrfs or tmpfs, or run with --no-overlay";
     // The nearest directory that exists: the data directory itself is created by the first run.
-    let mut existing = dir.as_path();
-    while !existing.is_dir() {
-        match existing.parent() {
-            Some(p) => existing = p,
-            None => break,
-        }
-    }
+    let existing = nearest_existing(&dir);
     let fs = fs_name(existing);
     if let Some(magic) = fs_magic(existing) {
         if crate::overlay::unsuitable_upper_fs(magic).is_some() {
@@ -309,6 +312,62 @@ fn data_dir_line() -> Line {
             format!(
                 "cannot create {} in {}: {e}",
                 dir.display(),
+                existing.display()
+            ),
+            fix,
+        ),
+    }
+}
+
+/// The nearest directory on the way to `path` that exists (minictr creates the rest on first use).
+fn nearest_existing(path: &Path) -> &Path {
+    let mut p = path;
+    while !p.is_dir() {
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    p
+}
+
+/// ch08: the runtime directory (/run/minictr, rootless $XDG_RUNTIME_DIR/minictr): ours, or creatable.
+fn runtime_dir_line() -> Line {
+    use std::os::unix::fs::MetadataExt;
+    let what = "runtime directory";
+    let base = crate::state::base_dir();
+    let euid = nix::unistd::geteuid().as_raw();
+    let fix = "set XDG_RUNTIME_DIR (or MINICTR_RUN_DIR) to a private directory of yours";
+    if let Ok(m) = std::fs::symlink_metadata(&base) {
+        return if m.is_dir() && m.uid() == euid && m.mode() & 0o022 == 0 {
+            Line::ok(what, format!("{} (yours)", base.display()))
+        } else {
+            Line::bad(
+                Level::Fail,
+                what,
+                format!(
+                    "{} is not a directory owned by uid {euid} and writable only by it",
+                    base.display()
+                ),
+                fix,
+            )
+        };
+    }
+    let existing = nearest_existing(&base);
+    match nix::unistd::access(
+        existing,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    ) {
+        Ok(()) => Line::ok(
+            what,
+            format!("{} (created by the first run)", base.display()),
+        ),
+        Err(e) => Line::bad(
+            Level::Fail,
+            what,
+            format!(
+                "cannot create {} in {}: {e}",
+                base.display(),
                 existing.display()
             ),
             fix,

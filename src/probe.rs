@@ -46,6 +46,7 @@ pub enum Feature {
     OverlayIdmappedLower,
     OverlayLowerFd,
     OverlayLowerOPathFd,
+    OverlayInUserNs,
     CgroupDelegation,
 }
 
@@ -58,6 +59,7 @@ impl Feature {
             Feature::OverlayIdmappedLower => "overlayfs over idmapped lower layers",
             Feature::OverlayLowerFd => "overlayfs layers given as file descriptors",
             Feature::OverlayLowerOPathFd => "overlayfs layers given as O_PATH descriptors",
+            Feature::OverlayInUserNs => "overlayfs mounted in a user namespace (userxattr)",
             Feature::CgroupDelegation => "cgroup v2 delegation",
         }
     }
@@ -70,6 +72,7 @@ impl Feature {
             Feature::OverlayIdmappedLower => "5.19",
             Feature::OverlayLowerFd => "6.13",
             Feature::OverlayLowerOPathFd => "6.15",
+            Feature::OverlayInUserNs => "5.11",
             Feature::CgroupDelegation => "4.15 (cgroup v2 with systemd's Delegate=yes)",
         }
     }
@@ -85,6 +88,7 @@ impl Feature {
                 "put the image on ext4, xfs or btrfs, or run with --userns=host"
             }
             Feature::OverlayIdmappedLower => "run with --no-overlay or --userns=host",
+            Feature::OverlayInUserNs => "run with --no-overlay, or as root",
             Feature::OverlayLowerFd | Feature::OverlayLowerOPathFd => {
                 "none needed: minictr attaches the layers in a mount namespace of its own instead"
             }
@@ -120,6 +124,8 @@ pub struct Probes {
     pub overlay_idmapped_lower: Probe,
     pub overlay_lower_fd: Probe,
     pub overlay_lower_opath_fd: Probe,
+    /// What rootless minictr does: overlayfs with `userxattr` inside a user namespace.
+    pub overlay_in_userns: Probe,
     /// Idmapped mounts per filesystem type (statfs magic, hex).
     #[serde(default)]
     pub idmap_fs: BTreeMap<String, Probe>,
@@ -221,6 +227,7 @@ pub fn fresh() -> Probes {
         overlay_idmapped_lower,
         overlay_lower_fd,
         overlay_lower_opath_fd,
+        overlay_in_userns: in_child(overlay_in_userns),
         idmap_fs: BTreeMap::new(),
     }
 }
@@ -399,6 +406,30 @@ fn throwaway_userns() -> std::result::Result<OwnedFd, String> {
     }
 }
 
+/// Rootless minictr's overlay: mounted with `userxattr` by the root of a user namespace of our own,
+/// over the tmpfs [`userns_with_a_mount`] leaves on the temp directory.
+fn overlay_in_userns() -> std::result::Result<(), i32> {
+    userns_with_a_mount()?;
+    let dir = std::env::temp_dir();
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir(dir.join(d)).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        dir.join("l").display(),
+        dir.join("u").display(),
+        dir.join("w").display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &dir.join("m"),
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| e as i32)
+}
+
 /// A detached, read-only idmapped copy of the mount at `path`.
 fn idmap(path: &Path, userns: BorrowedFd<'_>) -> std::result::Result<OwnedFd, i32> {
     use crate::mountapi::{clone_tree, set_attr, MOUNT_ATTR_IDMAP, MOUNT_ATTR_RDONLY};
@@ -483,7 +514,8 @@ fn overlay_over_idmapped(userns: BorrowedFd<'_>) -> std::result::Result<(), i32>
 }
 
 /// Before anything is created: the features this run needs, as one clear error when one is missing.
-pub fn preflight(userns: bool, overlay_as_root: bool) -> Result<()> {
+/// `overlay`: the run mounts an overlay (as root over idmapped layers, rootless in its namespace).
+pub fn preflight(userns: bool, overlay: bool) -> Result<()> {
     if !userns {
         return Ok(());
     }
@@ -495,9 +527,14 @@ pub fn preflight(userns: bool, overlay_as_root: bool) -> Result<()> {
             missing(Feature::UnprivilegedUserNs, why)
         });
     }
-    if overlay_as_root {
-        if let Probe::No(why) = &p.overlay_idmapped_lower {
-            return Err(missing(Feature::OverlayIdmappedLower, why));
+    if overlay {
+        let (probe, feature) = if nix::unistd::geteuid().is_root() {
+            (&p.overlay_idmapped_lower, Feature::OverlayIdmappedLower)
+        } else {
+            (&p.overlay_in_userns, Feature::OverlayInUserNs)
+        };
+        if let Probe::No(why) = probe {
+            return Err(missing(feature, why));
         }
     }
     Ok(())
@@ -517,6 +554,7 @@ mod tests {
             overlay_idmapped_lower: Probe::Yes,
             overlay_lower_fd: Probe::Yes,
             overlay_lower_opath_fd: Probe::No("EBADF: Bad file number".into()),
+            overlay_in_userns: Probe::Yes,
             idmap_fs: BTreeMap::from([("ef53".to_string(), Probe::Yes)]),
         }
     }
@@ -546,6 +584,7 @@ mod tests {
             (Feature::OverlayIdmappedLower, "5.19", "--no-overlay"),
             (Feature::OverlayLowerFd, "6.13", "attaches the layers"),
             (Feature::OverlayLowerOPathFd, "6.15", "attaches the layers"),
+            (Feature::OverlayInUserNs, "5.11", "--no-overlay"),
             (Feature::CgroupDelegation, "Delegate=yes", "--no-cgroup"),
             (Feature::UnprivilegedUserNs, "3.8", "sudo"),
         ];

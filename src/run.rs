@@ -395,8 +395,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     // Kernel features this run needs, probed once per boot (src/probe.rs): one clear error now
     // instead of a refused system call halfway through the start.
-    let root = nix::unistd::geteuid().is_root();
-    crate::probe::preflight(spec.userns.is_some(), root && spec.overlay.is_some())
+    crate::probe::preflight(spec.userns.is_some(), spec.overlay.is_some())
         .map_err(|e| userns_disabled_error(e, &spec))?;
     cleanup_stale();
     // -d: from here on we are the monitor; the foreground process waits for our verdict.

@@ -64,6 +64,7 @@ fn as_root_every_requirement_is_checked_and_it_passes() {
         "overlayfs layers by file descriptor",
         "overlayfs layers by O_PATH descriptor",
         "data directory: ",
+        "runtime directory: ",
         "cgroups: ",
         "netlink NETLINK_ROUTE",
         "netlink NETLINK_NETFILTER",
@@ -106,6 +107,7 @@ fn as_nobody_it_names_what_is_missing_with_fixes() {
         .env_remove("MINICTR_DATA_DIR")
         .env_remove("MINICTR_RUN_DIR")
         .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_RUNTIME_DIR")
         .env("HOME", "/nonexistent")
         .output()
         .unwrap();
@@ -128,6 +130,12 @@ fn as_nobody_it_names_what_is_missing_with_fixes() {
         line(&out, "user namespaces (as your user)").len() > 10,
         "{out}"
     );
+    for what in [
+        "overlayfs in a user namespace (rootless)",
+        "runtime directory",
+    ] {
+        assert!(line(&out, what).len() > what.len() + 8, "{out}");
+    }
     assert_eq!(o.status.code(), Some(1), "{out}");
 }
 
