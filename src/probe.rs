@@ -163,13 +163,27 @@ fn cache_path() -> PathBuf {
 
 /// The probes of this boot: from the cache, or tried now (and cached).
 pub fn get() -> Probes {
-    let (boot, ctx) = (boot_id(), context());
-    if let Some(p) = read_own(&cache_path()).and_then(|t| parse_cache(&t, &boot, &ctx)) {
+    if let Some(p) = in_process().clone() {
         return p;
     }
-    let p = fresh();
-    save(&p);
+    let (boot, ctx) = (boot_id(), context());
+    let p = match read_own(&cache_path()).and_then(|t| parse_cache(&t, &boot, &ctx)) {
+        Some(p) => p,
+        None => {
+            let p = fresh();
+            save(&p);
+            p
+        }
+    };
+    *in_process() = Some(p.clone());
     p
+}
+
+/// This process's copy: a run asks several times, and the first run of a boot may find no
+/// runtime directory to cache in yet.
+fn in_process() -> std::sync::MutexGuard<'static, Option<Probes>> {
+    static PROBES: std::sync::Mutex<Option<Probes>> = std::sync::Mutex::new(None);
+    PROBES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The cache file's text, if this user owns it (nobody else may plant results for us).
@@ -274,6 +288,7 @@ pub fn idmap_on_with(path: &Path, mut p: Probes, cache: bool) -> Probe {
     if cache {
         p.idmap_fs.insert(key, r.clone());
         save(&p);
+        *in_process() = Some(p);
     }
     r
 }
