@@ -167,16 +167,13 @@ pub fn get() -> Probes {
         return p;
     }
     let (boot, ctx) = (boot_id(), context());
-    let p = match read_own(&cache_path()).and_then(|t| parse_cache(&t, &boot, &ctx)) {
-        Some(p) => p,
-        None => {
-            let p = fresh();
-            save(&p);
+    match read_own(&cache_path()).and_then(|t| parse_cache(&t, &boot, &ctx)) {
+        Some(p) => {
+            *in_process() = Some(p.clone());
             p
         }
-    };
-    *in_process() = Some(p.clone());
-    p
+        None => refresh(),
+    }
 }
 
 /// This process's copy: a run asks several times, and the first run of a boot may find no
@@ -184,6 +181,14 @@ pub fn get() -> Probes {
 fn in_process() -> std::sync::MutexGuard<'static, Option<Probes>> {
     static PROBES: std::sync::Mutex<Option<Probes>> = std::sync::Mutex::new(None);
     PROBES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Probe again, ignoring every cache, and cache the result.
+fn refresh() -> Probes {
+    let p = fresh();
+    save(&p);
+    *in_process() = Some(p.clone());
+    p
 }
 
 /// The cache file's text, if this user owns it (nobody else may plant results for us).
@@ -266,7 +271,11 @@ fn save(p: &Probes) {
 
 /// Whether the filesystem `path` lives on can be idmapped (root only), cached per filesystem type.
 pub fn idmap_on(path: &Path) -> Probe {
-    idmap_on_with(path, get(), true)
+    match idmap_on_with(path, get(), true) {
+        // Tried once more before it stops a run (see preflight).
+        Probe::No(_) => idmap_on_with(path, refresh(), true),
+        r => r,
+    }
 }
 
 /// [`idmap_on`] on given probes, cached or not (doctor).
@@ -530,20 +539,31 @@ fn overlay_over_idmapped(userns: BorrowedFd<'_>) -> std::result::Result<(), i32>
 
 /// Before anything is created: the features this run needs, as one clear error when one is missing.
 /// `overlay`: the run mounts an overlay (as root over idmapped layers, rootless in its namespace).
+/// A "no" from the cache is tried once more before it stops the run: a sysctl may have changed
+/// since, and a probe may have failed for a passing reason.
 pub fn preflight(userns: bool, overlay: bool) -> Result<()> {
     if !userns {
         return Ok(());
     }
-    let p = get();
+    match needs(&get(), overlay) {
+        Ok(()) => Ok(()),
+        Err(_) => needs(&refresh(), overlay),
+    }
+}
+
+/// The features of [`preflight`] in `p`.
+fn needs(p: &Probes, overlay: bool) -> Result<()> {
+    let root = nix::unistd::geteuid().is_root();
     if let Probe::No(why) = &p.userns {
-        return Err(if nix::unistd::geteuid().is_root() {
-            missing(Feature::UserNs, why)
+        let f = if root {
+            Feature::UserNs
         } else {
-            missing(Feature::UnprivilegedUserNs, why)
-        });
+            Feature::UnprivilegedUserNs
+        };
+        return Err(missing(f, why));
     }
     if overlay {
-        let (probe, feature) = if nix::unistd::geteuid().is_root() {
+        let (probe, feature) = if root {
             (&p.overlay_idmapped_lower, Feature::OverlayIdmappedLower)
         } else {
             (&p.overlay_in_userns, Feature::OverlayInUserNs)

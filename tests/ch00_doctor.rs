@@ -236,3 +236,38 @@ fn run_names_the_missing_feature_before_it_starts_anything() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cached_no_is_tried_again_before_it_stops_a_run() {
+    if !need_root("a_cached_no_is_tried_again_before_it_stops_a_run") {
+        return;
+    }
+    // A runtime directory of this test's own, so the machine's probe cache is left alone.
+    let run_dir = std::env::temp_dir().join(format!("minictr-probes-{}", std::process::id()));
+    let cache = run_dir.join("probes.json");
+    let run = |text: &str| {
+        minictr()
+            .env("MINICTR_RUN_DIR", &run_dir)
+            .arg("run")
+            .arg(common::rootfs())
+            .args(["echo", text])
+            .output()
+            .unwrap()
+    };
+    common::assert_ok(&run("first"));
+    let text = std::fs::read_to_string(&cache).expect("the first run caches its probes");
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["overlay_idmapped_lower"]["result"], "yes", "{text}");
+    // A stale "no" (a probe that failed for a passing reason, a sysctl changed since).
+    v["overlay_idmapped_lower"] = serde_json::json!({"result": "no", "why": "planted by the test"});
+    std::fs::write(&cache, v.to_string()).unwrap();
+    let o = run("second");
+    common::assert_ok(&o);
+    assert_eq!(common::stdout(&o), "second\n");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        !text.contains("planted"),
+        "the cache was not refreshed: {text}"
+    );
+    std::fs::remove_dir_all(&run_dir).unwrap();
+}
