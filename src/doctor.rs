@@ -93,8 +93,25 @@ fn feature_line(
 
 pub fn run(args: DoctorArgs) -> Result<i32> {
     let root = nix::unistd::geteuid().is_root();
-    let p = probe::fresh();
+    let rootfs = args.rootfs.clone().unwrap_or_else(|| {
+        if Path::new("rootfs").is_dir() {
+            PathBuf::from("rootfs")
+        } else {
+            PathBuf::from(".")
+        }
+    });
+    let p = probe::fresh_with(Some(&rootfs));
     let mut lines = vec![Line::ok("kernel", format!("Linux {}", p.kernel))];
+    if let Some(r) = &args.rootfs {
+        if !r.is_dir() {
+            lines.push(Line::bad(
+                Level::Fail,
+                "rootfs",
+                format!("{} is not a directory", r.display()),
+                "build one with rootfs-scripts/busybox.sh DIR",
+            ));
+        }
+    }
 
     // ch03: the default --userns=private.
     let sysctl_fix = crate::userns::diagnose_disabled();
@@ -130,13 +147,6 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
 
     // ch03 + ch05: the image seen through idmapped mounts under the overlay (root only).
     if root {
-        let rootfs = args.rootfs.clone().unwrap_or_else(|| {
-            if Path::new("rootfs").is_dir() {
-                PathBuf::from("rootfs")
-            } else {
-                PathBuf::from(".")
-            }
-        });
         let idm = probe::idmap_on_with(&rootfs, p.clone(), false);
         let mut l = feature_line(
             "idmapped mounts",

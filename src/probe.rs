@@ -203,6 +203,11 @@ fn read_own(path: &Path) -> Option<String> {
 
 /// Probe everything now, cache nothing (`minictr doctor` changes nothing on the host).
 pub fn fresh() -> Probes {
+    fresh_with(None)
+}
+
+/// [`fresh`], with the image at hand to idmap where the kernel cannot idmap a tmpfs (before 6.3).
+pub fn fresh_with(sample: Option<&Path>) -> Probes {
     let root = nix::unistd::geteuid().is_root();
     let userns = in_child(userns_with_a_mount);
     let unprivileged_userns = if root {
@@ -227,7 +232,7 @@ pub fn fresh() -> Probes {
             in_child(|| overlay_by_fd(false)),
             in_child(|| overlay_by_fd(true)),
             match throwaway_userns() {
-                Ok(ns) => in_child(|| overlay_over_idmapped(ns.as_fd())),
+                Ok(ns) => in_child(|| overlay_over_idmapped(ns.as_fd(), sample)),
                 Err(why) => Probe::Unknown(format!("no user namespace to map with: {why}")),
             },
         )
@@ -311,6 +316,14 @@ pub fn cgroup_delegation(own_v2_cgroup: &Path) -> Probe {
     }
 }
 
+/// The exit status of a probe that could not set up what it needed to try the feature (a scratch
+/// tmpfs, a filesystem it may idmap): that says nothing about the feature.
+const SETUP_FAILED: i32 = 255;
+
+fn setup<T, E>(r: std::result::Result<T, E>) -> std::result::Result<T, i32> {
+    r.map_err(|_| SETUP_FAILED)
+}
+
 /// Run `f` in a forked child; its result comes back as the exit status (0, or the errno).
 fn in_child(f: impl FnOnce() -> std::result::Result<(), i32>) -> Probe {
     use nix::sys::wait::{waitpid, WaitStatus};
@@ -321,13 +334,17 @@ fn in_child(f: impl FnOnce() -> std::result::Result<(), i32>) -> Probe {
         Ok(nix::unistd::ForkResult::Child) => {
             let code = match f() {
                 Ok(()) => 0,
-                Err(errno) => errno.clamp(1, 255),
+                Err(SETUP_FAILED) => SETUP_FAILED,
+                Err(errno) => errno.clamp(1, SETUP_FAILED - 1),
             };
             // SAFETY: _exit ends the child without running the parent's atexit handlers.
             unsafe { libc::_exit(code) }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, 0)) => Probe::Yes,
+            Ok(WaitStatus::Exited(_, SETUP_FAILED)) => Probe::Unknown(
+                "the probe could not set up a scratch tmpfs or a filesystem to idmap".into(),
+            ),
             Ok(WaitStatus::Exited(_, n)) => Probe::No(errno_text(n)),
             Ok(other) => Probe::Unknown(format!("probe process ended as {other:?}")),
             Err(e) => Probe::Unknown(format!("waitpid failed: {e}")),
@@ -369,7 +386,7 @@ fn userns_with_a_mount() -> std::result::Result<(), i32> {
         None::<&str>,
     )
     .map_err(|e| e as i32)?;
-    let dir = std::env::temp_dir();
+    let dir = scratch_dir();
     mount(
         Some("tmpfs"),
         &dir,
@@ -431,12 +448,12 @@ fn throwaway_userns() -> std::result::Result<OwnedFd, String> {
 }
 
 /// Rootless minictr's overlay: mounted with `userxattr` by the root of a user namespace of our own,
-/// over the tmpfs [`userns_with_a_mount`] leaves on the temp directory.
+/// over the tmpfs [`userns_with_a_mount`] leaves on [`scratch_dir`].
 fn overlay_in_userns() -> std::result::Result<(), i32> {
-    userns_with_a_mount()?;
-    let dir = std::env::temp_dir();
+    setup(userns_with_a_mount())?;
+    let dir = scratch_dir();
     for d in ["l", "u", "w", "m"] {
-        std::fs::create_dir(dir.join(d)).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        setup(std::fs::create_dir(dir.join(d)))?;
     }
     let data = format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
@@ -468,11 +485,25 @@ fn idmap(path: &Path, userns: BorrowedFd<'_>) -> std::result::Result<OwnedFd, i3
     Ok(tree)
 }
 
-/// In the (child's) own mount namespace: a tmpfs over the temp directory with l/, u/, w/, m/.
+/// Where a probe mounts its scratch tmpfs (in a mount namespace of its own): the temp directory,
+/// or another directory every system has when $TMPDIR names none.
+fn scratch_dir() -> PathBuf {
+    [
+        std::env::temp_dir(),
+        "/tmp".into(),
+        "/run".into(),
+        "/mnt".into(),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
+    .unwrap_or_else(|| "/tmp".into())
+}
+
+/// In the (child's) own mount namespace: a tmpfs over [`scratch_dir`] with l/, u/, w/, m/.
 fn scratch() -> std::result::Result<PathBuf, i32> {
     use nix::mount::{mount, MsFlags};
-    let dir = std::env::temp_dir();
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e as i32)?;
+    let dir = scratch_dir();
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|_| SETUP_FAILED)?;
     mount(
         None::<&str>,
         "/",
@@ -480,7 +511,7 @@ fn scratch() -> std::result::Result<PathBuf, i32> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| e as i32)?;
+    .map_err(|_| SETUP_FAILED)?;
     mount(
         Some("tmpfs"),
         &dir,
@@ -488,9 +519,9 @@ fn scratch() -> std::result::Result<PathBuf, i32> {
         MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|e| e as i32)?;
+    .map_err(|_| SETUP_FAILED)?;
     for d in ["l", "u", "w", "m"] {
-        std::fs::create_dir(dir.join(d)).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        std::fs::create_dir(dir.join(d)).map_err(|_| SETUP_FAILED)?;
     }
     Ok(dir)
 }
@@ -516,24 +547,36 @@ fn overlay_by_fd(o_path: bool) -> std::result::Result<(), i32> {
     if o_path {
         flags |= nix::fcntl::OFlag::O_PATH;
     }
-    let fd = nix::fcntl::open(&dir.join("l"), flags, nix::sys::stat::Mode::empty())
-        .map_err(|e| e as i32)?;
+    let fd = setup(nix::fcntl::open(
+        &dir.join("l"),
+        flags,
+        nix::sys::stat::Mode::empty(),
+    ))?;
     overlay_with(&dir, |ctx| ctx.set_fd("lowerdir+", fd.as_fd()))
 }
 
-/// An idmapped lower layer, attached in the child's mount namespace, under an overlay (5.19).
-fn overlay_over_idmapped(userns: BorrowedFd<'_>) -> std::result::Result<(), i32> {
+/// An idmapped lower layer, attached in the child's mount namespace, under an overlay (5.19). The
+/// layer: the scratch tmpfs (idmappable from 6.3), else `sample` (the image, when the caller knows
+/// it), the current directory or the executable's: on older kernels a disk filesystem is needed.
+fn overlay_over_idmapped(
+    userns: BorrowedFd<'_>,
+    sample: Option<&Path>,
+) -> std::result::Result<(), i32> {
+    let cwd = std::env::current_dir().ok();
+    let exe = std::fs::read_link("/proc/self/exe").ok();
     let dir = scratch()?;
-    // tmpfs is idmappable from 6.3; on older kernels map the (disk) filesystem of the executable.
-    let tree = match idmap(&dir.join("l"), userns) {
-        Ok(t) => t,
-        Err(_) => {
-            let exe = std::fs::read_link("/proc/self/exe").map_err(|_| libc::EIO)?;
-            idmap(exe.parent().unwrap_or(Path::new("/")), userns)?
-        }
-    };
+    let mut candidates = vec![dir.join("l")];
+    candidates.extend(sample.map(Path::to_path_buf));
+    candidates.extend(cwd);
+    candidates.extend(exe.as_deref().and_then(Path::parent).map(Path::to_path_buf));
+    let tree = setup(
+        candidates
+            .iter()
+            .find_map(|c| idmap(c, userns).ok())
+            .ok_or(()),
+    )?;
     let m = dir.join("m");
-    crate::mountapi::attach(tree.as_fd(), &m).map_err(|e| errno_of(&e))?;
+    setup(crate::mountapi::attach(tree.as_fd(), &m))?;
     overlay_with(&dir, |ctx| ctx.set_string("lowerdir", &m.to_string_lossy()))
 }
 
