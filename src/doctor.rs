@@ -10,6 +10,7 @@ use crate::probe::{self, Feature, Probe};
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Options of `minictr doctor`.
@@ -467,38 +468,53 @@ fn cgroup_lines(root: bool) -> Vec<Line> {
     out
 }
 
-/// ch06: the bridge network (the default as root) needs rtnetlink and nf_tables netlink, and
-/// forwarding (which minictr switches on when it creates the bridge).
+/// ch06: the bridge network (the default as root) needs rtnetlink, bridges and veth pairs — tried
+/// in a throwaway network namespace — and forwarding (which minictr switches on when it creates the
+/// bridge). nf_tables netlink is for NAT and published ports: without it a container still starts.
 fn network_lines(root: bool) -> Vec<Line> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
-    let level = if root { Level::Fail } else { Level::Warn };
+    let opens = |proto| {
+        socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            proto,
+        )
+        .map(drop)
+    };
     let mut out = Vec::new();
-    for (what, proto) in [
-        (
-            "netlink NETLINK_ROUTE (links, addresses, routes)",
-            SockProtocol::NetlinkRoute,
+    let what = "netlink NETLINK_ROUTE (links, addresses, routes)";
+    out.push(match opens(SockProtocol::NetlinkRoute) {
+        Ok(()) => Line::ok(what, "a socket opens"),
+        Err(e) => Line::bad(
+            if root { Level::Fail } else { Level::Warn },
+            what,
+            format!("socket() failed: {e}"),
+            "run with --network none",
         ),
-        (
-            "netlink NETLINK_NETFILTER (nftables)",
-            SockProtocol::NetlinkNetFilter,
+    });
+    let what = "netlink NETLINK_NETFILTER (nftables)";
+    out.push(match opens(SockProtocol::NetlinkNetFilter) {
+        Ok(()) => Line::ok(what, "a socket opens"),
+        Err(e) => Line::bad(
+            Level::Warn,
+            what,
+            format!("socket() failed: {e}: containers start, but reach nothing beyond the host"),
+            "load nf_tables (modprobe nf_tables)",
         ),
-    ] {
-        out.push(
-            match socket(
-                AddressFamily::Netlink,
-                SockType::Raw,
-                SockFlag::SOCK_CLOEXEC,
-                proto,
-            ) {
-                Ok(_) => Line::ok(what, "a socket opens"),
-                Err(e) => Line::bad(
-                    level,
-                    what,
-                    format!("socket() failed: {e}"),
-                    "run with --network none",
-                ),
-            },
+    });
+    if root {
+        let mut l = feature_line(
+            "bridge and veth",
+            &bridge_and_veth(),
+            Feature::BridgeVeth,
+            Level::Fail,
+            None,
         );
+        if l.level == Level::Ok {
+            l.detail = "yes (created in a throwaway network namespace)".into();
+        }
+        out.push(l);
     }
     let fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
     out.push(match fwd.trim() {
@@ -513,4 +529,28 @@ fn network_lines(root: bool) -> Vec<Line> {
         ),
     });
     out
+}
+
+/// A bridge and a veth pair on it, made in the network namespace of a child that then exits (which
+/// destroys them): what the bridge network needs from the kernel (the bridge and veth modules).
+fn bridge_and_veth() -> Probe {
+    use crate::network::netlink::Socket;
+    probe::in_child(|| {
+        let err = |e: anyhow::Error| probe::errno_of(&e);
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e as i32)?;
+        let netns = std::fs::File::open("/proc/self/ns/net")
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let mut s = Socket::open(libc::NETLINK_ROUTE).map_err(err)?;
+        s.add_bridge("probe-br", 1500).map_err(err)?;
+        let bridge = s.get_link("probe-br").map_err(err)?.ok_or(libc::ENODEV)?;
+        s.add_veth(
+            "probe-h",
+            bridge.index,
+            1500,
+            "probe-c",
+            netns.as_fd(),
+            "this one",
+        )
+        .map_err(err)
+    })
 }

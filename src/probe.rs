@@ -1,5 +1,5 @@
 //! Kernel feature probes, used by chapters 3 (user namespaces, idmapped mounts), 4 (cgroup v2
-//! delegation) and 5 (overlay), and by `minictr doctor`.
+//! delegation) and 5 (overlay), and by `minictr doctor` (also chapter 6: bridge and veth).
 //!
 //! A kernel version is a hint, never a test: distributions backport features and switch them off
 //! with sysctls. So each feature is *tried* — in a forked child that unshares what it needs, mounts
@@ -48,6 +48,7 @@ pub enum Feature {
     OverlayLowerOPathFd,
     OverlayInUserNs,
     CgroupDelegation,
+    BridgeVeth,
 }
 
 impl Feature {
@@ -61,6 +62,7 @@ impl Feature {
             Feature::OverlayLowerOPathFd => "overlayfs layers given as O_PATH descriptors",
             Feature::OverlayInUserNs => "overlayfs mounted in a user namespace (userxattr)",
             Feature::CgroupDelegation => "cgroup v2 delegation",
+            Feature::BridgeVeth => "bridges and veth pairs",
         }
     }
 
@@ -74,6 +76,7 @@ impl Feature {
             Feature::OverlayLowerOPathFd => "6.15",
             Feature::OverlayInUserNs => "5.11",
             Feature::CgroupDelegation => "4.15 (cgroup v2 with systemd's Delegate=yes)",
+            Feature::BridgeVeth => "2.6.24 (the bridge and veth modules)",
         }
     }
 
@@ -91,6 +94,9 @@ impl Feature {
             Feature::OverlayInUserNs => "run with --no-overlay, or as root",
             Feature::OverlayLowerFd | Feature::OverlayLowerOPathFd => {
                 "none needed: minictr attaches the layers in a mount namespace of its own instead"
+            }
+            Feature::BridgeVeth => {
+                "run with --network none, or load the modules (modprobe bridge veth)"
             }
             Feature::CgroupDelegation => {
                 "run as root, or under systemd-run --user --scope -p Delegate=yes (or --no-cgroup)"
@@ -325,7 +331,7 @@ fn setup<T, E>(r: std::result::Result<T, E>) -> std::result::Result<T, i32> {
 }
 
 /// Run `f` in a forked child; its result comes back as the exit status (0, or the errno).
-fn in_child(f: impl FnOnce() -> std::result::Result<(), i32>) -> Probe {
+pub(crate) fn in_child(f: impl FnOnce() -> std::result::Result<(), i32>) -> Probe {
     use nix::sys::wait::{waitpid, WaitStatus};
     // SAFETY: minictr is single-threaded when it probes; the child only makes system calls and
     // leaves with _exit, running no destructors of the parent's state.
@@ -357,7 +363,7 @@ fn errno_text(n: i32) -> String {
 }
 
 /// The errno inside an error chain (EIO when there is none).
-fn errno_of(e: &anyhow::Error) -> i32 {
+pub(crate) fn errno_of(e: &anyhow::Error) -> i32 {
     e.chain()
         .find_map(|c| c.downcast_ref::<std::io::Error>())
         .and_then(|io| io.raw_os_error())
@@ -664,6 +670,7 @@ mod tests {
             (Feature::OverlayLowerOPathFd, "6.15", "attaches the layers"),
             (Feature::OverlayInUserNs, "5.11", "--no-overlay"),
             (Feature::CgroupDelegation, "Delegate=yes", "--no-cgroup"),
+            (Feature::BridgeVeth, "2.6.24", "--network none"),
             (Feature::UnprivilegedUserNs, "3.8", "sudo"),
         ];
         for (f, version, switch) in cases {

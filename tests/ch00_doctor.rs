@@ -77,6 +77,7 @@ fn as_root_every_requirement_is_checked_and_it_passes() {
         "cgroups: ",
         "netlink NETLINK_ROUTE",
         "netlink NETLINK_NETFILTER",
+        "bridge and veth: yes",
         "ip_forward: ",
     ] {
         assert!(line(&out, what).starts_with("OK"), "{what}: {out}");
