@@ -58,6 +58,13 @@ impl Line {
             fix: Some(fix.into()),
         }
     }
+    /// An OK line's detail said more precisely than "yes".
+    fn when_ok(mut self, detail: &str) -> Line {
+        if self.level == Level::Ok {
+            self.detail = detail.into();
+        }
+        self
+    }
     fn render(&self) -> String {
         let tag = match self.level {
             Level::Ok => "OK  ",
@@ -124,17 +131,16 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
             Level::Fail,
             sysctl_fix.clone(),
         ));
-        let mut l = feature_line(
-            "unprivileged user namespaces (rootless minictr)",
-            &p.unprivileged_userns,
-            Feature::UnprivilegedUserNs,
-            Level::Warn,
-            sysctl_fix,
+        lines.push(
+            feature_line(
+                "unprivileged user namespaces (rootless minictr)",
+                &p.unprivileged_userns,
+                Feature::UnprivilegedUserNs,
+                Level::Warn,
+                sysctl_fix,
+            )
+            .when_ok("yes (tried as uid 65534)"),
         );
-        if l.level == Level::Ok {
-            l.detail = "yes (tried as uid 65534)".into();
-        }
-        lines.push(l);
     } else {
         lines.push(feature_line(
             "user namespaces (as your user)",
@@ -504,17 +510,16 @@ fn network_lines(root: bool) -> Vec<Line> {
         ),
     });
     if root {
-        let mut l = feature_line(
-            "bridge and veth",
-            &bridge_and_veth(),
-            Feature::BridgeVeth,
-            Level::Fail,
-            None,
+        out.push(
+            feature_line(
+                "bridge and veth",
+                &bridge_and_veth(),
+                Feature::BridgeVeth,
+                Level::Fail,
+                None,
+            )
+            .when_ok("yes (created in a throwaway network namespace)"),
         );
-        if l.level == Level::Ok {
-            l.detail = "yes (created in a throwaway network namespace)".into();
-        }
-        out.push(l);
     }
     let fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
     out.push(match fwd.trim() {
