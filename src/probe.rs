@@ -313,7 +313,7 @@ pub fn idmap_on_with(path: &Path, mut p: Probes, cache: bool) -> Probe {
     r
 }
 
-/// Whether this user may move processes into its own cgroup v2 (delegation); `None` without cgroup2.
+/// Whether this user may move processes into its own cgroup v2 (`own_v2_cgroup`): delegation.
 pub fn cgroup_delegation(own_v2_cgroup: &Path) -> Probe {
     let procs = own_v2_cgroup.join("cgroup.procs");
     match nix::unistd::access(&procs, nix::unistd::AccessFlags::W_OK) {
@@ -480,7 +480,8 @@ fn overlay_in_userns() -> std::result::Result<(), i32> {
 /// A detached, read-only idmapped copy of the mount at `path`.
 fn idmap(path: &Path, userns: BorrowedFd<'_>) -> std::result::Result<OwnedFd, i32> {
     use crate::mountapi::{clone_tree, set_attr, MOUNT_ATTR_IDMAP, MOUNT_ATTR_RDONLY};
-    let tree = clone_tree(path).map_err(|e| errno_of(&e))?;
+    // Cloning the tree is not the feature (it fails for a missing path, or without CAP_SYS_ADMIN).
+    let tree = setup(clone_tree(path))?;
     set_attr(
         tree.as_fd(),
         MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
