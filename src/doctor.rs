@@ -559,3 +559,43 @@ fn bridge_and_veth() -> Probe {
         .map_err(err)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_line_with_its_fix_last() {
+        assert_eq!(
+            Line::ok("kernel", "Linux 6.1").render(),
+            "OK   kernel: Linux 6.1"
+        );
+        let l = Line::bad(Level::Warn, "cgroups", "v1\nhybrid", "boot with v2");
+        assert_eq!(l.render(), "WARN cgroups: v1 hybrid (fix: boot with v2)");
+        assert!(Level::Fail > Level::Warn && Level::Warn > Level::Ok);
+    }
+
+    #[test]
+    fn a_probe_becomes_a_line_of_the_level_asked_for() {
+        let no = Probe::No("ENOSPC".into());
+        let l = feature_line("user namespaces", &no, Feature::UserNs, Level::Fail, None);
+        assert_eq!(l.level, Level::Fail);
+        let r = l.render();
+        assert!(
+            r.contains("no (ENOSPC); Linux 3.8") && r.contains("--userns=host"),
+            "{r}"
+        );
+        let fix = Some("sudo sysctl -w user.max_user_namespaces=15000".to_string());
+        let l = feature_line("user namespaces", &no, Feature::UserNs, Level::Fail, fix);
+        assert!(l
+            .render()
+            .ends_with("(fix: sudo sysctl -w user.max_user_namespaces=15000)"));
+        // Not tried is never a FAIL: it cannot tell that `minictr run` would fail.
+        let unknown = Probe::Unknown("probed as root only".into());
+        let l = feature_line("x", &unknown, Feature::IdmappedMounts, Level::Fail, None);
+        assert_eq!(l.level, Level::Warn);
+        let l = feature_line("x", &Probe::Yes, Feature::IdmappedMounts, Level::Fail, None)
+            .when_ok("yes, on ext4");
+        assert_eq!(l.render(), "OK   x: yes, on ext4");
+    }
+}
