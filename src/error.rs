@@ -127,3 +127,50 @@ mod tests {
         );
     }
 }
+
+/// Property-test support for every parser a user feeds (each module's `mod proptests`): no input
+/// panics, and every refused input gets a message of one non-empty line.
+#[cfg(test)]
+pub mod prop {
+    use proptest::prelude::*;
+
+    /// Any text, or a few of the parser's own words (`tokens`, the first one being how valid input
+    /// starts) glued together with a newline, a non-ASCII letter or any character thrown in:
+    /// near-misses of valid input are then common rather than astronomically rare.
+    pub fn input(tokens: &'static [&'static str]) -> BoxedStrategy<String> {
+        let token = prop_oneof![
+            6 => proptest::sample::select(tokens).prop_map(str::to_string),
+            3 => proptest::sample::select(&["\n", "\n", "é", " "][..]).prop_map(str::to_string),
+            1 => any::<char>().prop_map(String::from),
+        ];
+        let words = proptest::collection::vec(token, 0..8).prop_map(|v| v.concat());
+        prop_oneof![
+            1 => any::<String>(),
+            1 => words.clone(),
+            3 => words.prop_map(move |w| format!("{}{w}", tokens[0])),
+        ]
+        .boxed()
+    }
+
+    /// 1024 cases per property (proptest's default is 256: the parsers are fast), and no
+    /// regression files written into src/ (a failure prints its minimal input: make it a test).
+    pub fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 1024,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// A parser's verdict is fine when it is Ok, or an error of one non-empty line.
+    pub fn clear<T>(r: &anyhow::Result<T>) -> Result<(), TestCaseError> {
+        if let Err(e) = r {
+            prop_assert!(!super::one_line(e).trim().is_empty(), "an empty error");
+            for c in e.chain() {
+                let m = c.to_string();
+                prop_assert!(!m.contains(['\n', '\r']), "a multi-line error: {m:?}");
+            }
+        }
+        Ok(())
+    }
+}

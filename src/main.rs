@@ -3,6 +3,7 @@
 //! `chapters/`. This file is only the command line: the start sequence lives in `run.rs`.
 
 mod cgroups;
+mod doctor;
 mod error;
 mod explain;
 mod image;
@@ -12,6 +13,7 @@ mod mountapi;
 mod namespaces;
 mod network;
 mod overlay;
+mod probe;
 mod process;
 mod rootfs;
 mod run;
@@ -161,6 +163,31 @@ enum Command {
         rootfs-scripts/busybox.sh ./rootfs\n\nExit status: 0 when every check passes, 1 when one fails, 125 if minictr itself failed."
     )]
     Selftest(selftest::SelftestArgs),
+
+    /// Check this host: one line per requirement of `minictr run`, OK, WARN or FAIL with the fix
+    #[command(
+        after_help = "Exit status: 0 when `minictr run` with its defaults works here, 1 otherwise. Changes nothing on the host."
+    )]
+    Doctor(doctor::DoctorArgs),
+
+    /// Print a shell completion script (bash, zsh or fish)
+    #[command(
+        after_help = "Examples:\n  minictr completions bash > /etc/bash_completion.d/minictr\n  minictr completions fish > ~/.config/fish/completions/minictr.fish"
+    )]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff), or write one page per command into DIR
+    #[command(
+        after_help = "Examples:\n  minictr man > minictr.1 && man ./minictr.1\n  sudo minictr man /usr/local/share/man/man1   # minictr.1, minictr-run.1, …"
+    )]
+    Man {
+        /// Write minictr.1 and minictr-COMMAND.1 for every command into this directory
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 
     /// Manage the bridge network of the network namespace minictr runs in (chapter 6)
     #[command(subcommand)]
@@ -375,6 +402,36 @@ pub struct RunArgs {
     pub no_cgroup: bool,
 }
 
+/// `minictr completions SHELL`: the script clap_complete generates from the command line above.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "minictr",
+        &mut std::io::stdout(),
+    );
+    Ok(0)
+}
+
+/// `minictr man [DIR]`: the manual pages clap_mangen renders from the command line above.
+fn print_man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    match dir {
+        Some(d) => clap_mangen::generate_to(Cli::command(), d).map_err(|e| {
+            error::hint(
+                format!("failed to write the manual pages into {}: {e}", d.display()),
+                "give an existing directory you can write",
+            )
+        })?,
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("failed to write the manual page")?,
+    }
+    Ok(0)
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -451,6 +508,9 @@ fn main() {
         }
         Command::Images { reference } => image::list(&overlay::data_dir(), reference.as_deref()),
         Command::Rmi { references } => image::remove(&overlay::data_dir(), &references),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man { dir } => print_man(dir.as_deref()),
     };
     match result {
         Ok(code) => std::process::exit(code),

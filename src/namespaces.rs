@@ -328,3 +328,20 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_hostname_is_accepted_or_clearly_refused(
+            s in input(&["box", "a", "-", ".", "_", "1", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "é"])
+        ) {
+            clear(&validate_hostname(&s))?;
+        }
+    }
+}

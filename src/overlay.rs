@@ -163,7 +163,7 @@ pub fn lower_stack(rootfs: &Path, layers: &[PathBuf]) -> Result<Vec<PathBuf>> {
 // ANCHOR_END: check_layers
 
 /// Filesystems that cannot hold an overlay upper layer (no d_type, no xattrs, or overlay itself).
-fn unsuitable_upper_fs(magic: i64) -> Option<&'static str> {
+pub fn unsuitable_upper_fs(magic: i64) -> Option<&'static str> {
     match magic {
         0x794c_7630 => Some("overlayfs"),
         0x6969 => Some("NFS"),
@@ -375,6 +375,14 @@ pub fn mount_detached(
     // detached mount unmounts it, and overlayfs clones the lower layers only at create time.
     let mut trees = Vec::with_capacity(lowers.len());
     for (i, lower) in lowers.iter().enumerate() {
+        // Probed once per filesystem type and boot: a clear error before anything is cloned.
+        if let crate::probe::Probe::No(why) = crate::probe::idmap_on(lower) {
+            return Err(crate::probe::missing(
+                crate::probe::Feature::IdmappedMounts,
+                &why,
+            ))
+            .with_context(|| format!("cannot idmap the layer {}", lower.display()));
+        }
         crate::explain!(
             CHAPTER,
             "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
@@ -389,8 +397,10 @@ pub fn mount_detached(
             })?;
         trees.push(tree);
     }
-    // Linux 6.8+: hand overlayfs the detached trees themselves ("lowerdir+" takes an fd).
-    let by_fd = std::env::var_os("MINICTR_OVERLAY_LEGACY").is_none();
+    // Linux 6.15+: hand overlayfs the detached trees themselves ("lowerdir+" takes an O_PATH fd,
+    // which is what open_tree returns). Where the probe found that refused, go straight to staging.
+    let by_fd = std::env::var_os("MINICTR_OVERLAY_LEGACY").is_none()
+        && !crate::probe::get().overlay_lower_opath_fd.is_no();
     if by_fd {
         let result = create(layer, |ctx| {
             for (lower, tree) in lowers.iter().zip(&trees) {
@@ -456,15 +466,16 @@ fn create(
         .context("failed to create the overlay root")
 }
 
-/// The kernel's overlayfs does not take a lower layer by fd (before Linux 6.8): EINVAL for an
-/// unknown parameter, or EOPNOTSUPP where overlayfs still parses options the old way (6.1).
+/// The kernel's overlayfs does not take this lower layer by fd: EINVAL for an unknown parameter
+/// (before Linux 6.13), EOPNOTSUPP where overlayfs still parses options the old way (6.1), EBADF for
+/// an O_PATH descriptor (6.13 and 6.14 take only descriptors opened for reading).
 fn is_unknown_parameter(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .any(|io| {
             matches!(
                 io.raw_os_error(),
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::EBADF)
             )
         })
 }
@@ -789,6 +800,24 @@ mod tests {
     }
 
     #[test]
+    fn refused_descriptors_fall_back_to_staged_layers() {
+        use anyhow::Context;
+        let refused = |errno| {
+            Err::<(), _>(std::io::Error::from_raw_os_error(errno))
+                .context("overlay refused lowerdir+")
+                .unwrap_err()
+        };
+        // EINVAL before 6.13, EOPNOTSUPP on 6.1's option parser, EBADF for O_PATH on 6.13-6.14.
+        for errno in [libc::EINVAL, libc::EOPNOTSUPP, libc::EBADF] {
+            assert!(is_unknown_parameter(&refused(errno)), "{errno}");
+        }
+        // A real failure (no space, no permission) is reported, not papered over.
+        for errno in [libc::ENOSPC, libc::EPERM, libc::ENOENT] {
+            assert!(!is_unknown_parameter(&refused(errno)), "{errno}");
+        }
+    }
+
+    #[test]
     fn diff_reads_whiteouts_and_changes() {
         let d = std::env::temp_dir().join(format!("minictr-diff-{}", std::process::id()));
         let (lower, upper) = (d.join("lower"), d.join("upper"));
@@ -821,5 +850,25 @@ mod tests {
         }
         assert_eq!(got, want);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_tmpfs_spec_is_parsed_or_clearly_refused(s in input(&["/", "tmp", "/run", ":", ",", "size=", "mode=", "64", "1777", "999", "m", "k", "g", "%", "Q", "exec", "noexec", "ro", "rw", "suid", "nodev", "bogus", "-1", "="])) {
+            clear(&parse_tmpfs(&s))?;
+        }
+
+        #[test]
+        fn any_container_name_is_accepted_or_clearly_refused(s in input(&["web", "a", "1", "-", "_", ".", "/", " ", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"])) {
+            clear(&validate_name(&s))?;
+        }
     }
 }

@@ -347,3 +347,19 @@ mod tests {
         assert!(resolve_identity(&parse_user("0:nogroup").unwrap(), passwd, group).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_user_and_env_is_parsed_or_clearly_refused(s in input(&["0", "1000", "4294967296", "-1", ":", "root", "nobody", "=", "PATH", "A", "$", ""])) {
+            clear(&parse_user(&s))?;
+            clear(&parse_env(&s))?;
+        }
+    }
+}

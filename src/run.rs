@@ -393,6 +393,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
             "run with sudo, or drop --userns=host"
         ));
     }
+    // Kernel features this run needs, probed once per boot (src/probe.rs): one clear error now
+    // instead of a refused system call halfway through the start.
+    crate::probe::preflight(spec.userns.is_some(), spec.overlay.is_some())
+        .map_err(|e| userns_disabled_error(e, &spec))?;
     cleanup_stale();
     // -d: from here on we are the monitor; the foreground process waits for our verdict.
     let mut notifier = if spec.detach {

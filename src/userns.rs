@@ -500,3 +500,28 @@ mod tests {
         assert_eq!(subordinate_range(sub, "dave", 7, 1), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_id_map_is_parsed_or_clearly_refused(s in input(&["0", "1", "100000", "65536", "4294967295", "4294967296", ":", "-", "+", " ", "x"])) {
+            let r = IdMap::parse(&s);
+            clear(&r)?;
+            if let Ok(m) = r {
+                clear(&validate(&[m], "uid"))?;
+            }
+        }
+
+        #[test]
+        fn every_triple_of_ids_round_trips(a: u32, b: u32, c: u32) {
+            let m = IdMap::parse(&format!("{a}:{b}:{c}")).unwrap();
+            prop_assert_eq!(m, IdMap { inside: a, outside: b, len: c });
+        }
+    }
+}

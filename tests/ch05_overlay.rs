@@ -368,3 +368,41 @@ fn killed_container_and_killed_minictr_leave_no_layer() {
         "and its runtime directory"
     );
 }
+
+/// The fallback for kernels whose overlayfs refuses layers by descriptor (before 6.15: EINVAL,
+/// EOPNOTSUPP, or EBADF for O_PATH on 6.13–6.14): the idmapped layers are staged in minictr's own
+/// mount namespace. Forced here with MINICTR_OVERLAY_LEGACY; image files are still root's inside,
+/// writes still land in the upper layer, and no staged mount is seen on the host or survives.
+#[test]
+fn the_staged_fallback_builds_the_same_root() {
+    if !common::need_root("the_staged_fallback_builds_the_same_root") {
+        return;
+    }
+    let host = common::unique("ovlegacy");
+    let out = common::minictr()
+        .env("MINICTR_OVERLAY_LEGACY", "1")
+        .args(["run", "--explain", "--hostname", &host])
+        .arg(common::rootfs())
+        .args(["sh", "-c", "stat -c %u /bin/busybox; echo x > /x && cat /x"])
+        .output()
+        .unwrap();
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "0\nx\n");
+    let err = common::stderr(&out);
+    assert!(err.contains("staged for a kernel without"), "{err}");
+    assert!(!err.contains("FSCONFIG_SET_FD"), "{err}");
+    common::assert_no_leftovers(&host);
+    // The staging directory (<runtime dir>/lower0) was never a mount on the host.
+    let staged = err
+        .lines()
+        .find(|l| l.contains("staged for a kernel without"))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no staging path in: {err}"))
+        .to_string();
+    assert!(staged.ends_with("/lower0"), "{staged}");
+    assert!(
+        !common::host_mounts().iter().any(|m| m.contains(&staged)),
+        "{staged} is mounted on the host"
+    );
+    assert!(!std::path::Path::new(&staged).exists(), "{staged} is left");
+}

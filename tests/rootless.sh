@@ -37,6 +37,13 @@ helpers=no; command -v newuidmap >/dev/null && command -v newgidmap >/dev/null &
 
 echo "rootless checks as $(id -un) (uid $me), runtime dir $base, subuid start ${sub_start:-none}, newuidmap: $helpers"
 
+# --- doctor: the preflight, as this user ------------------------------------------------------
+doc=$("$M" doctor "$R" 2>&1); code=$?
+eq "doctor: minictr run works for this user (exit 0)" 0 $code
+case $doc in *panicked*) bad "doctor does not panic" "$doc" ;; *) ok "doctor does not panic" ;; esac
+if [ -n "$sub_start" ] && [ "$helpers" = yes ]; then want='^OK   subordinate ids'; else want='^WARN subordinate ids.*(fix: '; fi
+if echo "$doc" | grep -q "$want"; then ok "doctor: subordinate ids"; else bad "doctor: subordinate ids" "$doc"; fi
+
 # --- chapter 1: namespaces, the first process, exit codes -------------------------------------
 eq "pid 1" 1 "$(run "$R" sh -c 'echo $$')"
 eq "ps shows only the container" "COMMAND sh ps" "$(run "$R" sh -c 'ps -o comm > /dev/shm/ps; cat /dev/shm/ps' | tr '\n' ' ' | sed 's/ *$//')"

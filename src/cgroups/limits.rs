@@ -383,3 +383,66 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    const NUMBERS: &[&str] = &[
+        "0",
+        "1",
+        "6",
+        "64",
+        "1.5",
+        "0.5",
+        "-1",
+        "-",
+        "+",
+        ".",
+        ",",
+        " ",
+        "k",
+        "m",
+        "M",
+        "g",
+        "b",
+        "e",
+        "18446744073709551615",
+        "99999999999999999999",
+        "262144",
+        "1000",
+        "/",
+        "..",
+        "0-1",
+    ];
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_size_and_cpu_value_is_parsed_or_clearly_refused(s in input(NUMBERS)) {
+            clear(&parse_bytes("--memory", &s))?;
+            clear(&parse_cpus(&s))?;
+            clear(&parse_cpuset(&s, &[0, 1, 2, 3]))?;
+            clear(&check_parent(&s))?;
+        }
+
+        #[test]
+        fn any_set_of_limit_flags_is_parsed_or_clearly_refused(
+            v in proptest::collection::vec(proptest::option::of(input(NUMBERS)), 7)
+        ) {
+            let o = Options {
+                memory: v[0].clone(),
+                memory_swap: v[1].clone(),
+                cpus: v[2].clone(),
+                cpu_shares: v[3].clone(),
+                pids_limit: v[4].clone(),
+                cpuset_cpus: v[5].clone(),
+                blkio_weight: v[6].clone(),
+                ..Options::default()
+            };
+            clear(&Limits::parse(&o))?;
+        }
+    }
+}

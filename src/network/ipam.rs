@@ -298,3 +298,18 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_subnet_is_parsed_or_clearly_refused(s in input(&["10", "0", "213", "255", "256", "999", ".", "/", "16", "24", "31", "32", "33", "-1"])) {
+            clear(&Subnet::parse(&s))?;
+        }
+    }
+}

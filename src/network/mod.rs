@@ -67,7 +67,7 @@ impl Config {
         let mode = match (network, no_net) {
             (Some("host"), _) | (None, true) => Mode::Host,
             (Some(m), true) => bail!(crate::error::hint(
-                format!("--no-net (the host's network) conflicts with --network {m}"),
+                format!("--no-net (the host's network) conflicts with --network {m:?}"),
                 "drop one of them: --no-net is --network host"
             )),
             (Some("none"), _) => Mode::None,
@@ -640,5 +640,26 @@ mod tests {
     fn veth_names_fit_ifnamsiz() {
         assert_eq!(host_ifname("0123456789ab"), "mc0123456789ab");
         assert!(host_ifname("0123456789abcdef").len() <= 15);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_network_flags_are_accepted_or_clearly_refused(
+            mode in proptest::option::of(input(&["bridge", "none", "host", "container:", "x"])),
+            no_net: bool,
+            subnet in proptest::option::of(input(&["10", ".", "0", "213", "/", "16", "33"])),
+            publish in proptest::collection::vec(input(&["8080", ":", "80", "/udp", "1.2.3.4"]), 0..3),
+            root: bool,
+        ) {
+            clear(&Config::parse(mode.as_deref(), no_net, subnet.as_deref(), &publish, root))?;
+        }
     }
 }

@@ -396,3 +396,24 @@ mod tests {
         assert_eq!(cell(&[10, 0, 0, 1]), vec![10, 0, 0, 1]);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_publish_spec_is_parsed_or_clearly_refused(s in input(&["8080", "80", "0", "65535", "65536", "-1", ":", "127.0.0.1", "1.2.3", ".", "/", "tcp", "udp", "sctp", "TCP"])) {
+            clear(&Publish::parse(&s))?;
+        }
+
+        #[test]
+        fn every_port_pair_is_accepted(h in 1u16.., c in 1u16.., udp: bool) {
+            let p = Publish::parse(&format!("{h}:{c}/{}", if udp { "udp" } else { "tcp" })).unwrap();
+            prop_assert_eq!((p.host_port, p.ctr_port, p.udp), (h, c, udp));
+        }
+    }
+}

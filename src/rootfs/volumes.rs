@@ -46,8 +46,8 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
     if !target.is_absolute() {
         bail!(crate::error::hint(
             format!(
-                "invalid volume {spec:?}: the container path {} is not absolute",
-                target.display()
+                "invalid volume {spec:?}: the container path {:?} is not absolute",
+                target
             ),
             usage
         ));
@@ -81,13 +81,13 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
     let host_path = Path::new(host);
     if !host_path.is_absolute() {
         bail!(crate::error::hint(
-            format!("invalid volume {spec:?}: the host path {host} is not absolute"),
+            format!("invalid volume {spec:?}: the host path {host:?} is not absolute"),
             "give the full path, e.g. -v \"$PWD/data:/data\""
         ));
     }
     let host = host_path.canonicalize().map_err(|e| {
         crate::error::hint(
-            format!("volume source {host} cannot be used: {e}"),
+            format!("volume source {host:?} cannot be used: {e}"),
             "create it on the host first (minictr does not create host paths)",
         )
     })?;
@@ -175,6 +175,28 @@ mod tests {
             "/tmp:/a:ro:x",
         ] {
             assert!(parse_volume(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    /// Found by the property below: the container path was printed raw, newline and all.
+    #[test]
+    fn a_newline_in_a_path_stays_on_one_line() {
+        clear(&parse_volume("/:t\n")).unwrap();
+        clear(&parse_volume("rel\n:/x")).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_volume_spec_is_parsed_or_clearly_refused(s in input(&["/", "/tmp", "tmp", "/etc", "/nonexistent", "..", ".", ":", ",", "ro", "rw", "idmap", "data"])) {
+            clear(&parse_volume(&s))?;
         }
     }
 }

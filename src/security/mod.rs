@@ -531,3 +531,51 @@ mod tests {
         assert_eq!(c.rlimits[0].soft, 30);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::{clear, input};
+    use proptest::prelude::*;
+
+    const CAPS: &[&str] = &[
+        "CAP_",
+        "cap_",
+        "NET_ADMIN",
+        "SYS_ADMIN",
+        "chown",
+        "ALL",
+        "all",
+        "BOGUS",
+    ];
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_hardening_flags_are_accepted_or_clearly_refused(
+            cap_add in proptest::collection::vec(input(CAPS), 0..3),
+            cap_drop in proptest::collection::vec(input(CAPS), 0..3),
+            security_opt in proptest::collection::vec(input(&[
+                "no-new-privileges", "seccomp", "=", ":", "unconfined", "true", "false",
+                "/nonexistent.json", "label", "apparmor",
+            ]), 0..3),
+        ) {
+            let o = Options {
+                cap_add: &cap_add,
+                cap_drop: &cap_drop,
+                security_opt: &security_opt,
+                ulimit: &[],
+                no_security: false,
+                no_caps: false,
+                no_seccomp: false,
+                no_masks: false,
+            };
+            clear(&Config::from_options(&o))?;
+        }
+
+        #[test]
+        fn any_ulimit_is_parsed_or_clearly_refused(s in input(&["nofile", "core", "NOFILE", "bogus", "=", ":", "0", "1024", "2048", "-1", "-2", "unlimited", "18446744073709551616", " "])) {
+            clear(&parse_ulimit(&s))?;
+        }
+    }
+}

@@ -506,3 +506,110 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::error::prop::clear;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// JSON built from the words of Docker's profile format, so most cases are near-misses of a
+    /// real profile (a wrong type here, an unknown action there) rather than plain garbage.
+    fn json() -> impl Strategy<Value = Value> {
+        let words = prop::sample::select(vec![
+            "SCMP_ACT_ALLOW",
+            "SCMP_ACT_ERRNO",
+            "SCMP_ACT_KILL",
+            "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_TRAP",
+            "SCMP_ACT_TRACE",
+            "SCMP_ACT_LOG",
+            "SCMP_ACT_NOTIFY",
+            "SCMP_CMP_EQ",
+            "SCMP_CMP_NE",
+            "SCMP_CMP_MASKED_EQ",
+            "SCMP_CMP_GT",
+            "SCMP_ARCH_X86_64",
+            "SCMP_ARCH_AARCH64",
+            "read",
+            "write",
+            "clone",
+            "mount",
+            "CAP_SYS_ADMIN",
+            "4.8",
+            "",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (0u64..8).prop_map(Value::from),
+            words.prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        let keys = prop::sample::select(vec![
+            "defaultAction",
+            "defaultErrnoRet",
+            "syscalls",
+            "names",
+            "name",
+            "action",
+            "errnoRet",
+            "args",
+            "index",
+            "value",
+            "valueTwo",
+            "op",
+            "includes",
+            "excludes",
+            "caps",
+            "arches",
+            "minKernel",
+            "architectures",
+            "archMap",
+            "comment",
+        ]);
+        leaf.prop_recursive(4, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys.clone().prop_map(String::from), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn parse_and_compile(text: &str) -> Result<(), TestCaseError> {
+        let r = parse_docker_json(text);
+        clear(&r)?;
+        if let (Ok(p), Some(arch)) = (r, crate::security::seccomp::native_arch()) {
+            let plan = crate::security::seccomp::plan(
+                &p,
+                crate::security::caps::CapSet::all(),
+                &arch,
+                (6, 18),
+            );
+            clear(&plan.program(&arch))?;
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::error::prop::config())]
+        #[test]
+        fn any_text_is_a_profile_or_clearly_refused(s: String) {
+            parse_and_compile(&s)?;
+        }
+
+        #[test]
+        fn any_profile_shaped_json_is_a_profile_or_clearly_refused(
+            default in json(),
+            rules in prop::collection::vec(json(), 0..6),
+        ) {
+            let doc = serde_json::json!({ "defaultAction": default, "syscalls": rules });
+            parse_and_compile(&doc.to_string())?;
+            parse_and_compile(&serde_json::json!({ "defaultAction": "SCMP_ACT_ERRNO", "syscalls": doc["syscalls"] }).to_string())?;
+        }
+    }
+}
