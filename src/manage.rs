@@ -2,21 +2,19 @@
 //! `diff` (chapter 5) and `stats` (chapter 4). Like `run.rs` they are orchestration: they wire the
 //! stages together and know nothing the stages do not tell them.
 
-use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::lifecycle::pty;
-use crate::run::{block_signals, cleanup_stale, wait_forwarding};
-use crate::sync::{Channel, Msg};
+use crate::lifecycle::supervise::{self, block_signals, wait_forwarding, Started};
+use crate::state::Status;
+use crate::sync::Channel;
 use crate::{cgroups, error, namespaces, overlay, process, security, state, sync, userns};
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 /// `minictr diff ID|NAME`.
 pub fn diff(what: &str) -> Result<i32> {
-    cleanup_stale();
     let (dir, kept) = overlay::find_kept(what)?;
     for (kind, path) in overlay::diff(&dir.join("upper"), &kept.lowers)? {
         println!("{kind} {path}");
@@ -28,7 +26,6 @@ pub fn diff(what: &str) -> Result<i32> {
 /// `minictr rm [-f] ID|NAME…`: a stopped (or, with -f, running) container's runtime directory, writable
 /// layer and name; or a kept container that only has a layer.
 pub fn rm(what: &[String], force: bool) -> Result<i32> {
-    cleanup_stale();
     for w in what {
         match state::find(&state::base_dir(), w) {
             Ok(e) => {
@@ -50,12 +47,11 @@ pub fn rm(what: &[String], force: bool) -> Result<i32> {
                         bail!("container {w} did not stop within 10 s");
                     }
                 }
-                if let Some(v) = e.state.resources.get("overlay") {
-                    let mut v = v.clone();
-                    if v.len() >= 2 {
-                        v[1] = "discard".into();
-                    }
-                    overlay::cleanup_stale(&v);
+                if let Some(layer) = &e.state.resources.overlay {
+                    overlay::cleanup_stale(&overlay::LayerRecord {
+                        keep: false,
+                        ..layer.clone()
+                    });
                 }
                 // A foreground minictr removes its own directory when its container dies.
                 match std::fs::remove_dir_all(&e.path) {
@@ -99,10 +95,9 @@ pub struct ExecOptions {
 /// `minictr exec`: start another process in a running container — in all of its namespaces, as its
 /// user, with the same environment.
 pub fn exec(o: ExecOptions) -> Result<i32> {
-    cleanup_stale();
     let e = state::find(&state::base_dir(), &o.container)?;
-    let pid = match (e.live, e.state.status.as_str(), e.state.container_pid) {
-        (true, "running", Some(p)) => Pid::from_raw(p),
+    let pid = match (e.live, e.state.status, e.state.container_pid) {
+        (true, Status::Running, Some(p)) => Pid::from_raw(p),
         _ => bail!(error::hint(
             format!("container {} is not running", o.container),
             "start a new one with `minictr run`; see `minictr ps -a`"
@@ -122,15 +117,13 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
     let workdir = o.workdir.clone().unwrap_or_else(|| info.workdir.clone());
     // ch07: the exec'd process gets the container's capabilities, seccomp filter, no_new_privs and
     // rlimits (compiled here, before we enter).
-    let hardening = security::Config::from_options(
-        &security::OwnedOptions::from_words(&info.security).borrow(),
-    )?;
+    let hardening = security::Config::from_options(&info.security.options())?;
     // Non-dumpable before we enter: a process of the container must never get at our memory or at
     // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // The container's cgroup first (ch04), from the host: its limits then cover what we start.
-    if let Some(paths) = e.state.resources.get("cgroup") {
+    if let Some(paths) = &e.state.resources.cgroup {
         cgroups::join(paths)?;
     }
     let joined = namespaces::join(pid, &info.namespaces)?;
@@ -171,22 +164,10 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Parent { child } => child,
     };
     drop(child_end);
-    let mut relay = None;
-    loop {
-        match parent_end.recv()? {
-            None => break,
-            Some(Msg::Pty(master)) => relay = Some(pty::Relay::new(master, o.interactive)),
-            Some(Msg::Failed { code, message }) => {
-                let _ = waitpid(child, None);
-                if code == EXIT_RUNTIME {
-                    bail!("exec failed: {message}");
-                }
-                return Err(CommandError { code, message }.into());
-            }
-            Some(Msg::Go(_)) => bail!("unexpected message from the exec'd process"),
-        }
+    match supervise::wait_started(&parent_end, child, o.interactive, "exec")? {
+        Started::Running(relay) => wait_forwarding(child, sfd, relay),
+        Started::Failed(e) => Err(e),
     }
-    wait_forwarding(child, sfd, relay)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -209,28 +190,27 @@ fn exec_child(
     if in_userns {
         userns::become_root(may_setgroups)?;
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = process::resolve_identity(user, &passwd, &group)?;
-    nix::unistd::chdir(workdir).with_context(|| {
-        format!(
-            "failed to enter the working directory {}",
-            workdir.display()
-        )
-    })?;
-    // ch07: rlimits and the bounding set, while still root in the container's user namespace.
-    security::before_user_switch(hardening)?;
-    process::switch_user(&id, may_setgroups)?;
-    if o.tty {
-        let master = pty::open_in_container()?;
-        ch.send_pty(master.as_raw_fd())?;
-    }
-    let home = id.home.clone().unwrap_or_else(|| "/".into());
-    let env = process::build_env(hostname, &home, env);
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-        .context("failed to restore the signal mask")?;
-    // ch07: capability sets, no_new_privs, seccomp — as for the container's first process.
-    security::after_user_switch(hardening)?;
+    let tail = process::Tail {
+        user,
+        workdir,
+        hostname,
+        env,
+        may_setgroups,
+        mask,
+    };
+    let env = process::become_process(
+        &tail,
+        // ch07: rlimits and the bounding set, while still root in the container's user namespace.
+        || security::before_user_switch(hardening),
+        || {
+            if o.tty {
+                let master = pty::open_in_container()?;
+                ch.send_pty(master.as_raw_fd())?;
+            }
+            // ch07: capability sets, no_new_privs, seccomp — as for the container's first process.
+            security::after_user_switch(hardening)
+        },
+    )?;
     Err(process::exec(&o.command, &env).into())
 }
 // ANCHOR_END: exec
@@ -258,7 +238,7 @@ pub fn stats(what: &[String], no_stream: bool) -> Result<i32> {
     use std::io::Write;
     let base = state::base_dir();
     let pick = || -> Result<Vec<state::Entry>> {
-        let running = |e: &state::Entry| e.live && e.state.status == "running";
+        let running = |e: &state::Entry| e.live && e.state.status == Status::Running;
         if what.is_empty() {
             return Ok(state::list(&base).into_iter().filter(running).collect());
         }
@@ -279,7 +259,7 @@ pub fn stats(what: &[String], no_stream: bool) -> Result<i32> {
         let mut out = String::new();
         for e in pick()? {
             let name = e.state.name.clone().unwrap_or_else(|| e.state.id.clone());
-            match e.state.resources.get("cgroup") {
+            match &e.state.resources.cgroup {
                 Some(paths) => {
                     let st = cgroups::stats_of(paths)?;
                     out.push_str(&format!("{name} ({})\n{}", e.state.id, st.report().lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()));

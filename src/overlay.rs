@@ -722,24 +722,55 @@ pub fn remove_orphans() {
     }
 }
 
-/// Stale cleanup: a crashed run's writable layer (`values`: [dir, "keep"|"discard", name?]).
-pub fn cleanup_stale(values: &[String]) {
-    if let [dir, mode, rest @ ..] = values {
-        if mode == "discard" {
-            let _ = std::fs::remove_dir_all(dir);
-            if let Some(name) = rest.first() {
-                // Only if the name still points at this (now removed) container.
-                let link = names_dir().join(name);
-                let id = Path::new(dir)
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_os_string();
-                if std::fs::read_link(&link).is_ok_and(|t| t.file_name() == Some(id.as_os_str())) {
-                    release_name(name);
-                }
-            }
+/// What state.json records of a container's writable layer (before it is created).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LayerRecord {
+    pub dir: PathBuf,
+    /// Kept past the container's end (`--keep`, `--name`, `-d` once running); otherwise a later
+    /// minictr removes it when the run that made it died.
+    pub keep: bool,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Stale cleanup: a crashed run's writable layer, unless it was to be kept.
+pub fn cleanup_stale(rec: &LayerRecord) {
+    if rec.keep {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(&rec.dir);
+    if let Some(name) = &rec.name {
+        // Only if the name still points at this (now removed) container.
+        let link = names_dir().join(name);
+        let id = rec.dir.file_name().unwrap_or_default();
+        if std::fs::read_link(&link).is_ok_and(|t| t.file_name() == Some(id)) {
+            release_name(name);
         }
     }
+}
+
+/// Chapter 5's flags of `minictr run`.
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Overlay: layers and the writable layer (chapter 5)")]
+pub struct OverlayArgs {
+    /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
+    #[arg(long = "layer", value_name = "DIR")]
+    pub layers: Vec<PathBuf>,
+    /// Keep the writable layer after exit (see `minictr diff`, `minictr rm`)
+    #[arg(long)]
+    pub keep: bool,
+    /// Name the container (unique; implies --keep)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Mount the container's root read-only (no writable layer)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount a tmpfs: PATH[:size=64m,mode=1777,exec,…] (default nosuid,nodev,noexec); repeatable
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// Stage switch (ch05): no overlay — the rootfs itself is the container's root, writes go to the image
+    #[arg(long)]
+    pub no_overlay: bool,
 }
 
 #[cfg(test)]

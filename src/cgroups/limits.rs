@@ -1,6 +1,6 @@
 //! Docker's limit flags, parsed and checked (step 1) and converted to the numbers the kernel takes.
 
-use super::Options;
+use super::CgroupsArgs;
 use crate::error::hint;
 use anyhow::{bail, Result};
 
@@ -37,7 +37,7 @@ pub struct Limits {
 
 // ANCHOR: parse
 impl Limits {
-    pub fn parse(o: &Options) -> Result<Limits> {
+    pub fn parse(o: &CgroupsArgs) -> Result<Limits> {
         let memory = o
             .memory
             .as_deref()
@@ -330,8 +330,8 @@ mod tests {
         }
     }
 
-    fn opts() -> Options {
-        Options::default()
+    fn opts() -> CgroupsArgs {
+        CgroupsArgs::default()
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! hosts) and [`v2`] (the unified hierarchy). Everything is done by the parent — host root — because
 //! the container's root is only root inside its user namespace.
 
+pub mod args;
+pub mod fs;
+pub use args::CgroupsArgs;
 pub mod limits;
 pub mod stats;
 pub mod v1;
@@ -219,19 +222,11 @@ pub fn container_dir(mount: &Path, own: &Path, parent: Option<&str>, id: &str) -
     base.join(id)
 }
 
-/// What the user asked for, as strings (parsed and checked by [`plan`]).
-#[derive(Debug, Default, Clone)]
-pub struct Options {
-    pub memory: Option<String>,
-    pub memory_swap: Option<String>,
-    pub cpus: Option<String>,
-    pub cpu_shares: Option<String>,
-    pub pids_limit: Option<String>,
-    pub cpuset_cpus: Option<String>,
-    pub blkio_weight: Option<String>,
-    pub cgroup_parent: Option<String>,
-    pub off: bool,
-}
+/// What state.json records of a container's cgroups: its directories, in creation order (one per
+/// v1 hierarchy, or the single v2 one). A JSON array of paths.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Paths(pub Vec<String>);
 
 /// What step 2 will do, decided in step 1.
 #[derive(Debug, Clone)]
@@ -256,7 +251,7 @@ pub struct Plan {
 
 impl Plan {
     /// Every directory this plan creates (recorded in the runtime dir before creation).
-    pub fn paths(&self) -> Vec<String> {
+    pub fn paths(&self) -> Paths {
         let mut p: Vec<String> = self
             .v1
             .iter()
@@ -265,7 +260,7 @@ impl Plan {
         if let Some(d) = &self.v2 {
             p.push(d.path.display().to_string());
         }
-        p
+        Paths(p)
     }
 
     /// On v1 the child is moved into its cgroups after clone, so its cgroup namespace must be made
@@ -309,12 +304,12 @@ pub enum Inside {
 
 // ANCHOR: plan
 /// Step 1: parse the limits, detect the layout, decide the directories — create nothing.
-pub fn plan(opts: &Options, id: &str, rootless: bool) -> Result<Decision> {
+pub fn plan(opts: &CgroupsArgs, id: &str, rootless: bool) -> Result<Decision> {
     let limits = Limits::parse(opts)?;
     if let Some(p) = &opts.cgroup_parent {
         limits::check_parent(p)?;
     }
-    if opts.off {
+    if opts.no_cgroup {
         if !limits.is_empty() {
             bail!(crate::error::hint(
                 "--no-cgroup switches off the stage that applies the limits given",
@@ -439,7 +434,7 @@ impl Cgroup {
             CHAPTER,
             "host layout: cgroup {} — the container's cgroup goes in {} place(s)",
             plan.version,
-            plan.paths().len()
+            plan.paths().0.len()
         );
         // On error `cg` drops and removes what was created so far.
         if let Some(d) = &plan.v2 {
@@ -635,9 +630,9 @@ pub fn note_skipped(why: &str) {
 
 /// `minictr exec`: move this process into the container's cgroup(s) — every hierarchy on v1 — so
 /// the process it starts counts against the container's limits.
-pub fn join(paths: &[String]) -> Result<()> {
+pub fn join(paths: &Paths) -> Result<()> {
     let me = std::process::id().to_string();
-    for p in paths {
+    for p in &paths.0 {
         write_file(&Path::new(p).join("cgroup.procs"), &me)?;
     }
     Ok(())
@@ -646,7 +641,8 @@ pub fn join(paths: &[String]) -> Result<()> {
 // ANCHOR: stats_of
 /// `minictr stats`: the counters of a running container, from the cgroup directories its state
 /// recorded — the same reading code as `--stats` at exit.
-pub fn stats_of(paths: &[String]) -> Result<Stats> {
+pub fn stats_of(paths: &Paths) -> Result<Stats> {
+    let paths = &paths.0[..];
     if let [one] = paths {
         let p = Path::new(one);
         if p.join("cgroup.controllers").exists() {
@@ -676,7 +672,8 @@ pub fn stats_of(paths: &[String]) -> Result<Stats> {
 // ANCHOR_END: stats_of
 
 /// The cgroups recorded by a minictr that died: kill what is left and remove them.
-pub fn remove_stale(paths: &[String]) {
+pub fn remove_stale(paths: &Paths) {
+    let paths = &paths.0[..];
     if paths.is_empty() {
         return;
     }

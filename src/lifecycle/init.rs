@@ -14,17 +14,21 @@ use nix::unistd::{ForkResult, Pid};
 
 pub const CHAPTER: &str = "ch08 lifecycle";
 
-/// Signals init passes on to the command.
-const FORWARDED: [Signal; 8] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+/// Signals init passes on to the command: what minictr forwards, plus the terminal's resize and
+/// SIGCONT (init sits in the container's terminal session).
+const FORWARDED: [Signal; 8] = {
+    let f = super::supervise::FORWARDED;
+    [
+        f[0],
+        f[1],
+        f[2],
+        f[3],
+        f[4],
+        f[5],
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+    ]
+};
 
 // ANCHOR: init
 /// Become the init: fork; the child restores `mask` and runs `exec` (which returns only on failure);
