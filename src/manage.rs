@@ -103,21 +103,7 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
             "start a new one with `minictr run`; see `minictr ps -a`"
         )),
     };
-    let info = &e.state.exec;
-    let mut env: Vec<(String, String)> = info.env.clone();
-    for kv in &o.env {
-        if let Some(pair) = process::parse_env(kv)? {
-            env.push(pair);
-        }
-    }
-    let user = match o.user.as_deref().or(info.user.as_deref()) {
-        Some(u) => process::parse_user(u)?,
-        None => process::UserSpec::default(),
-    };
-    let workdir = o.workdir.clone().unwrap_or_else(|| info.workdir.clone());
-    // ch07: the exec'd process gets the container's capabilities, seccomp filter, no_new_privs and
-    // rlimits (compiled here, before we enter).
-    let hardening = security::Config::from_options(&info.security.options())?;
+    let p = ExecProcess::new(&o, &e.state)?;
     // Non-dumpable before we enter: a process of the container must never get at our memory or at
     // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
     // SAFETY: prctl with integer arguments.
@@ -126,8 +112,7 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
     if let Some(paths) = &e.state.resources.cgroup {
         cgroups::join(paths)?;
     }
-    let joined = namespaces::join(pid, &info.namespaces)?;
-
+    let joined = namespaces::join(pid, &e.state.exec.namespaces)?;
     let (old_mask, sfd) = block_signals(o.tty)?;
     let (parent_end, child_end) = sync::pair()?;
     // Entering a PID namespace applies to children only: fork.
@@ -140,24 +125,9 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Child => {
             drop(parent_end);
             drop(sfd);
-            let code = match exec_child(
-                &o,
-                &user,
-                &workdir,
-                &env,
-                &e.state.hostname,
-                &child_end,
-                &old_mask,
-                joined.user,
-                &hardening,
-            ) {
-                Ok(never) => match never {},
-                Err(err) => {
-                    let code = error::exit_code(&err);
-                    let _ = child_end.send_failed(code, &error::one_line(&err));
-                    code
-                }
-            };
+            let Err(err) = exec_child(&p, &child_end, &old_mask, joined.user);
+            let code = error::exit_code(&err);
+            let _ = child_end.send_failed(code, &error::one_line(&err));
             // SAFETY: leave the forked child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
@@ -169,18 +139,52 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
         Started::Failed(e) => Err(e),
     }
 }
+// ANCHOR_END: exec
 
-#[allow(clippy::too_many_arguments)]
+/// The exec'd process: the first process's settings from state.json, with exec's own `-e`, `-u`, `-w`.
+struct ExecProcess<'a> {
+    o: &'a ExecOptions,
+    user: process::UserSpec,
+    workdir: PathBuf,
+    env: Vec<(String, String)>,
+    hostname: &'a str,
+    /// ch07: the container's capabilities, seccomp filter, no_new_privs and rlimits (compiled here,
+    /// before we enter).
+    hardening: security::Config,
+}
+
+impl<'a> ExecProcess<'a> {
+    fn new(o: &'a ExecOptions, st: &'a state::State) -> Result<ExecProcess<'a>> {
+        let info = &st.exec;
+        let mut env: Vec<(String, String)> = info.env.clone();
+        for kv in &o.env {
+            if let Some(pair) = process::parse_env(kv)? {
+                env.push(pair);
+            }
+        }
+        let user = match o.user.as_deref().or(info.user.as_deref()) {
+            Some(u) => process::parse_user(u)?,
+            None => process::UserSpec::default(),
+        };
+        Ok(ExecProcess {
+            o,
+            user,
+            workdir: o.workdir.clone().unwrap_or_else(|| info.workdir.clone()),
+            env,
+            hostname: &st.hostname,
+            hardening: security::Config::from_options(&info.security.options())?,
+        })
+    }
+}
+
+// ANCHOR: exec_child
+/// In the forked child, inside the container's namespaces: root inside, then the same tail as the
+/// container's first process (identity, working directory, ch07's walls), then exec.
 fn exec_child(
-    o: &ExecOptions,
-    user: &process::UserSpec,
-    workdir: &std::path::Path,
-    env: &[(String, String)],
-    hostname: &str,
+    p: &ExecProcess,
     ch: &Channel,
     mask: &SigSet,
     in_userns: bool,
-    hardening: &security::Config,
 ) -> Result<std::convert::Infallible> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -191,29 +195,29 @@ fn exec_child(
         userns::become_root(may_setgroups)?;
     }
     let tail = process::Tail {
-        user,
-        workdir,
-        hostname,
-        env,
+        user: &p.user,
+        workdir: &p.workdir,
+        hostname: p.hostname,
+        env: &p.env,
         may_setgroups,
         mask,
     };
     let env = process::become_process(
         &tail,
         // ch07: rlimits and the bounding set, while still root in the container's user namespace.
-        || security::before_user_switch(hardening),
+        || security::before_user_switch(&p.hardening),
         || {
-            if o.tty {
+            if p.o.tty {
                 let master = pty::open_in_container()?;
                 ch.send_pty(master.as_raw_fd())?;
             }
             // ch07: capability sets, no_new_privs, seccomp — as for the container's first process.
-            security::after_user_switch(hardening)
+            security::after_user_switch(&p.hardening)
         },
     )?;
-    Err(process::exec(&o.command, &env).into())
+    Err(process::exec(&p.o.command, &env).into())
 }
-// ANCHOR_END: exec
+// ANCHOR_END: exec_child
 
 /// Ids of the containers whose minictr is alive.
 fn running_ids() -> Vec<String> {
