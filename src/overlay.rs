@@ -254,6 +254,9 @@ impl WritableLayer {
         Ok(layer)
     }
 
+    // ANCHOR_END: writable_layer
+
+    // ANCHOR: writable_layer_use
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
@@ -302,7 +305,7 @@ impl Drop for WritableLayer {
         }
     }
 }
-// ANCHOR_END: writable_layer
+// ANCHOR_END: writable_layer_use
 
 /// Claim a container name: `<data>/names/<name>` → the container's directory, created atomically
 /// (symlink(2) fails with EEXIST when the name is taken). A link whose container is gone is reclaimed.
@@ -423,6 +426,9 @@ pub fn mount_detached(
     })
 }
 
+// ANCHOR_END: mount_detached
+
+// ANCHOR: overlay_create
 /// fsopen, the lower layers (by `lowers`), upper and work, create, fsmount.
 fn create(
     layer: Option<&WritableLayer>,
@@ -469,6 +475,9 @@ fn is_unknown_parameter(e: &anyhow::Error) -> bool {
         })
 }
 
+// ANCHOR_END: overlay_create
+
+// ANCHOR: staged
 /// Idmapped lower layers attached at `<staging>/lowerN` in minictr's private mount namespace;
 /// detached and removed again on drop.
 struct Staged {
@@ -520,7 +529,7 @@ fn enter_private_mount_namespace() -> Result<()> {
     )
     .context("failed to make minictr's mount namespace private")
 }
-// ANCHOR_END: mount_detached
+// ANCHOR_END: staged
 
 /// Rootless: the child mounts the overlay itself, inside its user namespace (Linux 5.11+), with
 /// `userxattr` so overlayfs keeps its bookkeeping in user.* xattrs it may write.
@@ -606,6 +615,9 @@ fn is_opaque(p: &Path) -> bool {
         })
 }
 
+// ANCHOR_END: diff
+
+// ANCHOR: diff_walk
 fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, String)>) -> Result<()> {
     let rd = std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
     for entry in rd {
@@ -643,7 +655,7 @@ fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, Strin
     }
     Ok(())
 }
-// ANCHOR_END: diff
+// ANCHOR_END: diff_walk
 
 /// Find a kept container by id, unique id prefix, or name.
 pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {

@@ -454,6 +454,9 @@ impl Cgroup {
         Ok(cg)
     }
 
+    // ANCHOR_END: cgroup
+
+    // ANCHOR: cgroup_use
     /// Only then can the OOM killer act on this cgroup's own limit (the host's can still strike).
     pub fn has_memory_limit(&self) -> bool {
         self.plan.limits.memory.is_some()
@@ -516,6 +519,9 @@ impl Cgroup {
     }
 }
 
+// ANCHOR_END: cgroup_use
+
+// ANCHOR: cgroup_drop
 impl Drop for Cgroup {
     fn drop(&mut self) {
         self.fd = None;
@@ -530,7 +536,7 @@ impl Drop for Cgroup {
         }
     }
 }
-// ANCHOR_END: cgroup
+// ANCHOR_END: cgroup_drop
 
 // ANCHOR: remove
 /// Kill every process left in these cgroup directories (a daemon that escaped the first process),
@@ -577,6 +583,9 @@ pub fn remove(paths: &[String]) -> Result<()> {
     }
 }
 
+// ANCHOR_END: remove
+
+// ANCHOR: kill_all
 /// v2: `cgroup.kill` (Linux 5.14) kills everything at once. Otherwise freeze (so nothing forks
 /// while we read the list), SIGKILL each pid, thaw (a frozen process cannot die).
 fn kill_all(dirs: &[PathBuf]) {
@@ -616,7 +625,7 @@ fn kill_all(dirs: &[PathBuf]) {
         let _ = write_file(&f.join("cgroup.freeze"), "0");
     }
 }
-// ANCHOR_END: remove
+// ANCHOR_END: kill_all
 
 /// Say why cgroups are skipped: under `--explain`, or on a terminal (a person is watching) — never as
 /// noise in the stderr of scripts and tests, and without leaving a marker file on the host.

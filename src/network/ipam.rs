@@ -64,6 +64,9 @@ impl Subnet {
         Ok(net)
     }
 
+    // ANCHOR_END: subnet
+
+    // ANCHOR: subnet_math
     pub fn mask(&self) -> u32 {
         u32::MAX << (32 - self.prefix)
     }
@@ -90,7 +93,7 @@ impl std::fmt::Display for Subnet {
         write!(f, "{}/{}", self.network, self.prefix)
     }
 }
-// ANCHOR_END: subnet
+// ANCHOR_END: subnet_math
 
 /// One line of the allocation file.
 #[derive(Debug, Clone, PartialEq, Eq)]

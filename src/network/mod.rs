@@ -461,6 +461,9 @@ impl Drop for Network {
     }
 }
 
+// ANCHOR_END: teardown
+
+// ANCHOR: delete_link
 /// Deleting a network device waits for RCU grace periods in the kernel — tens of milliseconds, far
 /// more than everything else minictr does to start a container. A short-lived helper process (forked
 /// twice, so nobody has to reap it) does the delete while minictr exits. The kernel would also
@@ -495,7 +498,7 @@ fn delete_link_in_background(name: &str) {
         Err(_) => delete(),
     }
 }
-// ANCHOR_END: teardown
+// ANCHOR_END: delete_link
 
 // ANCHOR: stale
 /// Undo what a crashed minictr recorded (the [`Lease`] from [`Network::record`]): its published ports,
