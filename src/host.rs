@@ -16,6 +16,8 @@ pub struct Host {
     pub hostname: Option<String>,
     /// Where runtime directories live (`/run/minictr` for root; see `state::base_dir`).
     pub run_dir: PathBuf,
+    /// How to find the host's cgroup layout (chapter 4), asked only when a cgroup is planned.
+    pub cgroup_layout: fn() -> anyhow::Result<crate::cgroups::Layout>,
 }
 
 impl Host {
@@ -31,6 +33,7 @@ impl Host {
                 .ok()
                 .and_then(|h| h.into_string().ok()),
             run_dir: crate::state::base_dir(),
+            cgroup_layout: crate::cgroups::Layout::detect,
         }
     }
 

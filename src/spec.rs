@@ -47,7 +47,7 @@ impl Spec {
         let userns = userns_plan(&args.userns, host)?;
         let namespaces = namespaces(&args.namespaces, &userns, &network);
         // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
-        let cgroup = cgroups::plan(&args.cgroups, &id, !host.is_root())?;
+        let cgroup = cgroups::plan(&args.cgroups, &id, !host.is_root(), host.cgroup_layout)?;
         let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
         let overlay = overlay_config(&args.overlay, &rootfs_path)?;
         let tmpfs = args
@@ -324,7 +324,17 @@ mod tests {
             network_default: network.map(str::to_string),
             hostname: Some("the-host".into()),
             run_dir: std::env::temp_dir().join("minictr-spec-test"),
+            cgroup_layout: v1_host,
         }
+    }
+
+    /// A cgroup v1 host: memory and pids hierarchies, minictr in their roots.
+    fn v1_host() -> Result<cgroups::Layout> {
+        Ok(cgroups::Layout::from_texts(
+            "32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             33 31 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+            "4:memory:/\n3:pids:/\n",
+        ))
     }
 
     /// A directory that passes the rootfs check (no /proc, /sys, /dev symlinks): this repository.
@@ -333,8 +343,19 @@ mod tests {
     }
 
     fn spec(host: &Host, flags: &[&str]) -> Result<Spec> {
+        let cg = flags
+            .iter()
+            .any(|f| f.starts_with("--memory") || *f == "--cgroups");
+        let flags: Vec<&str> = flags
+            .iter()
+            .copied()
+            .filter(|f| *f != "--cgroups")
+            .collect();
         let root = rootfs();
-        let mut argv = vec!["run", "--no-cgroup"];
+        let mut argv = vec!["run"];
+        if !cg {
+            argv.push("--no-cgroup");
+        }
         argv.extend(flags);
         argv.extend([root.as_str(), "/bin/true"]);
         let cli = Cli::try_parse_from(argv).expect("valid command line");
@@ -403,6 +424,19 @@ mod tests {
         assert!(rootless.contains("need root"), "{rootless}");
         let no_userns = err(&host(0, Some("none")), &["--userns=host", v[0], v[1]]);
         assert!(no_userns.contains("need a user namespace"), "{no_userns}");
+    }
+
+    #[test]
+    fn cgroup_v1_is_used_as_root_and_skipped_or_refused_rootless() {
+        let s = spec(&host(0, Some("none")), &["--userns=host", "--cgroups"]).unwrap();
+        let cgroups::Decision::Use(plan) = &s.cgroup else {
+            panic!("root on v1 gets a cgroup: {:?}", s.cgroup);
+        };
+        assert!(plan.paths().0.iter().any(|p| p.ends_with(&s.id)));
+        let s = spec(&host(1000, None), &["--cgroups"]).unwrap();
+        assert!(matches!(&s.cgroup, cgroups::Decision::Skip(why) if why.contains("v1")));
+        let e = err(&host(1000, None), &["--memory=64m"]);
+        assert!(e.contains("cannot apply --memory"), "{e}");
     }
 
     #[test]

@@ -303,8 +303,14 @@ pub enum Inside {
 }
 
 // ANCHOR: plan
-/// Step 1: parse the limits, detect the layout, decide the directories — create nothing.
-pub fn plan(opts: &CgroupsArgs, id: &str, rootless: bool) -> Result<Decision> {
+/// Step 1: parse the limits, detect the layout (`layout`: the host's, asked only when needed),
+/// decide the directories — create nothing.
+pub fn plan(
+    opts: &CgroupsArgs,
+    id: &str,
+    rootless: bool,
+    layout: impl FnOnce() -> Result<Layout>,
+) -> Result<Decision> {
     let limits = Limits::parse(opts)?;
     if let Some(p) = &opts.cgroup_parent {
         limits::check_parent(p)?;
@@ -318,7 +324,7 @@ pub fn plan(opts: &CgroupsArgs, id: &str, rootless: bool) -> Result<Decision> {
         }
         return Ok(Decision::Off);
     }
-    let layout = Layout::detect()?;
+    let layout = layout()?;
     let parent = opts.cgroup_parent.as_deref();
     let skip_or_fail = |why: String, what_to_do: &str| -> Result<Decision> {
         if limits.is_empty() {
