@@ -376,22 +376,7 @@ pub fn mount_detached(
     };
     // The detached idmapped trees must stay open until FSCONFIG_CMD_CREATE: closing the last fd of a
     // detached mount unmounts it, and overlayfs clones the lower layers only at create time.
-    let mut trees = Vec::with_capacity(lowers.len());
-    for (i, lower) in lowers.iter().enumerate() {
-        crate::explain!(
-            CHAPTER,
-            "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
-        );
-        let tree = mountapi::clone_tree(lower)?;
-        mountapi::set_attr(tree.as_fd(), mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY, true, Some(ns.as_fd()))
-            .map_err(|e| {
-                crate::error::hint(
-                    format!("cannot idmap the layer {}: {e}", lower.display()),
-                    "its filesystem cannot be idmapped by this kernel (tmpfs needs Linux 6.3, most network filesystems cannot): put the image on ext4, xfs or btrfs, or run with --userns=host",
-                )
-            })?;
-        trees.push(tree);
-    }
+    let trees = idmapped_lowers(lowers, ns.as_fd())?;
     // Linux 6.8+: hand overlayfs the detached trees themselves ("lowerdir+" takes an fd).
     let by_fd = std::env::var_os("MINICTR_OVERLAY_LEGACY").is_none();
     if by_fd {
@@ -427,6 +412,29 @@ pub fn mount_detached(
 }
 
 // ANCHOR_END: mount_detached
+
+// ANCHOR: idmapped_lowers
+/// Each lower layer as a detached, read-only, idmapped tree of the container's user namespace `ns`.
+fn idmapped_lowers(lowers: &[PathBuf], ns: std::os::fd::BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
+    let mut trees = Vec::with_capacity(lowers.len());
+    for (i, lower) in lowers.iter().enumerate() {
+        crate::explain!(
+            CHAPTER,
+            "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
+        );
+        let tree = mountapi::clone_tree(lower)?;
+        mountapi::set_attr(tree.as_fd(), mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY, true, Some(ns))
+            .map_err(|e| {
+                crate::error::hint(
+                    format!("cannot idmap the layer {}: {e}", lower.display()),
+                    "its filesystem cannot be idmapped by this kernel (tmpfs needs Linux 6.3, most network filesystems cannot): put the image on ext4, xfs or btrfs, or run with --userns=host",
+                )
+            })?;
+        trees.push(tree);
+    }
+    Ok(trees)
+}
+// ANCHOR_END: idmapped_lowers
 
 // ANCHOR: overlay_create
 /// fsopen, the lower layers (by `lowers`), upper and work, create, fsmount.

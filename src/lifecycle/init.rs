@@ -73,6 +73,14 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
     if nix::unistd::isatty(&stdin).unwrap_or(false) {
         let _ = nix::unistd::tcsetpgrp(&stdin, child);
     }
+    reap_and_forward(child, &sfd)
+}
+// ANCHOR_END: init
+
+// ANCHOR: reap
+/// PID 1's loop: reap every child (the command, and orphans re-parented to us) and pass signals on
+/// to the command; return the command's exit code.
+fn reap_and_forward(child: Pid, sfd: &SignalFd) -> i32 {
     loop {
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
@@ -112,4 +120,4 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
         }
     }
 }
-// ANCHOR_END: init
+// ANCHOR_END: reap
