@@ -241,6 +241,12 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // --explain narrates the stale cleanup too.
+    if matches!(&cli.command, Command::Run(a) if a.explain)
+        || matches!(&cli.command, Command::Exec { explain: true, .. })
+    {
+        explain::enable();
+    }
     let host = host::Host::detect();
     if cleans_stale(&cli.command) {
         state::cleanup_stale(&run::Stages(&host));
@@ -257,23 +263,18 @@ fn main() {
             env,
             workdir,
             user,
-            explain,
+            explain: _,
             container,
             command,
-        } => {
-            if explain {
-                explain::enable();
-            }
-            manage::exec(manage::ExecOptions {
-                container,
-                command,
-                tty,
-                interactive,
-                env,
-                workdir,
-                user,
-            })
-        }
+        } => manage::exec(manage::ExecOptions {
+            container,
+            command,
+            tty,
+            interactive,
+            env,
+            workdir,
+            user,
+        }),
         Command::Stop { time, containers } => containers
             .iter()
             .try_for_each(|c| lifecycle::commands::stop(c, time).map(|_| ()))

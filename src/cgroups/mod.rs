@@ -484,7 +484,7 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Step 16: the counters, read before the cgroup goes.
+    /// Step 13: the counters, read before the cgroup goes.
     pub fn stats(&self) -> Stats {
         match &self.plan.v2 {
             Some(d) => v2::stats(&d.path),

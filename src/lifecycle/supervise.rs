@@ -1,4 +1,4 @@
-//! Supervise (chapter 8, steps 6–7 of the start sequence): wait until the container's first process
+//! Supervise (chapter 8; steps 6 and 12 of the start sequence): wait until the container's first process
 //! has exec'd (or says why it could not), then pass signals on and relay its terminal until it exits.
 //! `minictr run` and `minictr exec` supervise the same way.
 
