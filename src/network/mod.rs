@@ -600,10 +600,13 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
             CHAPTER,
             "rm -r {netdir:?} — no addresses are allocated anywhere"
         );
-        drop(table);
+        // Unlinked while still locked: a minictr waiting for the lock then finds its file gone and
+        // makes a new one (see `ipam::Allocations::lock`), instead of sharing the table with one
+        // that opened the new file meanwhile.
         let _ = std::fs::remove_file(netdir.join("allocations"));
         let _ = std::fs::remove_file(netdir.join("lock"));
         let _ = std::fs::remove_dir(netdir);
+        drop(table);
     }
     Ok(())
 }
