@@ -495,6 +495,30 @@ mod tests {
     }
 
     #[test]
+    fn status_and_resources_are_written_as_before() {
+        let st = State {
+            status: Status::Running,
+            resources: Resources {
+                cgroup: Some(crate::cgroups::Paths(vec![
+                    "/sys/fs/cgroup/pids/minictr/x".into()
+                ])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::to_value(&st).unwrap();
+        // Readers of state.json (tests, scripts) see the strings and arrays they always saw.
+        assert_eq!(v["status"], "running");
+        assert_eq!(v["resources"]["cgroup"][0], "/sys/fs/cgroup/pids/minictr/x");
+        assert!(v["resources"].get("network").is_none());
+        let back: State = serde_json::from_value(v).unwrap();
+        assert_eq!(back.status, Status::Running);
+        // A state.json without a status (or resources) reads as a container being created.
+        let old: State = serde_json::from_str(r#"{"id":"x","owner_pid":1,"container_pid":null,"created":0,"rootfs":"/","command":[],"hostname":"h"}"#).unwrap();
+        assert_eq!(old.status, Status::Created);
+    }
+
+    #[test]
     fn ids_are_12_hex_digits() {
         let id = new_id();
         assert_eq!(id.len(), 12);
