@@ -793,6 +793,37 @@ pub struct OverlayArgs {
     pub no_overlay: bool,
 }
 
+impl OverlayArgs {
+    /// Step 1: the layer stack, or `None` with `--no-overlay` (or `--read-only` with nothing to
+    /// stack: the image itself is then mounted read-only).
+    pub fn config(&self, rootfs: &Path) -> Result<Option<Config>> {
+        if let Some(n) = &self.name {
+            validate_name(n)?;
+        }
+        if self.no_overlay && (!self.layers.is_empty() || self.keep || self.name.is_some()) {
+            bail!(crate::error::hint(
+                "--layer, --keep and --name need the overlay stage",
+                "drop --no-overlay"
+            ));
+        }
+        if self.read_only && (self.keep || self.name.is_some()) {
+            bail!(crate::error::hint(
+                "--read-only has no writable layer to keep",
+                "drop --keep/--name or --read-only"
+            ));
+        }
+        if self.no_overlay || (self.read_only && self.layers.is_empty()) {
+            return Ok(None);
+        }
+        Ok(Some(Config {
+            lowers: lower_stack(rootfs, &self.layers)?,
+            readonly: self.read_only,
+            keep: self.keep || self.name.is_some(),
+            name: self.name.clone(),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

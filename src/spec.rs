@@ -9,7 +9,7 @@ use crate::{
     cgroups, error, namespaces, network, overlay, process, rootfs, security, state, userns, RunArgs,
 };
 use anyhow::{bail, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Everything `minictr run` will do, validated before anything is created (step 1).
 pub struct Spec {
@@ -43,13 +43,18 @@ impl Spec {
         let id = state::new_id();
         let hostname = hostname(&args.namespaces, &id, host)?;
         let (env, user) = process_args(args)?;
-        let network = network_config(args, host)?;
+        // ch06: MINICTR_NETWORK is the default when neither --network nor --no-net is given.
+        let network = args.network.config(
+            args.namespaces.no_net,
+            host.network_default.as_deref(),
+            host.is_root(),
+        )?;
         let userns = userns_plan(&args.userns, host)?;
         let namespaces = namespaces(&args.namespaces, &userns, &network);
         // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
         let cgroup = cgroups::plan(&args.cgroups, &id, !host.is_root(), host.cgroup_layout)?;
         let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
-        let overlay = overlay_config(&args.overlay, &rootfs_path)?;
+        let overlay = args.overlay.config(&rootfs_path)?;
         let tmpfs = args
             .overlay
             .tmpfs
@@ -141,25 +146,6 @@ fn process_args(args: &RunArgs) -> Result<(Vec<(String, String)>, process::UserS
     Ok((env, user))
 }
 
-/// ch06: `--network`/`--no-net`/`--subnet`/`-p`; the host's default (MINICTR_NETWORK) when neither
-/// `--network` nor `--no-net` is given.
-fn network_config(args: &RunArgs, host: &Host) -> Result<network::Config> {
-    let n = &args.network;
-    let no_net = args.namespaces.no_net;
-    let mode = n.network.as_deref().or(if no_net {
-        None
-    } else {
-        host.network_default.as_deref()
-    });
-    network::Config::parse(
-        mode,
-        no_net,
-        n.subnet.as_deref(),
-        &n.publish,
-        host.is_root(),
-    )
-}
-
 /// ch03: the user namespace's maps, or `None` with `--userns=host` (root only).
 fn userns_plan(a: &userns::UsernsArgs, host: &Host) -> Result<Option<userns::Plan>> {
     match a.userns.as_str() {
@@ -191,35 +177,6 @@ fn userns_plan(a: &userns::UsernsArgs, host: &Host) -> Result<Option<userns::Pla
             "use --userns=private or --userns=host"
         )),
     }
-}
-
-/// ch05: the layer stack, or `None` with `--no-overlay` (or `--read-only` with nothing to stack:
-/// the image itself is then mounted read-only).
-fn overlay_config(a: &overlay::OverlayArgs, rootfs: &Path) -> Result<Option<overlay::Config>> {
-    if let Some(n) = &a.name {
-        overlay::validate_name(n)?;
-    }
-    if a.no_overlay && (!a.layers.is_empty() || a.keep || a.name.is_some()) {
-        bail!(error::hint(
-            "--layer, --keep and --name need the overlay stage",
-            "drop --no-overlay"
-        ));
-    }
-    if a.read_only && (a.keep || a.name.is_some()) {
-        bail!(error::hint(
-            "--read-only has no writable layer to keep",
-            "drop --keep/--name or --read-only"
-        ));
-    }
-    if a.no_overlay || (a.read_only && a.layers.is_empty()) {
-        return Ok(None);
-    }
-    Ok(Some(overlay::Config {
-        lowers: overlay::lower_stack(rootfs, &a.layers)?,
-        readonly: a.read_only,
-        keep: a.keep || a.name.is_some(),
-        name: a.name.clone(),
-    }))
 }
 
 /// ch02: the root filesystem stage's config: the volumes (the network's /etc files first, so a

@@ -627,6 +627,19 @@ pub struct NetworkArgs {
     pub publish: Vec<String>,
 }
 
+impl NetworkArgs {
+    /// Step 1: this stage's config. `no_net` is chapter 1's `--no-net` (the host's network);
+    /// `default` the mode when neither it nor `--network` is given (the host's MINICTR_NETWORK);
+    /// `root`: minictr runs as root.
+    pub fn config(&self, no_net: bool, default: Option<&str>, root: bool) -> Result<Config> {
+        let mode = self
+            .network
+            .as_deref()
+            .or(if no_net { None } else { default });
+        Config::parse(mode, no_net, self.subnet.as_deref(), &self.publish, root)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
