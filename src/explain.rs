@@ -36,18 +36,18 @@ macro_rules! explain {
 }
 
 // ANCHOR: checkpoint
-/// A named point of the start sequence. Test-only hook (chapter 8): when the environment variable
+/// A named point of the start sequence, in its numbered step. Test-only hook (chapter 8): when the environment variable
 /// `MINICTR_CRASH_AT` names this step, minictr SIGKILLs itself right here — proving that whatever
 /// step a crash interrupts, the next minictr command leaves the host clean. With `MINICTR_CRASH_AT`
 /// set to anything, `--explain` also lists the steps. Without the variable this costs one getenv.
-pub fn checkpoint(step: &str) {
+pub fn checkpoint(number: u8, step: &str) {
     let Some(target) = std::env::var_os("MINICTR_CRASH_AT") else {
         return;
     };
     if enabled() {
         say(
             "ch08 lifecycle",
-            format_args!("step {step:?} (a crash-test point)"),
+            format_args!("step {step:?} (step {number} of the start sequence; a crash-test point)"),
         );
     }
     if target == step {

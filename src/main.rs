@@ -6,6 +6,7 @@ mod cgroups;
 mod doctor;
 mod error;
 mod explain;
+mod host;
 mod image;
 mod lifecycle;
 mod manage;
@@ -19,6 +20,7 @@ mod rootfs;
 mod run;
 mod security;
 mod selftest;
+mod spec;
 mod state;
 mod sync;
 mod userns;
@@ -229,7 +231,8 @@ enum NetworkCommand {
     Rm,
 }
 
-/// Options of `minictr run`.
+/// Options of `minictr run`: the image, the command and its process settings here; every other flag
+/// belongs to the stage (and chapter) that uses it.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The root filesystem: a directory holding the container's /bin, /etc, … (build one with rootfs-scripts/busybox.sh)
@@ -240,21 +243,9 @@ pub struct RunArgs {
     #[arg(value_name = "CMD", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
     pub command: Vec<String>,
 
-    /// The container's hostname [default: the container id]
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
-
     /// Set an environment variable (KEY=VALUE, or KEY to pass the host's value); repeatable
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-
-    /// Bind-mount a host path: HOST:CONTAINER[:ro][,idmap]; repeatable
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
-    pub volumes: Vec<String>,
-
-    /// Working directory inside the container (created if missing) [default: /]
-    #[arg(short = 'w', long, value_name = "DIR")]
-    pub workdir: Option<PathBuf>,
 
     /// Run as this user: UID[:GID] (numbers, or names from the container's /etc/passwd)
     #[arg(short = 'u', long, value_name = "UID[:GID]")]
@@ -264,142 +255,37 @@ pub struct RunArgs {
     #[arg(long)]
     pub explain: bool,
 
-    /// User namespace: "private" (default: container root is an unprivileged host user) or "host" (off)
-    #[arg(long, value_name = "MODE", default_value = "private")]
-    pub userns: String,
+    #[command(flatten)]
+    pub namespaces: namespaces::NamespacesArgs,
+    #[command(flatten)]
+    pub root: rootfs::RootfsArgs,
+    #[command(flatten)]
+    pub userns: userns::UsernsArgs,
+    #[command(flatten)]
+    pub cgroups: cgroups::CgroupsArgs,
+    #[command(flatten)]
+    pub overlay: overlay::OverlayArgs,
+    #[command(flatten)]
+    pub network: network::NetworkArgs,
+    #[command(flatten)]
+    pub security: security::SecurityArgs,
+    #[command(flatten)]
+    pub lifecycle: lifecycle::LifecycleArgs,
+}
 
-    /// Map container uids to host uids: CTR:HOST:LEN; repeatable (default: from /etc/subuid)
-    #[arg(long, value_name = "CTR:HOST:LEN")]
-    pub uidmap: Vec<String>,
-
-    /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
-    #[arg(long, value_name = "CTR:HOST:LEN")]
-    pub gidmap: Vec<String>,
-
-    /// Allocate a pseudo-terminal for the container (its own /dev/pts/0)
-    #[arg(short = 't', long)]
-    pub tty: bool,
-
-    /// Keep stdin open and forward it (with -t: into the container's terminal)
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-
-    /// Run in the background: print the container id and exit; output goes to `minictr logs`
-    #[arg(short = 'd', long)]
-    pub detach: bool,
-
-    /// Run a tiny init as PID 1 that forwards signals and reaps zombies (minictr itself)
-    #[arg(long)]
-    pub init: bool,
-
-    /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
-    #[arg(long = "layer", value_name = "DIR")]
-    pub layers: Vec<PathBuf>,
-
-    /// Keep the writable layer after exit (see `minictr diff`, `minictr rm`)
-    #[arg(long)]
-    pub keep: bool,
-
-    /// Name the container (unique; implies --keep)
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-
-    /// Mount the container's root read-only (no writable layer)
-    #[arg(long)]
-    pub read_only: bool,
-
-    /// Mount a tmpfs: PATH[:size=64m,mode=1777,exec,…] (default nosuid,nodev,noexec); repeatable
-    #[arg(long, value_name = "PATH[:OPTS]")]
-    pub tmpfs: Vec<String>,
-
-    /// Stage switch (ch05): no overlay — the rootfs itself is the container's root, writes go to the image
-    #[arg(long)]
-    pub no_overlay: bool,
-
-    /// Stage switch (ch01): keep the host's PID namespace
-    #[arg(long)]
-    pub no_pid: bool,
-    /// Stage switch (ch01): keep the host's network namespace (same as --network host)
-    #[arg(long)]
-    pub no_net: bool,
-    /// Stage switch (ch01): keep the host's UTS namespace (hostname)
-    #[arg(long)]
-    pub no_uts: bool,
-    /// Stage switch (ch01): keep the host's IPC namespace
-    #[arg(long)]
-    pub no_ipc: bool,
-    /// Stage switch (ch01): keep the host's cgroup namespace
-    #[arg(long)]
-    pub no_cgroupns: bool,
-
-    // --- ch06 network ---
-    /// Network: bridge (own address on the bridge minictr0; default as root), none (only lo; default
-    /// rootless) or host (the host's network, like --no-net)
-    #[arg(long, value_name = "MODE")]
-    pub network: Option<String>,
-    /// The bridge's subnet when minictr creates it [default: 10.213.0.0/16]
-    #[arg(long, value_name = "CIDR")]
-    pub subnet: Option<String>,
-    /// Publish a container port: [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp]; repeatable (bridge only)
-    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
-    pub publish: Vec<String>,
-
-    // ---- chapter 7: hardening ----
-    /// Add a capability to Docker's default 14 (CAP_ prefix optional, any case, or ALL); repeatable
-    #[arg(long = "cap-add", value_name = "CAP")]
-    pub cap_add: Vec<String>,
-    /// Drop a capability from the default set (or ALL); repeatable
-    #[arg(long = "cap-drop", value_name = "CAP")]
-    pub cap_drop: Vec<String>,
-    /// no-new-privileges[=true|false] (default true), seccomp=unconfined, seccomp=PROFILE.json (Docker format); repeatable
-    #[arg(long = "security-opt", value_name = "OPT")]
-    pub security_opt: Vec<String>,
-    /// Resource limit NAME=SOFT[:HARD], e.g. nofile=1024:2048 (default nofile=1024:1024); repeatable
-    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
-    pub ulimit: Vec<String>,
-    /// Stage switch (ch07): no hardening at all (all capabilities, no seccomp, no masks, no no_new_privs)
-    #[arg(long)]
-    pub no_security: bool,
-    /// Stage switch (ch07): keep every capability of the container's root
-    #[arg(long)]
-    pub no_caps: bool,
-    /// Stage switch (ch07): no seccomp filter (same as --security-opt seccomp=unconfined)
-    #[arg(long)]
-    pub no_seccomp: bool,
-    /// Stage switch (ch07): do not mask /proc/kcore, … nor make /proc/sys, … read-only
-    #[arg(long)]
-    pub no_masks: bool,
-    // --- ch04 cgroups: Docker's resource limit flags ---
-    /// Memory limit (ch04), e.g. 64M, 512k, 1g; the kernel's OOM killer enforces it
-    #[arg(short = 'm', long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory: Option<String>,
-    /// Memory plus swap (ch04); equal to --memory means no swap, -1 unlimited [default: twice --memory]
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// CPU time limit in CPUs (ch04), e.g. 0.5 = half of one CPU (CFS quota per 100 ms period)
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub cpus: Option<String>,
-    /// Relative CPU weight (ch04), 2..262144, default 1024 (v2: converted to cpu.weight)
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub cpu_shares: Option<String>,
-    /// Maximum number of processes (ch04); 0 or -1 for no limit
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub pids_limit: Option<String>,
-    /// CPUs the container may run on (ch04), e.g. 0-1 or 0,2
-    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
-    pub cpuset_cpus: Option<String>,
-    /// Relative block I/O weight (ch04), 10..1000
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub blkio_weight: Option<String>,
-    /// Parent cgroup (ch04): /PATH from the hierarchy's root, or PATH beneath minictr's own cgroup [default: <own>/minictr]
-    #[arg(long, value_name = "PATH")]
-    pub cgroup_parent: Option<String>,
-    /// Print the container's resource usage from its cgroup at exit (ch04)
-    #[arg(long)]
-    pub stats: bool,
-    /// Stage switch (ch04): no cgroup (no limits, no accounting)
-    #[arg(long)]
-    pub no_cgroup: bool,
+/// Undo what crashed runs left behind, before any command that reads or creates containers
+/// (`kill` and `logs` only read one container's own files; `doctor`, `completions` and `man` change
+/// nothing).
+fn cleans_stale(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::Kill { .. }
+            | Command::Logs { .. }
+            | Command::Selftest(_)
+            | Command::Doctor(_)
+            | Command::Completions { .. }
+            | Command::Man { .. }
+    )
 }
 
 /// `minictr completions SHELL`: the script clap_complete generates from the command line above.
@@ -447,14 +333,21 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // --explain narrates the stale cleanup too.
+    if matches!(&cli.command, Command::Run(a) if a.explain)
+        || matches!(&cli.command, Command::Exec { explain: true, .. })
+    {
+        explain::enable();
+    }
+    let host = host::Host::detect();
+    if cleans_stale(&cli.command) {
+        state::cleanup_stale(&run::Stages(&host));
+    }
     let result = match cli.command {
-        Command::Run(args) => run::run(*args),
+        Command::Run(args) => run::run(*args, &host),
         Command::Diff { container } => manage::diff(&container),
         Command::Rm { force, containers } => manage::rm(&containers, force),
-        Command::Ps { all } => {
-            run::cleanup_stale();
-            lifecycle::commands::ps(all)
-        }
+        Command::Ps { all } => lifecycle::commands::ps(all),
         Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
         Command::Exec {
             tty,
@@ -462,39 +355,28 @@ fn main() {
             env,
             workdir,
             user,
-            explain,
+            explain: _,
             container,
             command,
-        } => {
-            if explain {
-                explain::enable();
-            }
-            manage::exec(manage::ExecOptions {
-                container,
-                command,
-                tty,
-                interactive,
-                env,
-                workdir,
-                user,
-            })
-        }
-        Command::Stop { time, containers } => {
-            run::cleanup_stale();
-            containers
-                .iter()
-                .try_for_each(|c| lifecycle::commands::stop(c, time).map(|_| ()))
-                .map(|_| 0)
-        }
+        } => manage::exec(manage::ExecOptions {
+            container,
+            command,
+            tty,
+            interactive,
+            env,
+            workdir,
+            user,
+        }),
+        Command::Stop { time, containers } => containers
+            .iter()
+            .try_for_each(|c| lifecycle::commands::stop(c, time).map(|_| ()))
+            .map(|_| 0),
         Command::Stats {
             no_stream,
             containers,
-        } => {
-            run::cleanup_stale();
-            manage::stats(&containers, no_stream)
-        }
+        } => manage::stats(&containers, no_stream),
         Command::Kill { signal, container } => lifecycle::commands::kill_cmd(&container, &signal),
-        Command::Network(NetworkCommand::Rm) => run::network_rm(),
+        Command::Network(NetworkCommand::Rm) => run::network_rm(&host),
         Command::Selftest(args) => selftest::run(args),
         Command::Pull {
             reference,

@@ -2,21 +2,19 @@
 //! `diff` (chapter 5) and `stats` (chapter 4). Like `run.rs` they are orchestration: they wire the
 //! stages together and know nothing the stages do not tell them.
 
-use crate::error::{CommandError, EXIT_RUNTIME};
 use crate::lifecycle::pty;
-use crate::run::{block_signals, cleanup_stale, wait_forwarding};
-use crate::sync::{Channel, Msg};
+use crate::lifecycle::supervise::{self, block_signals, wait_forwarding, Started};
+use crate::state::Status;
+use crate::sync::Channel;
 use crate::{cgroups, error, namespaces, overlay, process, security, state, sync, userns};
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 /// `minictr diff ID|NAME`.
 pub fn diff(what: &str) -> Result<i32> {
-    cleanup_stale();
     let (dir, kept) = overlay::find_kept(what)?;
     for (kind, path) in overlay::diff(&dir.join("upper"), &kept.lowers)? {
         println!("{kind} {path}");
@@ -28,7 +26,6 @@ pub fn diff(what: &str) -> Result<i32> {
 /// `minictr rm [-f] ID|NAME…`: a stopped (or, with -f, running) container's runtime directory, writable
 /// layer and name; or a kept container that only has a layer.
 pub fn rm(what: &[String], force: bool) -> Result<i32> {
-    cleanup_stale();
     for w in what {
         match state::find(&state::base_dir(), w) {
             Ok(e) => {
@@ -50,12 +47,11 @@ pub fn rm(what: &[String], force: bool) -> Result<i32> {
                         bail!("container {w} did not stop within 10 s");
                     }
                 }
-                if let Some(v) = e.state.resources.get("overlay") {
-                    let mut v = v.clone();
-                    if v.len() >= 2 {
-                        v[1] = "discard".into();
-                    }
-                    overlay::cleanup_stale(&v);
+                if let Some(layer) = &e.state.resources.overlay {
+                    overlay::cleanup_stale(&overlay::LayerRecord {
+                        keep: false,
+                        ..layer.clone()
+                    });
                 }
                 // A foreground minictr removes its own directory when its container dies.
                 match std::fs::remove_dir_all(&e.path) {
@@ -99,42 +95,24 @@ pub struct ExecOptions {
 /// `minictr exec`: start another process in a running container — in all of its namespaces, as its
 /// user, with the same environment.
 pub fn exec(o: ExecOptions) -> Result<i32> {
-    cleanup_stale();
     let e = state::find(&state::base_dir(), &o.container)?;
-    let pid = match (e.live, e.state.status.as_str(), e.state.container_pid) {
-        (true, "running", Some(p)) => Pid::from_raw(p),
+    let pid = match (e.live, e.state.status, e.state.container_pid) {
+        (true, Status::Running, Some(p)) => Pid::from_raw(p),
         _ => bail!(error::hint(
             format!("container {} is not running", o.container),
             "start a new one with `minictr run`; see `minictr ps -a`"
         )),
     };
-    let info = &e.state.exec;
-    let mut env: Vec<(String, String)> = info.env.clone();
-    for kv in &o.env {
-        if let Some(pair) = process::parse_env(kv)? {
-            env.push(pair);
-        }
-    }
-    let user = match o.user.as_deref().or(info.user.as_deref()) {
-        Some(u) => process::parse_user(u)?,
-        None => process::UserSpec::default(),
-    };
-    let workdir = o.workdir.clone().unwrap_or_else(|| info.workdir.clone());
-    // ch07: the exec'd process gets the container's capabilities, seccomp filter, no_new_privs and
-    // rlimits (compiled here, before we enter).
-    let hardening = security::Config::from_options(
-        &security::OwnedOptions::from_words(&info.security).borrow(),
-    )?;
+    let p = ExecProcess::new(&o, &e.state)?;
     // Non-dumpable before we enter: a process of the container must never get at our memory or at
     // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // The container's cgroup first (ch04), from the host: its limits then cover what we start.
-    if let Some(paths) = e.state.resources.get("cgroup") {
+    if let Some(paths) = &e.state.resources.cgroup {
         cgroups::join(paths)?;
     }
-    let joined = namespaces::join(pid, &info.namespaces)?;
-
+    let joined = namespaces::join(pid, &e.state.exec.namespaces)?;
     let (old_mask, sfd) = block_signals(o.tty)?;
     let (parent_end, child_end) = sync::pair()?;
     // Entering a PID namespace applies to children only: fork.
@@ -147,59 +125,66 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Child => {
             drop(parent_end);
             drop(sfd);
-            let code = match exec_child(
-                &o,
-                &user,
-                &workdir,
-                &env,
-                &e.state.hostname,
-                &child_end,
-                &old_mask,
-                joined.user,
-                &hardening,
-            ) {
-                Ok(never) => match never {},
-                Err(err) => {
-                    let code = error::exit_code(&err);
-                    let _ = child_end.send_failed(code, &error::one_line(&err));
-                    code
-                }
-            };
+            let Err(err) = exec_child(&p, &child_end, &old_mask, joined.user);
+            let code = error::exit_code(&err);
+            let _ = child_end.send_failed(code, &error::one_line(&err));
             // SAFETY: leave the forked child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
     drop(child_end);
-    let mut relay = None;
-    loop {
-        match parent_end.recv()? {
-            None => break,
-            Some(Msg::Pty(master)) => relay = Some(pty::Relay::new(master, o.interactive)),
-            Some(Msg::Failed { code, message }) => {
-                let _ = waitpid(child, None);
-                if code == EXIT_RUNTIME {
-                    bail!("exec failed: {message}");
-                }
-                return Err(CommandError { code, message }.into());
-            }
-            Some(Msg::Go(_)) => bail!("unexpected message from the exec'd process"),
-        }
+    match supervise::wait_started(&parent_end, child, o.interactive, "exec")? {
+        Started::Running(relay) => wait_forwarding(child, sfd, relay),
+        Started::Failed(e) => Err(e),
     }
-    wait_forwarding(child, sfd, relay)
+}
+// ANCHOR_END: exec
+
+/// The exec'd process: the first process's settings from state.json, with exec's own `-e`, `-u`, `-w`.
+struct ExecProcess<'a> {
+    o: &'a ExecOptions,
+    user: process::UserSpec,
+    workdir: PathBuf,
+    env: Vec<(String, String)>,
+    hostname: &'a str,
+    /// ch07: the container's capabilities, seccomp filter, no_new_privs and rlimits (compiled here,
+    /// before we enter).
+    hardening: security::Config,
 }
 
-#[allow(clippy::too_many_arguments)]
+impl<'a> ExecProcess<'a> {
+    fn new(o: &'a ExecOptions, st: &'a state::State) -> Result<ExecProcess<'a>> {
+        let info = &st.exec;
+        let mut env: Vec<(String, String)> = info.env.clone();
+        for kv in &o.env {
+            if let Some(pair) = process::parse_env(kv)? {
+                env.push(pair);
+            }
+        }
+        let user = match o.user.as_deref().or(info.user.as_deref()) {
+            Some(u) => process::parse_user(u)?,
+            None => process::UserSpec::default(),
+        };
+        Ok(ExecProcess {
+            o,
+            user,
+            workdir: o.workdir.clone().unwrap_or_else(|| info.workdir.clone()),
+            env,
+            hostname: &st.hostname,
+            hardening: security::Config::from_options(&info.security.options())?,
+        })
+    }
+}
+
+// ANCHOR: exec_child
+/// In the forked child, inside the container's namespaces: root inside, then the same tail as the
+/// container's first process (identity, working directory, ch07's walls), then exec.
 fn exec_child(
-    o: &ExecOptions,
-    user: &process::UserSpec,
-    workdir: &std::path::Path,
-    env: &[(String, String)],
-    hostname: &str,
+    p: &ExecProcess,
     ch: &Channel,
     mask: &SigSet,
     in_userns: bool,
-    hardening: &security::Config,
 ) -> Result<std::convert::Infallible> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -209,31 +194,30 @@ fn exec_child(
     if in_userns {
         userns::become_root(may_setgroups)?;
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let id = process::resolve_identity(user, &passwd, &group)?;
-    nix::unistd::chdir(workdir).with_context(|| {
-        format!(
-            "failed to enter the working directory {}",
-            workdir.display()
-        )
-    })?;
-    // ch07: rlimits and the bounding set, while still root in the container's user namespace.
-    security::before_user_switch(hardening)?;
-    process::switch_user(&id, may_setgroups)?;
-    if o.tty {
-        let master = pty::open_in_container()?;
-        ch.send_pty(master.as_raw_fd())?;
-    }
-    let home = id.home.clone().unwrap_or_else(|| "/".into());
-    let env = process::build_env(hostname, &home, env);
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-        .context("failed to restore the signal mask")?;
-    // ch07: capability sets, no_new_privs, seccomp — as for the container's first process.
-    security::after_user_switch(hardening)?;
-    Err(process::exec(&o.command, &env).into())
+    let tail = process::Tail {
+        user: &p.user,
+        workdir: &p.workdir,
+        hostname: p.hostname,
+        env: &p.env,
+        may_setgroups,
+        mask,
+    };
+    let env = process::become_process(
+        &tail,
+        // ch07: rlimits and the bounding set, while still root in the container's user namespace.
+        || security::before_user_switch(&p.hardening),
+        || {
+            if p.o.tty {
+                let master = pty::open_in_container()?;
+                ch.send_pty(master.as_raw_fd())?;
+            }
+            // ch07: capability sets, no_new_privs, seccomp — as for the container's first process.
+            security::after_user_switch(&p.hardening)
+        },
+    )?;
+    Err(process::exec(&p.o.command, &env).into())
 }
-// ANCHOR_END: exec
+// ANCHOR_END: exec_child
 
 /// Ids of the containers whose minictr is alive.
 fn running_ids() -> Vec<String> {
@@ -258,7 +242,7 @@ pub fn stats(what: &[String], no_stream: bool) -> Result<i32> {
     use std::io::Write;
     let base = state::base_dir();
     let pick = || -> Result<Vec<state::Entry>> {
-        let running = |e: &state::Entry| e.live && e.state.status == "running";
+        let running = |e: &state::Entry| e.live && e.state.status == Status::Running;
         if what.is_empty() {
             return Ok(state::list(&base).into_iter().filter(running).collect());
         }
@@ -279,7 +263,7 @@ pub fn stats(what: &[String], no_stream: bool) -> Result<i32> {
         let mut out = String::new();
         for e in pick()? {
             let name = e.state.name.clone().unwrap_or_else(|| e.state.id.clone());
-            match e.state.resources.get("cgroup") {
+            match &e.state.resources.cgroup {
                 Some(paths) => {
                     let st = cgroups::stats_of(paths)?;
                     out.push_str(&format!("{name} ({})\n{}", e.state.id, st.report().lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()));

@@ -289,6 +289,30 @@ pub fn loopback_up() -> Result<()> {
 }
 // ANCHOR_END: loopback
 
+/// Chapter 1's flags of `minictr run`: the stage switches, and the UTS namespace's hostname.
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Namespaces (chapter 1)")]
+pub struct NamespacesArgs {
+    /// The container's hostname [default: the container id]
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Stage switch (ch01): keep the host's PID namespace
+    #[arg(long)]
+    pub no_pid: bool,
+    /// Stage switch (ch01): keep the host's network namespace (same as --network host)
+    #[arg(long)]
+    pub no_net: bool,
+    /// Stage switch (ch01): keep the host's UTS namespace (hostname)
+    #[arg(long)]
+    pub no_uts: bool,
+    /// Stage switch (ch01): keep the host's IPC namespace
+    #[arg(long)]
+    pub no_ipc: bool,
+    /// Stage switch (ch01): keep the host's cgroup namespace
+    #[arg(long)]
+    pub no_cgroupns: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -254,6 +254,9 @@ impl WritableLayer {
         Ok(layer)
     }
 
+    // ANCHOR_END: writable_layer
+
+    // ANCHOR: writable_layer_use
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
@@ -302,7 +305,7 @@ impl Drop for WritableLayer {
         }
     }
 }
-// ANCHOR_END: writable_layer
+// ANCHOR_END: writable_layer_use
 
 /// Claim a container name: `<data>/names/<name>` → the container's directory, created atomically
 /// (symlink(2) fails with EEXIST when the name is taken). A link whose container is gone is reclaimed.
@@ -373,30 +376,7 @@ pub fn mount_detached(
     };
     // The detached idmapped trees must stay open until FSCONFIG_CMD_CREATE: closing the last fd of a
     // detached mount unmounts it, and overlayfs clones the lower layers only at create time.
-    let mut trees = Vec::with_capacity(lowers.len());
-    for (i, lower) in lowers.iter().enumerate() {
-        // Probed once per filesystem type and boot: a clear error before anything is cloned.
-        if let crate::probe::Probe::No(why) = crate::probe::idmap_on(lower) {
-            return Err(crate::probe::missing(
-                crate::probe::Feature::IdmappedMounts,
-                &why,
-            ))
-            .with_context(|| format!("cannot idmap the layer {}", lower.display()));
-        }
-        crate::explain!(
-            CHAPTER,
-            "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
-        );
-        let tree = mountapi::clone_tree(lower)?;
-        mountapi::set_attr(tree.as_fd(), mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY, true, Some(ns.as_fd()))
-            .map_err(|e| {
-                crate::error::hint(
-                    format!("cannot idmap the layer {}: {e}", lower.display()),
-                    "its filesystem cannot be idmapped by this kernel (tmpfs needs Linux 6.3, most network filesystems cannot): put the image on ext4, xfs or btrfs, or run with --userns=host",
-                )
-            })?;
-        trees.push(tree);
-    }
+    let trees = idmapped_lowers(lowers, ns.as_fd())?;
     // Linux 6.15+: hand overlayfs the detached trees themselves ("lowerdir+" takes an O_PATH fd,
     // which is what open_tree returns). Where the probe found that refused, go straight to staging.
     let by_fd = std::env::var_os("MINICTR_OVERLAY_LEGACY").is_none()
@@ -433,6 +413,40 @@ pub fn mount_detached(
     })
 }
 
+// ANCHOR_END: mount_detached
+
+// ANCHOR: idmapped_lowers
+/// Each lower layer as a detached, read-only, idmapped tree of the container's user namespace `ns`.
+fn idmapped_lowers(lowers: &[PathBuf], ns: std::os::fd::BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
+    let mut trees = Vec::with_capacity(lowers.len());
+    for (i, lower) in lowers.iter().enumerate() {
+        // Probed once per filesystem type and boot: a clear error before anything is cloned.
+        if let crate::probe::Probe::No(why) = crate::probe::idmap_on(lower) {
+            return Err(crate::probe::missing(
+                crate::probe::Feature::IdmappedMounts,
+                &why,
+            ))
+            .with_context(|| format!("cannot idmap the layer {}", lower.display()));
+        }
+        crate::explain!(
+            CHAPTER,
+            "open_tree({lower:?}, OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY) — lower layer {i} (0 = top), idmapped"
+        );
+        let tree = mountapi::clone_tree(lower)?;
+        mountapi::set_attr(tree.as_fd(), mountapi::MOUNT_ATTR_IDMAP | mountapi::MOUNT_ATTR_RDONLY, true, Some(ns))
+            .map_err(|e| {
+                crate::error::hint(
+                    format!("cannot idmap the layer {}: {e}", lower.display()),
+                    "its filesystem cannot be idmapped by this kernel (tmpfs needs Linux 6.3, most network filesystems cannot): put the image on ext4, xfs or btrfs, or run with --userns=host",
+                )
+            })?;
+        trees.push(tree);
+    }
+    Ok(trees)
+}
+// ANCHOR_END: idmapped_lowers
+
+// ANCHOR: overlay_create
 /// fsopen, the lower layers (by `lowers`), upper and work, create, fsmount.
 fn create(
     layer: Option<&WritableLayer>,
@@ -480,6 +494,9 @@ fn is_unknown_parameter(e: &anyhow::Error) -> bool {
         })
 }
 
+// ANCHOR_END: overlay_create
+
+// ANCHOR: staged
 /// Idmapped lower layers attached at `<staging>/lowerN` in minictr's private mount namespace;
 /// detached and removed again on drop.
 struct Staged {
@@ -531,7 +548,7 @@ fn enter_private_mount_namespace() -> Result<()> {
     )
     .context("failed to make minictr's mount namespace private")
 }
-// ANCHOR_END: mount_detached
+// ANCHOR_END: staged
 
 /// Rootless: the child mounts the overlay itself, inside its user namespace (Linux 5.11+), with
 /// `userxattr` so overlayfs keeps its bookkeeping in user.* xattrs it may write.
@@ -617,6 +634,9 @@ fn is_opaque(p: &Path) -> bool {
         })
 }
 
+// ANCHOR_END: diff
+
+// ANCHOR: diff_walk
 fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, String)>) -> Result<()> {
     let rd = std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
     for entry in rd {
@@ -654,7 +674,7 @@ fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, Strin
     }
     Ok(())
 }
-// ANCHOR_END: diff
+// ANCHOR_END: diff_walk
 
 /// Find a kept container by id, unique id prefix, or name.
 pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {
@@ -733,23 +753,85 @@ pub fn remove_orphans() {
     }
 }
 
-/// Stale cleanup: a crashed run's writable layer (`values`: [dir, "keep"|"discard", name?]).
-pub fn cleanup_stale(values: &[String]) {
-    if let [dir, mode, rest @ ..] = values {
-        if mode == "discard" {
-            let _ = std::fs::remove_dir_all(dir);
-            if let Some(name) = rest.first() {
-                // Only if the name still points at this (now removed) container.
-                let link = names_dir().join(name);
-                let id = Path::new(dir)
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_os_string();
-                if std::fs::read_link(&link).is_ok_and(|t| t.file_name() == Some(id.as_os_str())) {
-                    release_name(name);
-                }
-            }
+/// What state.json records of a container's writable layer (before it is created).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LayerRecord {
+    pub dir: PathBuf,
+    /// Kept past the container's end (`--keep`, `--name`, `-d` once running); otherwise a later
+    /// minictr removes it when the run that made it died.
+    pub keep: bool,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Stale cleanup: a crashed run's writable layer, unless it was to be kept.
+pub fn cleanup_stale(rec: &LayerRecord) {
+    if rec.keep {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(&rec.dir);
+    if let Some(name) = &rec.name {
+        // Only if the name still points at this (now removed) container.
+        let link = names_dir().join(name);
+        let id = rec.dir.file_name().unwrap_or_default();
+        if std::fs::read_link(&link).is_ok_and(|t| t.file_name() == Some(id)) {
+            release_name(name);
         }
+    }
+}
+
+/// Chapter 5's flags of `minictr run`.
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Overlay: layers and the writable layer (chapter 5)")]
+pub struct OverlayArgs {
+    /// Extra read-only layer stacked above ROOTFS (repeatable; a later --layer lies above an earlier one)
+    #[arg(long = "layer", value_name = "DIR")]
+    pub layers: Vec<PathBuf>,
+    /// Keep the writable layer after exit (see `minictr diff`, `minictr rm`)
+    #[arg(long)]
+    pub keep: bool,
+    /// Name the container (unique; implies --keep)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Mount the container's root read-only (no writable layer)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount a tmpfs: PATH[:size=64m,mode=1777,exec,…] (default nosuid,nodev,noexec); repeatable
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// Stage switch (ch05): no overlay — the rootfs itself is the container's root, writes go to the image
+    #[arg(long)]
+    pub no_overlay: bool,
+}
+
+impl OverlayArgs {
+    /// Step 1: the layer stack, or `None` with `--no-overlay` (or `--read-only` with nothing to
+    /// stack: the image itself is then mounted read-only).
+    pub fn config(&self, rootfs: &Path) -> Result<Option<Config>> {
+        if let Some(n) = &self.name {
+            validate_name(n)?;
+        }
+        if self.no_overlay && (!self.layers.is_empty() || self.keep || self.name.is_some()) {
+            bail!(crate::error::hint(
+                "--layer, --keep and --name need the overlay stage",
+                "drop --no-overlay"
+            ));
+        }
+        if self.read_only && (self.keep || self.name.is_some()) {
+            bail!(crate::error::hint(
+                "--read-only has no writable layer to keep",
+                "drop --keep/--name or --read-only"
+            ));
+        }
+        if self.no_overlay || (self.read_only && self.layers.is_empty()) {
+            return Ok(None);
+        }
+        Ok(Some(Config {
+            lowers: lower_stack(rootfs, &self.layers)?,
+            readonly: self.read_only,
+            keep: self.keep || self.name.is_some(),
+            name: self.name.clone(),
+        }))
     }
 }
 

@@ -211,6 +211,52 @@ pub fn switch_user(id: &Identity, may_setgroups: bool) -> Result<()> {
 }
 // ANCHOR_END: switch_user
 
+/// What the container's process becomes: the same for its first process and for `minictr exec`.
+pub struct Tail<'a> {
+    pub user: &'a UserSpec,
+    pub workdir: &'a Path,
+    pub hostname: &'a str,
+    pub env: &'a [(String, String)],
+    /// Whether setgroups(2) is allowed in the user namespace (rootless without subordinate ids: no).
+    pub may_setgroups: bool,
+    /// The signal mask to restore (minictr blocked the signals it forwards).
+    pub mask: &'a nix::sys::signal::SigSet,
+}
+
+// ANCHOR: tail
+/// The tail of every container process, after its root is in place: the identity (from the
+/// container's own /etc/passwd), the working directory, `while_root` (ch07: rlimits and the
+/// bounding set, which need every capability), the user switch, the environment and signal mask,
+/// then `last_walls` (ch07: capabilities, no_new_privs, seccomp). Returns the environment to exec.
+pub fn become_process(
+    t: &Tail,
+    while_root: impl FnOnce() -> Result<()>,
+    last_walls: impl FnOnce() -> Result<()>,
+) -> Result<Vec<(String, String)>> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = resolve_identity(t.user, &passwd, &group)?;
+    nix::unistd::chdir(t.workdir).with_context(|| {
+        format!(
+            "failed to enter the working directory {}",
+            t.workdir.display()
+        )
+    })?;
+    while_root()?;
+    switch_user(&id, t.may_setgroups)?;
+    let home = id.home.clone().unwrap_or_else(|| "/".into());
+    let env = build_env(t.hostname, &home, t.env);
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(t.mask),
+        None,
+    )
+    .context("failed to restore the signal mask")?;
+    last_walls()?;
+    Ok(env)
+}
+// ANCHOR_END: tail
+
 /// Where `cmd` is: as given when it contains a '/', else the first match on the container's PATH.
 fn find_command(cmd: &str, path_var: &str) -> std::result::Result<PathBuf, CommandError> {
     if cmd.contains('/') {

@@ -9,7 +9,6 @@
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,15 +80,14 @@ pub struct State {
     pub rootfs: PathBuf,
     pub command: Vec<String>,
     pub hostname: String,
-    /// What each stage reserved on the host, keyed by stage: cgroup directories, writable-layer
-    /// directories, addresses, interfaces. Written before the reservation is made.
-    pub resources: BTreeMap<String, Vec<String>>,
+    /// What each stage reserved on the host, in the stage's own record type. Written before the
+    /// reservation is made.
+    #[serde(default)]
+    pub resources: Resources,
     #[serde(default)]
     pub name: Option<String>,
-    /// "created" until the command runs, then "running", and "exited" for a detached container
-    /// that ended (its directory stays until `minictr rm`).
     #[serde(default)]
-    pub status: String,
+    pub status: Status,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]
@@ -102,6 +100,32 @@ pub struct State {
     pub exec: ExecInfo,
 }
 
+/// Where a container is in its life (lower-case strings in state.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Being started: the command has not been exec'd yet.
+    #[default]
+    Created,
+    Running,
+    /// A detached container that ended (its directory stays until `minictr rm`).
+    Exited,
+}
+
+/// What the stages reserved on the host, each recorded in the type the stage defines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// ch04: the container's cgroup directories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<crate::cgroups::Paths>,
+    /// ch05: the writable layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<crate::overlay::LayerRecord>,
+    /// ch06: the address, veth and published ports of `--network bridge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Lease>,
+}
+
 /// The first process's settings, for `minictr exec`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ExecInfo {
@@ -111,10 +135,10 @@ pub struct ExecInfo {
     pub workdir: PathBuf,
     /// The namespaces the container has, by /proc/PID/ns name (user, mnt, pid, net, uts, ipc, cgroup).
     pub namespaces: Vec<String>,
-    /// Chapter 7: the hardening options as command-line words (`--cap-add X`, …), so an exec'd
-    /// process gets the same capabilities, seccomp filter, no_new_privs and rlimits.
+    /// Chapter 7: the hardening options, so an exec'd process gets the same capabilities, seccomp
+    /// filter, no_new_privs and rlimits.
     #[serde(default)]
-    pub security: Vec<String>,
+    pub security: crate::security::SecurityArgs,
 }
 
 /// A live runtime directory, owned by this process. Dropping it removes the directory.
@@ -210,9 +234,15 @@ impl RuntimeDir {
             .with_context(|| format!("failed to write {}/state.json", self.path.display()))
     }
 
-    /// Record a reservation of `stage` before making it (see the module docs).
-    pub fn record(&mut self, stage: &str, values: Vec<String>) -> Result<()> {
-        self.state.resources.insert(stage.to_string(), values);
+    /// Record a reservation before making it (see the module docs): `f` fills in the stage's record.
+    pub fn record(&mut self, f: impl FnOnce(&mut Resources)) -> Result<()> {
+        f(&mut self.state.resources);
+        self.save()
+    }
+
+    /// A new status, saved.
+    pub fn set_status(&mut self, status: Status) -> Result<()> {
+        self.state.status = status;
         self.save()
     }
 }
@@ -224,7 +254,7 @@ fn unreachable_lock(dir: &Path) -> Result<Flock<File>> {
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
         if self.persist {
-            self.state.status = "exited".into();
+            self.state.status = Status::Exited;
             self.state.finished = Some(now());
             let _ = self.save();
         } else {
@@ -244,9 +274,12 @@ impl Stale {
     /// A detached container whose monitor died: keep its directory (log, state) as "exited".
     pub fn mark_exited(self) -> Result<()> {
         let mut st = self.state.clone().unwrap_or_default();
-        st.status = "exited".into();
+        st.status = Status::Exited;
         st.finished = Some(now());
-        st.resources.retain(|k, _| k == "overlay");
+        st.resources = Resources {
+            overlay: st.resources.overlay.take(),
+            ..Default::default()
+        };
         let data = serde_json::to_vec_pretty(&st).context("failed to serialise the state")?;
         let tmp = self.path.join("state.json.tmp");
         std::fs::write(&tmp, data).with_context(|| format!("failed to write {}", tmp.display()))?;
@@ -303,7 +336,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
                 .ok()
                 .and_then(|d| serde_json::from_slice::<State>(&d).ok());
             // A detached container that ended normally is not stale: it waits for `minictr rm`.
-            if state.as_ref().is_some_and(|s| s.status == "exited") {
+            if state.as_ref().is_some_and(|s| s.status == Status::Exited) {
                 continue;
             }
             out.push(Stale {
@@ -315,6 +348,47 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
     }
     out
 }
+
+/// What the stages undo for a runtime directory whose minictr died. The orchestrator implements it
+/// (this module knows the record types, not how to undo them).
+pub trait UndoStale {
+    /// Undo what `state` recorded, before its directory goes.
+    fn undo(&self, state: &State);
+    /// After every stale directory: what no directory names any more (orphaned layers).
+    fn finish(&self) {}
+}
+
+// ANCHOR: cleanup_stale
+/// Undo what crashed runs left behind. main.rs calls this before every command that reads or
+/// creates containers.
+pub fn cleanup_stale(stages: &dyn UndoStale) {
+    for stale in stale_entries(&base_dir()) {
+        crate::explain!(
+            CHAPTER,
+            "removing stale runtime directory {:?} (its minictr died)",
+            stale.path
+        );
+        if let Some(st) = &stale.state {
+            stages.undo(st);
+        }
+        // A detached container that was running when its monitor died stays listed as exited
+        // (its log and kept layer wait for `minictr rm`); anything else goes entirely.
+        let keep_entry = stale
+            .state
+            .as_ref()
+            .is_some_and(|s| s.detached && s.status == Status::Running);
+        let result = if keep_entry {
+            stale.mark_exited()
+        } else {
+            stale.remove()
+        };
+        if let Err(e) = result {
+            eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+        }
+    }
+    stages.finish();
+}
+// ANCHOR_END: cleanup_stale
 
 /// Whether a runtime directory is owned by a running minictr: it exists and its lock is held.
 pub fn is_live(dir: &Path) -> bool {
@@ -411,13 +485,37 @@ mod tests {
         };
         let mut dir = RuntimeDir::create(&base, st.clone()).unwrap();
         assert!(base.join(&st.id).join("state.json").exists());
-        dir.record("cgroup", vec!["/sys/fs/cgroup/x".into()])
+        dir.record(|r| r.cgroup = Some(crate::cgroups::Paths(vec!["/sys/fs/cgroup/x".into()])))
             .unwrap();
         // flock locks belong to the open file description: a second open in this process conflicts.
         assert!(stale_entries(&base).is_empty());
         drop(dir);
         assert!(!base.join(&st.id).exists());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn status_and_resources_are_written_as_before() {
+        let st = State {
+            status: Status::Running,
+            resources: Resources {
+                cgroup: Some(crate::cgroups::Paths(vec![
+                    "/sys/fs/cgroup/pids/minictr/x".into()
+                ])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::to_value(&st).unwrap();
+        // Readers of state.json (tests, scripts) see the strings and arrays they always saw.
+        assert_eq!(v["status"], "running");
+        assert_eq!(v["resources"]["cgroup"][0], "/sys/fs/cgroup/pids/minictr/x");
+        assert!(v["resources"].get("network").is_none());
+        let back: State = serde_json::from_value(v).unwrap();
+        assert_eq!(back.status, Status::Running);
+        // A state.json without a status (or resources) reads as a container being created.
+        let old: State = serde_json::from_str(r#"{"id":"x","owner_pid":1,"container_pid":null,"created":0,"rootfs":"/","command":[],"hostname":"h"}"#).unwrap();
+        assert_eq!(old.status, Status::Created);
     }
 
     #[test]

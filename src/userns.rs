@@ -413,6 +413,21 @@ fn diagnose_from(read: impl Fn(&str) -> Option<String>) -> Option<String> {
     None
 }
 
+/// Chapter 3's flags of `minictr run`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "User namespace (chapter 3)")]
+pub struct UsernsArgs {
+    /// User namespace: "private" (default: container root is an unprivileged host user) or "host" (off)
+    #[arg(long, value_name = "MODE", default_value = "private")]
+    pub userns: String,
+    /// Map container uids to host uids: CTR:HOST:LEN; repeatable (default: from /etc/subuid)
+    #[arg(long, value_name = "CTR:HOST:LEN")]
+    pub uidmap: Vec<String>,
+    /// Map container gids to host gids: CTR:HOST:LEN; repeatable (default: from /etc/subgid)
+    #[arg(long, value_name = "CTR:HOST:LEN")]
+    pub gidmap: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Docker's limit flags, parsed and checked (step 1) and converted to the numbers the kernel takes.
 
-use super::Options;
+use super::CgroupsArgs;
 use crate::error::hint;
 use anyhow::{bail, Result};
 
@@ -37,52 +37,21 @@ pub struct Limits {
 
 // ANCHOR: parse
 impl Limits {
-    pub fn parse(o: &Options) -> Result<Limits> {
-        let memory = o
-            .memory
-            .as_deref()
-            .map(|s| parse_bytes("--memory", s))
-            .transpose()?;
-        if let Some(m) = memory {
-            if m < MIN_MEMORY {
-                bail!(hint(
-                    format!(
-                        "invalid --memory value {:?}: below the minimum of 6 MiB",
-                        o.memory.as_deref().unwrap_or("")
-                    ),
-                    "give at least 6M (a container cannot start with less)"
-                ));
-            }
-        }
-        let memory_swap = match o.memory_swap.as_deref() {
-            None => None,
-            Some("-1") => Some(Swap::Unlimited),
-            Some(s) => {
-                let v = parse_bytes("--memory-swap", s)?;
-                match memory {
-                    None => bail!(hint(
-                        "--memory-swap needs --memory",
-                        "give both, e.g. -m 64M --memory-swap 128M (memory plus swap), or --memory-swap -1 for unlimited swap"
-                    )),
-                    Some(m) if v < m => bail!(hint(
-                        format!("invalid --memory-swap value {s:?}: smaller than --memory"),
-                        "--memory-swap is memory plus swap: give a value >= --memory (equal means no swap), or -1 for unlimited swap"
-                    )),
-                    _ => Some(Swap::Total(v)),
-                }
-            }
-        };
+    pub fn parse(o: &CgroupsArgs) -> Result<Limits> {
+        let (memory, memory_swap) = parse_memory(o)?;
         let cpu = o.cpus.as_deref().map(parse_cpus).transpose()?;
-        let cpu_shares = match o.cpu_shares.as_deref() {
-            None => None,
-            Some(s) => match s.trim().parse::<u64>() {
-                Ok(n) if (2..=262_144).contains(&n) => Some(n),
-                _ => bail!(hint(
-                    format!("invalid --cpu-shares value {s:?}"),
-                    "give a whole number from 2 to 262144 (1024 is the default weight)"
-                )),
-            },
-        };
+        let cpu_shares = o
+            .cpu_shares
+            .as_deref()
+            .map(|s| {
+                parse_in_range(
+                    "--cpu-shares",
+                    s,
+                    2..=262_144,
+                    "(1024 is the default weight)",
+                )
+            })
+            .transpose()?;
         let pids = match o.pids_limit.as_deref() {
             None => None,
             Some(s) => match s.trim().parse::<i64>() {
@@ -99,16 +68,11 @@ impl Limits {
             .as_deref()
             .map(|s| parse_cpuset(s, &online_cpus()))
             .transpose()?;
-        let blkio_weight = match o.blkio_weight.as_deref() {
-            None => None,
-            Some(s) => match s.trim().parse::<u64>() {
-                Ok(n) if (10..=1000).contains(&n) => Some(n),
-                _ => bail!(hint(
-                    format!("invalid --blkio-weight value {s:?}"),
-                    "give a whole number from 10 to 1000 (500 is the default)"
-                )),
-            },
-        };
+        let blkio_weight = o
+            .blkio_weight
+            .as_deref()
+            .map(|s| parse_in_range("--blkio-weight", s, 10..=1000, "(500 is the default)"))
+            .transpose()?;
         Ok(Limits {
             memory,
             memory_swap,
@@ -119,6 +83,7 @@ impl Limits {
             blkio_weight,
         })
     }
+    // ANCHOR_END: parse
 
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()
@@ -144,7 +109,66 @@ impl Limits {
         f
     }
 }
-// ANCHOR_END: parse
+
+// ANCHOR: memory
+/// `--memory` (at least 6 MiB) and `--memory-swap` (memory plus swap: not below `--memory`; -1 for
+/// unlimited swap).
+fn parse_memory(o: &CgroupsArgs) -> Result<(Option<u64>, Option<Swap>)> {
+    let memory = o
+        .memory
+        .as_deref()
+        .map(|s| parse_bytes("--memory", s))
+        .transpose()?;
+    if memory.is_some_and(|m| m < MIN_MEMORY) {
+        bail!(hint(
+            format!(
+                "invalid --memory value {:?}: below the minimum of 6 MiB",
+                o.memory.as_deref().unwrap_or("")
+            ),
+            "give at least 6M (a container cannot start with less)"
+        ));
+    }
+    let swap = match o.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(Swap::Unlimited),
+        Some(s) => {
+            let v = parse_bytes("--memory-swap", s)?;
+            match memory {
+                None => bail!(hint(
+                    "--memory-swap needs --memory",
+                    "give both, e.g. -m 64M --memory-swap 128M (memory plus swap), or --memory-swap -1 for unlimited swap"
+                )),
+                Some(m) if v < m => bail!(hint(
+                    format!("invalid --memory-swap value {s:?}: smaller than --memory"),
+                    "--memory-swap is memory plus swap: give a value >= --memory (equal means no swap), or -1 for unlimited swap"
+                )),
+                _ => Some(Swap::Total(v)),
+            }
+        }
+    };
+    Ok((memory, swap))
+}
+// ANCHOR_END: memory
+
+/// A whole number within `range` (a weight), or an error naming the flag and the range.
+fn parse_in_range(
+    flag: &str,
+    s: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: &str,
+) -> Result<u64> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => bail!(hint(
+            format!("invalid {flag} value {s:?}"),
+            format!(
+                "give a whole number from {} to {} {default}",
+                range.start(),
+                range.end()
+            )
+        )),
+    }
+}
 
 /// Docker's sizes: a number (decimals allowed) with an optional binary unit b, k, m, g, t (also kb,
 /// kib, …, any case). `64M` = 67108864.
@@ -330,8 +354,8 @@ mod tests {
         }
     }
 
-    fn opts() -> Options {
-        Options::default()
+    fn opts() -> CgroupsArgs {
+        CgroupsArgs::default()
     }
 
     #[test]
@@ -432,7 +456,7 @@ mod proptests {
         fn any_set_of_limit_flags_is_parsed_or_clearly_refused(
             v in proptest::collection::vec(proptest::option::of(input(NUMBERS)), 7)
         ) {
-            let o = Options {
+            let o = CgroupsArgs {
                 memory: v[0].clone(),
                 memory_swap: v[1].clone(),
                 cpus: v[2].clone(),
@@ -440,7 +464,7 @@ mod proptests {
                 pids_limit: v[4].clone(),
                 cpuset_cpus: v[5].clone(),
                 blkio_weight: v[6].clone(),
-                ..Options::default()
+                ..CgroupsArgs::default()
             };
             clear(&Limits::parse(&o))?;
         }

@@ -6,6 +6,9 @@
 //! hosts) and [`v2`] (the unified hierarchy). Everything is done by the parent — host root — because
 //! the container's root is only root inside its user namespace.
 
+pub mod args;
+pub mod fs;
+pub use args::CgroupsArgs;
 pub mod limits;
 pub mod stats;
 pub mod v1;
@@ -219,19 +222,11 @@ pub fn container_dir(mount: &Path, own: &Path, parent: Option<&str>, id: &str) -
     base.join(id)
 }
 
-/// What the user asked for, as strings (parsed and checked by [`plan`]).
-#[derive(Debug, Default, Clone)]
-pub struct Options {
-    pub memory: Option<String>,
-    pub memory_swap: Option<String>,
-    pub cpus: Option<String>,
-    pub cpu_shares: Option<String>,
-    pub pids_limit: Option<String>,
-    pub cpuset_cpus: Option<String>,
-    pub blkio_weight: Option<String>,
-    pub cgroup_parent: Option<String>,
-    pub off: bool,
-}
+/// What state.json records of a container's cgroups: its directories, in creation order (one per
+/// v1 hierarchy, or the single v2 one). A JSON array of paths.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Paths(pub Vec<String>);
 
 /// What step 2 will do, decided in step 1.
 #[derive(Debug, Clone)]
@@ -256,7 +251,7 @@ pub struct Plan {
 
 impl Plan {
     /// Every directory this plan creates (recorded in the runtime dir before creation).
-    pub fn paths(&self) -> Vec<String> {
+    pub fn paths(&self) -> Paths {
         let mut p: Vec<String> = self
             .v1
             .iter()
@@ -265,7 +260,7 @@ impl Plan {
         if let Some(d) = &self.v2 {
             p.push(d.path.display().to_string());
         }
-        p
+        Paths(p)
     }
 
     /// On v1 the child is moved into its cgroups after clone, so its cgroup namespace must be made
@@ -308,13 +303,19 @@ pub enum Inside {
 }
 
 // ANCHOR: plan
-/// Step 1: parse the limits, detect the layout, decide the directories — create nothing.
-pub fn plan(opts: &Options, id: &str, rootless: bool) -> Result<Decision> {
+/// Step 1: parse the limits, detect the layout (`layout`: the host's, asked only when needed),
+/// decide the directories — create nothing.
+pub fn plan(
+    opts: &CgroupsArgs,
+    id: &str,
+    rootless: bool,
+    layout: impl FnOnce() -> Result<Layout>,
+) -> Result<Decision> {
     let limits = Limits::parse(opts)?;
     if let Some(p) = &opts.cgroup_parent {
         limits::check_parent(p)?;
     }
-    if opts.off {
+    if opts.no_cgroup {
         if !limits.is_empty() {
             bail!(crate::error::hint(
                 "--no-cgroup switches off the stage that applies the limits given",
@@ -323,7 +324,7 @@ pub fn plan(opts: &Options, id: &str, rootless: bool) -> Result<Decision> {
         }
         return Ok(Decision::Off);
     }
-    let layout = Layout::detect()?;
+    let layout = layout()?;
     let parent = opts.cgroup_parent.as_deref();
     let skip_or_fail = |why: String, what_to_do: &str| -> Result<Decision> {
         if limits.is_empty() {
@@ -439,7 +440,7 @@ impl Cgroup {
             CHAPTER,
             "host layout: cgroup {} — the container's cgroup goes in {} place(s)",
             plan.version,
-            plan.paths().len()
+            plan.paths().0.len()
         );
         // On error `cg` drops and removes what was created so far.
         if let Some(d) = &plan.v2 {
@@ -459,6 +460,9 @@ impl Cgroup {
         Ok(cg)
     }
 
+    // ANCHOR_END: cgroup
+
+    // ANCHOR: cgroup_use
     /// Only then can the OOM killer act on this cgroup's own limit (the host's can still strike).
     pub fn has_memory_limit(&self) -> bool {
         self.plan.limits.memory.is_some()
@@ -480,7 +484,7 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Step 16: the counters, read before the cgroup goes.
+    /// Step 13: the counters, read before the cgroup goes.
     pub fn stats(&self) -> Stats {
         match &self.plan.v2 {
             Some(d) => v2::stats(&d.path),
@@ -521,6 +525,9 @@ impl Cgroup {
     }
 }
 
+// ANCHOR_END: cgroup_use
+
+// ANCHOR: cgroup_drop
 impl Drop for Cgroup {
     fn drop(&mut self) {
         self.fd = None;
@@ -535,7 +542,7 @@ impl Drop for Cgroup {
         }
     }
 }
-// ANCHOR_END: cgroup
+// ANCHOR_END: cgroup_drop
 
 // ANCHOR: remove
 /// Kill every process left in these cgroup directories (a daemon that escaped the first process),
@@ -582,6 +589,9 @@ pub fn remove(paths: &[String]) -> Result<()> {
     }
 }
 
+// ANCHOR_END: remove
+
+// ANCHOR: kill_all
 /// v2: `cgroup.kill` (Linux 5.14) kills everything at once. Otherwise freeze (so nothing forks
 /// while we read the list), SIGKILL each pid, thaw (a frozen process cannot die).
 fn kill_all(dirs: &[PathBuf]) {
@@ -621,7 +631,7 @@ fn kill_all(dirs: &[PathBuf]) {
         let _ = write_file(&f.join("cgroup.freeze"), "0");
     }
 }
-// ANCHOR_END: remove
+// ANCHOR_END: kill_all
 
 /// Say why cgroups are skipped: under `--explain`, or on a terminal (a person is watching) — never as
 /// noise in the stderr of scripts and tests, and without leaving a marker file on the host.
@@ -635,9 +645,9 @@ pub fn note_skipped(why: &str) {
 
 /// `minictr exec`: move this process into the container's cgroup(s) — every hierarchy on v1 — so
 /// the process it starts counts against the container's limits.
-pub fn join(paths: &[String]) -> Result<()> {
+pub fn join(paths: &Paths) -> Result<()> {
     let me = std::process::id().to_string();
-    for p in paths {
+    for p in &paths.0 {
         write_file(&Path::new(p).join("cgroup.procs"), &me)?;
     }
     Ok(())
@@ -646,7 +656,8 @@ pub fn join(paths: &[String]) -> Result<()> {
 // ANCHOR: stats_of
 /// `minictr stats`: the counters of a running container, from the cgroup directories its state
 /// recorded — the same reading code as `--stats` at exit.
-pub fn stats_of(paths: &[String]) -> Result<Stats> {
+pub fn stats_of(paths: &Paths) -> Result<Stats> {
+    let paths = &paths.0[..];
     if let [one] = paths {
         let p = Path::new(one);
         if p.join("cgroup.controllers").exists() {
@@ -676,7 +687,8 @@ pub fn stats_of(paths: &[String]) -> Result<Stats> {
 // ANCHOR_END: stats_of
 
 /// The cgroups recorded by a minictr that died: kill what is left and remove them.
-pub fn remove_stale(paths: &[String]) {
+pub fn remove_stale(paths: &Paths) {
+    let paths = &paths.0[..];
     if paths.is_empty() {
         return;
     }

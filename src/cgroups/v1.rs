@@ -40,85 +40,76 @@ pub struct Write {
     pub flag: &'static str,
 }
 
+// ANCHOR_END: files
+
+// ANCHOR: writes
 /// The v1 files behind each flag, in the order they must be written.
 pub fn writes(l: &Limits) -> Vec<Write> {
-    let mut w = Vec::new();
-    let mut add = |controller, files, value: String, optional, flag| {
-        w.push(Write {
-            controller,
-            files,
-            value,
-            optional,
-            flag,
-        })
+    type Files = &'static [&'static str];
+    let write = |controller, files: Files, value: String, flag| Write {
+        controller,
+        files,
+        value,
+        optional: false,
+        flag,
     };
+    let mut w = Vec::new();
     if let Some(m) = l.memory {
         // The memory limit first: memsw must never be below it.
-        add(
+        w.push(write(
             "memory",
             &["memory.limit_in_bytes"],
             m.to_string(),
-            false,
             "--memory",
-        );
+        ));
         let (total, optional) = match l.memory_swap {
             Some(Swap::Total(t)) => (t.to_string(), false),
             Some(Swap::Unlimited) => ("-1".to_string(), false),
             // Docker's default: as much swap as memory.
             None => ((m.saturating_mul(2)).to_string(), true),
         };
-        add(
-            "memory",
-            &["memory.memsw.limit_in_bytes"],
-            total,
+        let memsw = &["memory.memsw.limit_in_bytes"];
+        w.push(Write {
             optional,
-            "--memory-swap",
-        );
+            ..write("memory", memsw, total, "--memory-swap")
+        });
     }
     if let Some((quota, period)) = l.cpu {
-        add(
+        w.push(write(
             "cpu",
             &["cpu.cfs_period_us"],
             period.to_string(),
-            false,
             "--cpus",
-        );
-        add(
+        ));
+        w.push(write(
             "cpu",
             &["cpu.cfs_quota_us"],
             quota.to_string(),
-            false,
             "--cpus",
-        );
+        ));
     }
     if let Some(s) = l.cpu_shares {
-        add("cpu", &["cpu.shares"], s.to_string(), false, "--cpu-shares");
+        w.push(write("cpu", &["cpu.shares"], s.to_string(), "--cpu-shares"));
     }
     if let Some(p) = l.pids {
         let v = p.map_or("max".to_string(), |n| n.to_string());
-        add("pids", &["pids.max"], v, false, "--pids-limit");
+        w.push(write("pids", &["pids.max"], v, "--pids-limit"));
     }
     if let Some(c) = &l.cpuset_cpus {
-        add(
+        w.push(write(
             "cpuset",
             &["cpuset.cpus"],
             c.clone(),
-            false,
             "--cpuset-cpus",
-        );
+        ));
     }
     if let Some(b) = l.blkio_weight {
-        add(
-            "blkio",
-            &["blkio.weight", "blkio.bfq.weight"],
-            b.to_string(),
-            false,
-            "--blkio-weight",
-        );
+        let files = &["blkio.weight", "blkio.bfq.weight"];
+        w.push(write("blkio", files, b.to_string(), "--blkio-weight"));
     }
     w
 }
-// ANCHOR_END: files
+// ANCHOR_END: writes
 
 /// The hierarchies minictr always uses: accounting (cpuacct, memory, pids, blkio), throttling
 /// counters (cpu) and the freezer (to kill everything at the end). cpuset only when asked for: a

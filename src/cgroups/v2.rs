@@ -48,73 +48,53 @@ pub struct Write {
 
 /// The v2 files behind each flag.
 pub fn writes(l: &Limits) -> Vec<Write> {
-    let mut w = Vec::new();
-    let mut add = |controller, file, value: String, alt, optional, flag| {
-        w.push(Write {
-            controller,
-            file,
-            value,
-            alt,
-            optional,
-            flag,
-        })
+    let write = |controller, file, value: String, flag| Write {
+        controller,
+        file,
+        value,
+        alt: None,
+        optional: false,
+        flag,
     };
+    let mut w = Vec::new();
     if let Some(m) = l.memory {
-        add(
-            "memory",
-            "memory.max",
-            m.to_string(),
-            None,
-            false,
-            "--memory",
-        );
+        w.push(write("memory", "memory.max", m.to_string(), "--memory"));
         // v2 limits swap alone: memory.swap.max = (memory + swap) - memory.
         let (swap, optional) = match l.memory_swap {
             Some(Swap::Total(t)) => ((t - m).to_string(), false),
             Some(Swap::Unlimited) => ("max".to_string(), false),
             None => (m.to_string(), true), // Docker's default: as much swap as memory
         };
-        add(
-            "memory",
-            "memory.swap.max",
-            swap,
-            None,
+        w.push(Write {
             optional,
-            "--memory-swap",
-        );
+            ..write("memory", "memory.swap.max", swap, "--memory-swap")
+        });
     }
     if let Some((quota, period)) = l.cpu {
-        add(
+        w.push(write(
             "cpu",
             "cpu.max",
             format!("{quota} {period}"),
-            None,
-            false,
             "--cpus",
-        );
+        ));
     }
     if let Some(s) = l.cpu_shares {
         let weight = limits::shares_to_weight(s).to_string();
-        add("cpu", "cpu.weight", weight, None, false, "--cpu-shares");
+        w.push(write("cpu", "cpu.weight", weight, "--cpu-shares"));
     }
     if let Some(p) = l.pids {
         let v = p.map_or("max".to_string(), |n| n.to_string());
-        add("pids", "pids.max", v, None, false, "--pids-limit");
+        w.push(write("pids", "pids.max", v, "--pids-limit"));
     }
     if let Some(c) = &l.cpuset_cpus {
-        add(
-            "cpuset",
-            "cpuset.cpus",
-            c.clone(),
-            None,
-            false,
-            "--cpuset-cpus",
-        );
+        w.push(write("cpuset", "cpuset.cpus", c.clone(), "--cpuset-cpus"));
     }
     if let Some(b) = l.blkio_weight {
         let v = format!("default {}", limits::blkio_to_io_weight(b));
-        let alt = Some(("io.bfq.weight", b.to_string()));
-        add("io", "io.weight", v, alt, false, "--blkio-weight");
+        w.push(Write {
+            alt: Some(("io.bfq.weight", b.to_string())),
+            ..write("io", "io.weight", v, "--blkio-weight")
+        });
     }
     w
 }

@@ -1,6 +1,6 @@
 //! `minictr ps`, `logs`, `stop`, `kill` (chapter 8): commands that read the state directory.
 
-use crate::state::{self, Entry};
+use crate::state::{self, Entry, Status};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -8,11 +8,11 @@ use std::io::{Read, Seek, Write};
 use std::time::{Duration, Instant};
 
 fn status_of(e: &Entry) -> String {
-    match (e.live, e.state.status.as_str(), e.state.exit_code) {
-        (true, "running", _) => "running".into(),
+    match (e.live, e.state.status, e.state.exit_code) {
+        (true, Status::Running, _) => "running".into(),
         (true, _, _) => "starting".into(),
-        (false, "exited", Some(c)) => format!("exited ({c})"),
-        (false, "exited", None) => "exited (minictr died)".into(),
+        (false, Status::Exited, Some(c)) => format!("exited ({c})"),
+        (false, Status::Exited, None) => "exited (minictr died)".into(),
         (false, _, _) => "dead".into(),
     }
 }
@@ -37,7 +37,7 @@ pub fn ps(all: bool) -> Result<i32> {
         "ID", "NAME", "PID", "STATUS", "COMMAND", "CREATED"
     )?;
     for e in state::list(&state::base_dir()) {
-        let running = e.live && e.state.status == "running";
+        let running = e.live && e.state.status == Status::Running;
         if !all && !running {
             continue;
         }
@@ -56,10 +56,9 @@ pub fn ps(all: bool) -> Result<i32> {
         let addr = e
             .state
             .resources
-            .get("network")
-            .and_then(|v| v.first())
-            .cloned()
-            .unwrap_or_else(|| "-".into());
+            .network
+            .as_ref()
+            .map_or_else(|| "-".into(), |l| l.addr.to_string());
         writeln!(
             out,
             "{:<12}  {:<16}  {:>7}  {:<16}  {:<24}  {:<10}  {}",
@@ -117,7 +116,7 @@ pub fn logs(what: &str, follow: bool) -> Result<i32> {
 /// A running container's first process, or an error that says it is not running.
 fn running_pid(e: &Entry, what: &str) -> Result<Pid> {
     match (e.live, e.state.container_pid) {
-        (true, Some(p)) if e.state.status == "running" => Ok(Pid::from_raw(p)),
+        (true, Some(p)) if e.state.status == Status::Running => Ok(Pid::from_raw(p)),
         _ => bail!(crate::error::hint(
             format!("container {what} is not running"),
             "see `minictr ps -a`"

@@ -14,17 +14,21 @@ use nix::unistd::{ForkResult, Pid};
 
 pub const CHAPTER: &str = "ch08 lifecycle";
 
-/// Signals init passes on to the command.
-const FORWARDED: [Signal; 8] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+/// Signals init passes on to the command: what minictr forwards, plus the terminal's resize and
+/// SIGCONT (init sits in the container's terminal session).
+const FORWARDED: [Signal; 8] = {
+    let f = super::supervise::FORWARDED;
+    [
+        f[0],
+        f[1],
+        f[2],
+        f[3],
+        f[4],
+        f[5],
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+    ]
+};
 
 // ANCHOR: init
 /// Become the init: fork; the child restores `mask` and runs `exec` (which returns only on failure);
@@ -69,6 +73,14 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
     if nix::unistd::isatty(&stdin).unwrap_or(false) {
         let _ = nix::unistd::tcsetpgrp(&stdin, child);
     }
+    reap_and_forward(child, &sfd)
+}
+// ANCHOR_END: init
+
+// ANCHOR: reap
+/// PID 1's loop: reap every child (the command, and orphans re-parented to us) and pass signals on
+/// to the command; return the command's exit code.
+fn reap_and_forward(child: Pid, sfd: &SignalFd) -> i32 {
     loop {
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
@@ -108,4 +120,4 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
         }
     }
 }
-// ANCHOR_END: init
+// ANCHOR_END: reap

@@ -64,6 +64,9 @@ impl Subnet {
         Ok(net)
     }
 
+    // ANCHOR_END: subnet
+
+    // ANCHOR: subnet_math
     pub fn mask(&self) -> u32 {
         u32::MAX << (32 - self.prefix)
     }
@@ -90,7 +93,7 @@ impl std::fmt::Display for Subnet {
         write!(f, "{}/{}", self.network, self.prefix)
     }
 }
-// ANCHOR_END: subnet
+// ANCHOR_END: subnet_math
 
 /// One line of the allocation file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +152,31 @@ pub fn pick(subnet: &Subnet, used: &[Entry]) -> Result<Ipv4Addr> {
 }
 // ANCHOR_END: pick
 
+/// Lock `<dir>/lock` — the file that is there once the lock is held: `minictr network rm` unlinks
+/// the table and its lock (holding it), so a waiter that wakes up on an unlinked file tries again.
+fn lock_linked(dir: &Path) -> Result<Flock<File>> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        let lockf = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .with_context(|| format!("failed to open {}/lock", dir.display()))?;
+        let lock = Flock::lock(lockf, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
+        let held = lock
+            .metadata()
+            .with_context(|| format!("failed to inspect {}/lock", dir.display()))?;
+        if std::fs::metadata(dir.join("lock")).is_ok_and(|m| m.ino() == held.ino()) {
+            return Ok(lock);
+        }
+    }
+}
+
 /// The allocation file and its lock, held for as long as this value lives.
 pub struct Allocations {
     path: PathBuf,
@@ -161,22 +189,12 @@ impl Allocations {
     /// Lock `<dir>/lock`, read `<dir>/allocations` and drop the lines whose owner is gone
     /// (`alive(rundir)` says whether a runtime directory is still owned by a running minictr).
     pub fn lock(dir: &Path, alive: &dyn Fn(&Path) -> bool) -> Result<Allocations> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
-        let lockf = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))
-            .with_context(|| format!("failed to open {}/lock", dir.display()))?;
         crate::explain!(
             super::CHAPTER,
             "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
             dir.display()
         );
-        let lock = Flock::lock(lockf, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
+        let lock = lock_linked(dir)?;
         let path = dir.join("allocations");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,

@@ -176,6 +176,21 @@ pub struct Network {
     bridge: Option<BridgeLease>,
 }
 
+/// What state.json records of a bridge network (before the veth exists): enough for a later
+/// minictr to undo it after a crash, and the address `minictr ps` shows.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Lease {
+    pub addr: Ipv4Addr,
+    /// The allocation's key in the address table (the container id).
+    pub id: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// The inode of the network namespace minictr ran in (where the veth and the rules live).
+    pub netns: u64,
+    /// Published ports, as `[HOST_IP:]PROTO:HOST_PORT:CTR_IP:CTR_PORT`.
+    pub publish: Vec<String>,
+}
+
 struct BridgeLease {
     sock: Socket,
     bridge_index: i32,
@@ -356,24 +371,17 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
 // ANCHOR_END: ensure_bridge
 
 impl Network {
-    /// What to record in state.json before [`Network::attach`] creates anything on the host.
-    pub fn record(&self) -> Vec<String> {
-        let Some(b) = &self.bridge else {
-            return Vec::new();
-        };
-        // The address first and bare: `minictr ps` shows the first value as the ADDRESS column.
-        let mut v = vec![
-            b.addr.to_string(),
-            format!("id={}", self.id),
-            format!("veth={}", b.host_if),
-            format!("netns={}", b.netns),
-        ];
-        v.extend(
-            b.publish
-                .iter()
-                .map(|p| format!("publish={}", nat::record(p, b.addr))),
-        );
-        v
+    /// What to record in state.json before [`Network::attach`] creates anything on the host
+    /// (`None` unless `--network bridge`).
+    pub fn record(&self) -> Option<Lease> {
+        let b = self.bridge.as_ref()?;
+        Some(Lease {
+            addr: b.addr,
+            id: self.id.clone(),
+            veth: b.host_if.clone(),
+            netns: b.netns,
+            publish: b.publish.iter().map(|p| nat::record(p, b.addr)).collect(),
+        })
     }
 
     // ANCHOR: attach
@@ -453,6 +461,9 @@ impl Drop for Network {
     }
 }
 
+// ANCHOR_END: teardown
+
+// ANCHOR: delete_link
 /// Deleting a network device waits for RCU grace periods in the kernel — tens of milliseconds, far
 /// more than everything else minictr does to start a container. A short-lived helper process (forked
 /// twice, so nobody has to reap it) does the delete while minictr exits. The kernel would also
@@ -487,53 +498,39 @@ fn delete_link_in_background(name: &str) {
         Err(_) => delete(),
     }
 }
-// ANCHOR_END: teardown
+// ANCHOR_END: delete_link
 
 // ANCHOR: stale
-/// Undo what a crashed minictr recorded (`values` from [`Network::record`]): its published ports,
+/// Undo what a crashed minictr recorded (the [`Lease`] from [`Network::record`]): its published ports,
 /// its veth and its address. They live in the network namespace that minictr ran in; if that is not
 /// ours, a named namespace (`ip netns add`, bind-mounted at /run/netns/NAME) with the recorded inode
 /// is entered for the cleanup. A namespace that no longer exists took its veth and rules with it.
-pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool) {
-    fn get<'a>(values: &'a [String], k: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        values
-            .iter()
-            .filter_map(move |v| v.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-    }
+pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
     let undo = || {
-        for rec in get(values, "publish") {
+        for rec in &lease.publish {
             if let Some((p, addr)) = nat::parse_record(rec) {
                 let _ = nat::set_element(&p, addr, false);
             }
         }
-        if let Some(veth) = get(values, "veth").next() {
-            if let Ok(mut sock) = Socket::open(libc::NETLINK_ROUTE) {
-                let _ = sock.del_link(veth);
-            }
+        if let Ok(mut sock) = Socket::open(libc::NETLINK_ROUTE) {
+            let _ = sock.del_link(&lease.veth);
         }
     };
-    if let Some(ns) = get(values, "netns")
-        .next()
-        .and_then(|n| n.parse::<u64>().ok())
-    {
-        if current_netns().ok() == Some(ns) {
-            undo();
-        } else if let Some(path) = named_netns(ns) {
-            crate::explain!(
-                CHAPTER,
-                "setns({}, CLONE_NEWNET) — the stale container's network lives there",
-                path.display()
-            );
-            if let Err(e) = in_netns(&path, undo) {
-                eprintln!("minictr: warning: {}", crate::error::one_line(&e));
-            }
+    if current_netns().ok() == Some(lease.netns) {
+        undo();
+    } else if let Some(path) = named_netns(lease.netns) {
+        crate::explain!(
+            CHAPTER,
+            "setns({}, CLONE_NEWNET) — the stale container's network lives there",
+            path.display()
+        );
+        if let Err(e) = in_netns(&path, undo) {
+            eprintln!("minictr: warning: {}", crate::error::one_line(&e));
         }
     }
-    if let Some(id) = get(values, "id").next() {
-        if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
-            if table.remove(id) {
-                let _ = table.save();
-            }
+    if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
+        if table.remove(&lease.id) {
+            let _ = table.save();
         }
     }
 }
@@ -603,12 +600,44 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
             CHAPTER,
             "rm -r {netdir:?} — no addresses are allocated anywhere"
         );
-        drop(table);
+        // Unlinked while still locked: a minictr waiting for the lock then finds its file gone and
+        // makes a new one (see `ipam::Allocations::lock`), instead of sharing the table with one
+        // that opened the new file meanwhile.
         let _ = std::fs::remove_file(netdir.join("allocations"));
         let _ = std::fs::remove_file(netdir.join("lock"));
         let _ = std::fs::remove_dir(netdir);
+        drop(table);
     }
     Ok(())
+}
+
+/// Chapter 6's flags of `minictr run`.
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Network (chapter 6)")]
+pub struct NetworkArgs {
+    /// Network: bridge (own address on the bridge minictr0; default as root), none (only lo; default
+    /// rootless) or host (the host's network, like --no-net)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// The bridge's subnet when minictr creates it [default: 10.213.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Publish a container port: [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp]; repeatable (bridge only)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<String>,
+}
+
+impl NetworkArgs {
+    /// Step 1: this stage's config. `no_net` is chapter 1's `--no-net` (the host's network);
+    /// `default` the mode when neither it nor `--network` is given (the host's MINICTR_NETWORK);
+    /// `root`: minictr runs as root.
+    pub fn config(&self, no_net: bool, default: Option<&str>, root: bool) -> Result<Config> {
+        let mode = self
+            .network
+            .as_deref()
+            .or(if no_net { None } else { default });
+        Config::parse(mode, no_net, self.subnet.as_deref(), &self.publish, root)
+    }
 }
 
 #[cfg(test)]

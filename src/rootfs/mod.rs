@@ -5,6 +5,8 @@
 //! Every target is resolved inside the rootfs ([`safepath`]), so a symlink in the image can never
 //! redirect a mount onto the host.
 
+pub mod args;
+pub use args::RootfsArgs;
 mod dev;
 pub mod safepath;
 mod volumes;

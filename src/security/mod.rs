@@ -8,12 +8,14 @@
 //! user switch (process.rs) → permitted/effective/inheritable, ambient → close-on-exec for every fd
 //! → no_new_privs → seccomp → execve.
 
+pub mod args;
 pub mod bpf;
 pub mod caps;
 pub mod paths;
 pub mod profile;
 pub mod seccomp;
 pub mod syscalls;
+pub use args::SecurityArgs;
 
 use anyhow::{bail, Context, Result};
 use caps::CapSet;
@@ -41,8 +43,8 @@ pub struct Config {
     pub seccomp_source: String,
     pub masks: bool,
     pub rlimits: Vec<Rlimit>,
-    /// The options as command-line words, recorded for `minictr exec`.
-    pub words: Vec<String>,
+    /// The options as given (a seccomp profile by its absolute path), recorded for `minictr exec`.
+    pub recorded: SecurityArgs,
 }
 
 /// What the command line said about this stage.
@@ -56,88 +58,6 @@ pub struct Options<'a> {
     pub no_caps: bool,
     pub no_seccomp: bool,
     pub no_masks: bool,
-}
-
-/// [`Options`] that own their strings: what `minictr exec` reads back from the state file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct OwnedOptions {
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub security_opt: Vec<String>,
-    pub ulimit: Vec<String>,
-    pub no_security: bool,
-    pub no_caps: bool,
-    pub no_seccomp: bool,
-    pub no_masks: bool,
-}
-
-impl OwnedOptions {
-    pub fn borrow(&self) -> Options<'_> {
-        Options {
-            cap_add: &self.cap_add,
-            cap_drop: &self.cap_drop,
-            security_opt: &self.security_opt,
-            ulimit: &self.ulimit,
-            no_security: self.no_security,
-            no_caps: self.no_caps,
-            no_seccomp: self.no_seccomp,
-            no_masks: self.no_masks,
-        }
-    }
-
-    /// The options as the command-line words that would give them (a seccomp profile by its
-    /// absolute path: `minictr exec` runs from another directory).
-    pub fn to_words(o: &Options<'_>) -> Vec<String> {
-        let mut w = Vec::new();
-        let mut pair = |flag: &str, v: &String| {
-            w.push(flag.to_string());
-            w.push(v.clone());
-        };
-        o.cap_add.iter().for_each(|v| pair("--cap-add", v));
-        o.cap_drop.iter().for_each(|v| pair("--cap-drop", v));
-        for v in o.security_opt {
-            let abs = match v.split_once(['=', ':']) {
-                Some(("seccomp", f)) if f != "unconfined" => std::fs::canonicalize(f)
-                    .map(|p| format!("seccomp={}", p.display()))
-                    .unwrap_or_else(|_| v.clone()),
-                _ => v.clone(),
-            };
-            pair("--security-opt", &abs);
-        }
-        o.ulimit.iter().for_each(|v| pair("--ulimit", v));
-        for (on, flag) in [
-            (o.no_security, "--no-security"),
-            (o.no_caps, "--no-caps"),
-            (o.no_seccomp, "--no-seccomp"),
-            (o.no_masks, "--no-masks"),
-        ] {
-            if on {
-                w.push(flag.to_string());
-            }
-        }
-        w
-    }
-
-    /// Read back what [`OwnedOptions::to_words`] wrote.
-    pub fn from_words(words: &[String]) -> OwnedOptions {
-        let mut o = OwnedOptions::default();
-        let mut it = words.iter();
-        while let Some(flag) = it.next() {
-            let mut value = || it.next().cloned().unwrap_or_default();
-            match flag.as_str() {
-                "--cap-add" => o.cap_add.push(value()),
-                "--cap-drop" => o.cap_drop.push(value()),
-                "--security-opt" => o.security_opt.push(value()),
-                "--ulimit" => o.ulimit.push(value()),
-                "--no-security" => o.no_security = true,
-                "--no-caps" => o.no_caps = true,
-                "--no-seccomp" => o.no_seccomp = true,
-                "--no-masks" => o.no_masks = true,
-                _ => {}
-            }
-        }
-        o
-    }
 }
 
 const RLIMITS: [(&str, i32); 16] = [
@@ -288,7 +208,7 @@ impl Config {
             seccomp_source,
             masks: !(o.no_security || o.no_masks),
             rlimits,
-            words: OwnedOptions::to_words(o),
+            recorded: SecurityArgs::recorded(o),
         })
     }
 }
@@ -445,22 +365,6 @@ fn show_limit(v: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_survive_the_state_file() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let o = OwnedOptions {
-            cap_add: s(&["SYS_ADMIN"]),
-            cap_drop: s(&["ALL", "NET_RAW"]),
-            security_opt: s(&["no-new-privileges=false", "seccomp=unconfined"]),
-            ulimit: s(&["nofile=10:20"]),
-            no_masks: true,
-            ..Default::default()
-        };
-        let words = OwnedOptions::to_words(&o.borrow());
-        assert_eq!(OwnedOptions::from_words(&words), o);
-        assert_eq!(OwnedOptions::from_words(&[]), OwnedOptions::default());
-    }
 
     #[test]
     fn ulimits() {

@@ -1,0 +1,405 @@
+//! Step 1 of `minictr run`: every input parsed and checked before anything is created, so an error
+//! leaves nothing behind. Each stage turns its own flags into its own validated config; this module
+//! only wires them (the network decides which /etc files are bound, the user namespace whether
+//! volumes can be idmapped, …). Nothing here asks the system who we are: that comes in a [`Host`].
+
+use crate::host::Host;
+use crate::lifecycle::LifecycleArgs;
+use crate::{
+    cgroups, error, namespaces, network, overlay, process, rootfs, security, state, userns, RunArgs,
+};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// Everything `minictr run` will do, validated before anything is created (step 1).
+pub struct Spec {
+    pub id: String,
+    pub host: Host,
+    pub hostname: String,
+    pub namespaces: namespaces::Namespaces,
+    pub rootfs: rootfs::Config,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub user: process::UserSpec,
+    pub userns: Option<userns::Plan>,
+    /// ch04: the container's cgroup (planned; created in step 2) and `--stats`.
+    pub cgroup: cgroups::Decision,
+    pub stats: bool,
+    /// `None` with `--no-overlay`: the rootfs itself is the container's root (chapter 2).
+    pub overlay: Option<overlay::Config>,
+    pub tmpfs: Vec<overlay::Tmpfs>,
+    /// `-t`, `-i`, `--init`, `-d` (chapter 8).
+    pub lifecycle: LifecycleArgs,
+    /// ch06: --network, --subnet, -p.
+    pub network: network::Config,
+    /// Chapter 7: capabilities, no_new_privs, seccomp (compiled here, once), masks, rlimits.
+    pub security: security::Config,
+}
+
+// ANCHOR: validate
+impl Spec {
+    /// Step 1: parse and check every input, stage by stage. Nothing exists yet.
+    pub fn from_args(args: &RunArgs, host: &Host) -> Result<Spec> {
+        let id = state::new_id();
+        let hostname = hostname(&args.namespaces, &id, host)?;
+        let (env, user) = process_args(args)?;
+        // ch06: MINICTR_NETWORK is the default when neither --network nor --no-net is given.
+        let network = args.network.config(
+            args.namespaces.no_net,
+            host.network_default.as_deref(),
+            host.is_root(),
+        )?;
+        let userns = userns_plan(&args.userns, host)?;
+        let namespaces = namespaces(&args.namespaces, &userns, &network);
+        // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
+        let cgroup = cgroups::plan(&args.cgroups, &id, !host.is_root(), host.cgroup_layout)?;
+        let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
+        let overlay = args.overlay.config(&rootfs_path)?;
+        let tmpfs = args
+            .overlay
+            .tmpfs
+            .iter()
+            .map(|t| overlay::parse_tmpfs(t))
+            .collect::<Result<Vec<_>>>()?;
+        let rootfs = rootfs_config(args, rootfs_path, &network, &userns, &namespaces, host, &id)?;
+        // ch07: every hardening option checked and the seccomp filter compiled before clone.
+        let security = security::Config::from_options(&args.security.options())?;
+        Ok(Spec {
+            id,
+            host: host.clone(),
+            hostname,
+            namespaces,
+            rootfs,
+            command: args.command.clone(),
+            env,
+            user,
+            userns,
+            cgroup,
+            stats: args.cgroups.stats,
+            overlay,
+            tmpfs,
+            lifecycle: args.lifecycle.clone(),
+            network,
+            security,
+        })
+    }
+}
+// ANCHOR_END: validate
+
+// ANCHOR: namespaces
+/// ch01: the namespaces the container gets. The network stage decides about the network namespace
+/// (`--network host` shares minictr's), the user namespace stage about the user namespace.
+fn namespaces(
+    a: &namespaces::NamespacesArgs,
+    userns: &Option<userns::Plan>,
+    network: &network::Config,
+) -> namespaces::Namespaces {
+    namespaces::Namespaces {
+        user: userns.is_some(),
+        pid: !a.no_pid,
+        net: network.own_netns(),
+        uts: !a.no_uts,
+        ipc: !a.no_ipc,
+        cgroup: !a.no_cgroupns,
+    }
+}
+// ANCHOR_END: namespaces
+
+/// ch01: the hostname — `--hostname`, else the id; without a UTS namespace the host's own.
+fn hostname(a: &namespaces::NamespacesArgs, id: &str, host: &Host) -> Result<String> {
+    let name = match (&a.hostname, a.no_uts) {
+        (Some(_), true) => bail!(error::hint(
+            "--hostname needs the container's own UTS namespace, and --no-uts keeps the host's",
+            "drop --no-uts, or drop --hostname"
+        )),
+        // No UTS namespace: the container shares the host's name, and $HOSTNAME says so.
+        (None, true) => host.hostname.clone().unwrap_or_else(|| id.to_string()),
+        (Some(h), false) => h.clone(),
+        (None, false) => id.to_string(),
+    };
+    if !a.no_uts {
+        namespaces::validate_hostname(&name)?;
+    }
+    Ok(name)
+}
+
+/// The process: `-e`, `-u`, and a command that is not an empty string.
+fn process_args(args: &RunArgs) -> Result<(Vec<(String, String)>, process::UserSpec)> {
+    let env = args
+        .env
+        .iter()
+        .map(|e| process::parse_env(e))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let user = match &args.user {
+        Some(u) => process::parse_user(u)?,
+        None => process::UserSpec::default(),
+    };
+    if args.command.first().is_some_and(|c| c.is_empty()) {
+        bail!(error::hint(
+            "the command is an empty string",
+            "give the program to run inside the container, e.g. /bin/sh"
+        ));
+    }
+    Ok((env, user))
+}
+
+/// ch03: the user namespace's maps, or `None` with `--userns=host` (root only).
+fn userns_plan(a: &userns::UsernsArgs, host: &Host) -> Result<Option<userns::Plan>> {
+    match a.userns.as_str() {
+        "private" | "" => {
+            let parse = |v: &[String]| {
+                v.iter()
+                    .map(|m| userns::IdMap::parse(m))
+                    .collect::<Result<Vec<_>>>()
+            };
+            Ok(Some(userns::plan(&parse(&a.uidmap)?, &parse(&a.gidmap)?)?))
+        }
+        "host" => {
+            if !a.uidmap.is_empty() || !a.gidmap.is_empty() {
+                bail!(error::hint(
+                    "--uidmap/--gidmap need a user namespace",
+                    "drop --userns=host"
+                ));
+            }
+            if !host.is_root() {
+                bail!(error::hint(
+                    "--userns=host needs root",
+                    "run as root (sudo), or leave the user namespace on so your own uid becomes root inside"
+                ));
+            }
+            Ok(None)
+        }
+        other => bail!(error::hint(
+            format!("invalid --userns value {other:?}"),
+            "use --userns=private or --userns=host"
+        )),
+    }
+}
+
+/// ch02: the root filesystem stage's config: the volumes (the network's /etc files first, so a
+/// user's `-v` can still replace them), the working directory, which kernel filesystems to mount.
+fn rootfs_config(
+    args: &RunArgs,
+    rootfs: PathBuf,
+    network: &network::Config,
+    userns: &Option<userns::Plan>,
+    ns: &namespaces::Namespaces,
+    host: &Host,
+    id: &str,
+) -> Result<rootfs::Config> {
+    let rundir = host.run_dir.join(id);
+    let mut volumes: Vec<rootfs::Volume> = network::etc_binds(network, &rundir)
+        .into_iter()
+        .map(|(host, target)| rootfs::Volume {
+            host,
+            target,
+            readonly: false,
+            idmap: false,
+            is_dir: false,
+        })
+        .collect();
+    for v in &args.root.volumes {
+        volumes.push(rootfs::parse_volume(v)?);
+    }
+    check_idmap_volumes(&volumes, userns, host)?;
+    let workdir = args
+        .root
+        .workdir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/"));
+    if !workdir.is_absolute() {
+        bail!(error::hint(
+            format!(
+                "invalid working directory {}: not absolute",
+                workdir.display()
+            ),
+            "give an absolute path inside the container, e.g. -w /tmp"
+        ));
+    }
+    Ok(rootfs::Config {
+        rootfs,
+        mountpoint: rundir.join("root"),
+        volumes_prepared: userns.is_some() && host.is_root(),
+        readonly: args.overlay.read_only,
+        volumes,
+        workdir,
+        own_netns: ns.net,
+        own_ipcns: ns.ipc,
+        own_pidns: ns.pid,
+    })
+}
+
+/// ch03: an idmapped volume needs a user namespace to map into, and host root to make it.
+fn check_idmap_volumes(
+    volumes: &[rootfs::Volume],
+    userns: &Option<userns::Plan>,
+    host: &Host,
+) -> Result<()> {
+    let idmapped = volumes.iter().filter(|v| v.idmap).count();
+    if idmapped == 0 {
+        return Ok(());
+    }
+    if userns.is_none() {
+        bail!(error::hint(
+            "`:idmap` volumes need a user namespace",
+            "drop --userns=host, or drop :idmap"
+        ));
+    }
+    if !host.is_root() {
+        bail!(error::hint(
+            "`:idmap` volumes need root: the kernel lets only host root create idmapped mounts",
+            "drop :idmap (rootless, files you own appear as root inside already)"
+        ));
+    }
+    if idmapped > 16 {
+        bail!(error::hint(
+            "more than 16 `:idmap` volumes",
+            "idmap a common parent directory instead"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn host(euid: u32, network: Option<&str>) -> Host {
+        Host {
+            euid,
+            egid: euid,
+            network_default: network.map(str::to_string),
+            hostname: Some("the-host".into()),
+            run_dir: std::env::temp_dir().join("minictr-spec-test"),
+            cgroup_layout: v1_host,
+        }
+    }
+
+    /// A cgroup v1 host: memory and pids hierarchies, minictr in their roots.
+    fn v1_host() -> Result<cgroups::Layout> {
+        Ok(cgroups::Layout::from_texts(
+            "32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             33 31 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+            "4:memory:/\n3:pids:/\n",
+        ))
+    }
+
+    /// A directory that passes the rootfs check (no /proc, /sys, /dev symlinks): this repository.
+    fn rootfs() -> String {
+        env!("CARGO_MANIFEST_DIR").to_string()
+    }
+
+    fn spec(host: &Host, flags: &[&str]) -> Result<Spec> {
+        let cg = flags
+            .iter()
+            .any(|f| f.starts_with("--memory") || *f == "--cgroups");
+        let flags: Vec<&str> = flags
+            .iter()
+            .copied()
+            .filter(|f| *f != "--cgroups")
+            .collect();
+        let root = rootfs();
+        let mut argv = vec!["run"];
+        if !cg {
+            argv.push("--no-cgroup");
+        }
+        argv.extend(flags);
+        argv.extend([root.as_str(), "/bin/true"]);
+        let cli = Cli::try_parse_from(argv).expect("valid command line");
+        Spec::from_args(&cli.run, host)
+    }
+
+    fn err(host: &Host, flags: &[&str]) -> String {
+        match spec(host, flags) {
+            Ok(_) => panic!("{flags:?} was accepted"),
+            Err(e) => error::one_line(&e),
+        }
+    }
+
+    #[test]
+    fn rootless_defaults_to_no_network_and_root_to_the_bridge() {
+        let s = spec(&host(1000, None), &[]).unwrap();
+        assert_eq!(s.network.mode, network::Mode::None);
+        assert!(s.namespaces.net);
+        let s = spec(&host(0, None), &["--userns=host"]).unwrap();
+        assert_eq!(s.network.mode, network::Mode::Bridge);
+    }
+
+    #[test]
+    fn minictr_network_is_the_default_and_flags_win() {
+        let s = spec(&host(0, Some("none")), &["--userns=host"]).unwrap();
+        assert_eq!(s.network.mode, network::Mode::None);
+        let s = spec(&host(0, Some("none")), &["--userns=host", "--no-net"]).unwrap();
+        assert_eq!(s.network.mode, network::Mode::Host);
+        assert!(!s.namespaces.net);
+        let s = spec(&host(0, Some("none")), &["--userns=host", "--network=host"]).unwrap();
+        assert_eq!(s.network.mode, network::Mode::Host);
+    }
+
+    #[test]
+    fn userns_host_is_refused_rootless() {
+        assert!(err(&host(1000, None), &["--userns=host"]).contains("--userns=host needs root"));
+        let s = spec(&host(0, Some("none")), &["--userns=host"]).unwrap();
+        assert!(s.userns.is_none() && !s.namespaces.user);
+        assert!(!s.rootfs.volumes_prepared);
+    }
+
+    #[test]
+    fn stage_switch_conflicts_are_refused() {
+        let h = host(0, Some("none"));
+        assert!(err(&h, &["--no-overlay", "--keep"]).contains("need the overlay stage"));
+        assert!(err(&h, &["--hostname", "x", "--no-uts"]).contains("--no-uts"));
+        assert!(err(&h, &["--read-only", "--name", "x"]).contains("no writable layer"));
+        assert!(err(&h, &["-w", "tmp"]).contains("not absolute"));
+        assert!(err(&h, &["--userns=sideways"]).contains("invalid --userns"));
+    }
+
+    #[test]
+    fn hostname_is_the_id_or_the_hosts_without_uts() {
+        let h = host(0, Some("none"));
+        let s = spec(&h, &["--userns=host"]).unwrap();
+        assert_eq!(s.hostname, s.id);
+        let s = spec(&h, &["--userns=host", "--no-uts"]).unwrap();
+        assert_eq!(s.hostname, "the-host");
+        assert!(!s.namespaces.uts);
+    }
+
+    #[test]
+    fn idmap_volumes_need_root_and_a_user_namespace() {
+        let v = ["-v", "/tmp:/mnt:idmap"];
+        let rootless = err(&host(1000, None), &v);
+        assert!(rootless.contains("need root"), "{rootless}");
+        let no_userns = err(&host(0, Some("none")), &["--userns=host", v[0], v[1]]);
+        assert!(no_userns.contains("need a user namespace"), "{no_userns}");
+    }
+
+    #[test]
+    fn cgroup_v1_is_used_as_root_and_skipped_or_refused_rootless() {
+        let s = spec(&host(0, Some("none")), &["--userns=host", "--cgroups"]).unwrap();
+        let cgroups::Decision::Use(plan) = &s.cgroup else {
+            panic!("root on v1 gets a cgroup: {:?}", s.cgroup);
+        };
+        assert!(plan.paths().0.iter().any(|p| p.ends_with(&s.id)));
+        let s = spec(&host(1000, None), &["--cgroups"]).unwrap();
+        assert!(matches!(&s.cgroup, cgroups::Decision::Skip(why) if why.contains("v1")));
+        let e = err(&host(1000, None), &["--memory=64m"]);
+        assert!(e.contains("cannot apply --memory"), "{e}");
+    }
+
+    #[test]
+    fn the_runtime_directory_comes_from_the_host() {
+        let h = host(0, Some("none"));
+        let s = spec(&h, &["--userns=host"]).unwrap();
+        assert_eq!(s.rootfs.mountpoint, h.run_dir.join(&s.id).join("root"));
+    }
+}
