@@ -319,9 +319,9 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
         }
         // The rules are made with the bridge; if they are gone (a crash between the two, or
         // `nft flush ruleset` by hand), make them again.
-        if !nat::table_exists()? {
+        if !nat::table_exists().unwrap_or(false) {
             nat::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-            nat::install(BRIDGE, &subnet.to_string())?;
+            install_nat(&subnet);
         }
         return Ok((link.index, link.mtu, subnet));
     }
@@ -345,7 +345,7 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
             &format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet"),
             "1",
         )?;
-        nat::install(BRIDGE, &subnet.to_string())?;
+        install_nat(&subnet);
         Ok((link.index, mtu, subnet))
     })();
     if made.is_err() {
@@ -354,6 +354,14 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
     made
 }
 // ANCHOR_END: ensure_bridge
+
+/// The NAT table, or — where nf_tables or its NAT expressions are missing — one line that says
+/// so: the container still starts with its address on the bridge.
+fn install_nat(subnet: &Subnet) {
+    if let Err(e) = nat::install(BRIDGE, subnet) {
+        eprintln!("minictr: {}", nat::unavailable_note(&e));
+    }
+}
 
 impl Network {
     /// What to record in state.json before [`Network::attach`] creates anything on the host.
