@@ -481,6 +481,7 @@ fn start(spec: &Spec, mut notifier: Option<&mut detach::Notifier>) -> Result<i32
         &spec.network,
         &spec.id,
         &spec.hostname,
+        spec.overlay.as_ref().and_then(|o| o.name.as_deref()),
         rt.path(),
         &network_dir(),
         state::is_live,

@@ -70,7 +70,7 @@ fn spawn(opts: &[&str], cmd: &[&str]) -> Child {
 fn wait_state(hostname: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(rd) = std::fs::read_dir("/run/minictr") {
+        if let Ok(rd) = std::fs::read_dir(common::run_dir()) {
             for e in rd.flatten() {
                 let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) else {
                     continue;

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,18 +53,35 @@ impl Netns {
         ns
     }
 
-    /// `ip netns exec NAME minictr run OPTS ROOTFS CMD…`
-    fn minictr(&self, opts: &[&str], cmd: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name])
-            .arg(common::bin())
-            .arg("run")
-            .args(opts)
-            .arg(common::rootfs())
-            .args(cmd)
+    /// `minictr ARGS…` started inside this namespace (`nsenter --net=/run/netns/NAME`: setns
+    /// between fork and exec; unlike `ip netns exec` nothing is remounted) with an empty PATH:
+    /// nothing on minictr's path may run another program (no `nft`, no `ip`).
+    fn minictr_cmd(&self, args: &[&str]) -> Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        let mut c = Command::new(common::bin());
+        c.args(args)
             .env("MINICTR_RUN_DIR", RUN_DIR)
+            .env("PATH", "/nonexistent")
             .env_remove("MINICTR_NETWORK") // the default: bridge, as root
             .stdin(Stdio::null());
+        // SAFETY: setns is async-signal-safe; `ns` is kept alive by the closure until exec.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c
+    }
+
+    /// `minictr run OPTS ROOTFS CMD…` inside this namespace.
+    fn minictr(&self, opts: &[&str], cmd: &[&str]) -> Command {
+        let mut c = self.minictr_cmd(&["run"]);
+        c.args(opts).arg(common::rootfs()).args(cmd);
         c
     }
 
@@ -244,6 +262,20 @@ fn only_lo_and_eth0_inside_with_an_address_and_the_bridge_answers() {
         std::fs::read_to_string(common::rootfs().join("etc/hostname")).unwrap(),
         "minictr\n"
     );
+    // The table was made over netlink (minictr ran with an empty PATH); `nft`, a test tool only,
+    // shows its rules when it is installed.
+    if Path::new("/usr/sbin/nft").exists() || Path::new("/sbin/nft").exists() {
+        let table = host.exec(&["nft", "list", "table", "ip", "minictr"]);
+        for want in [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "ip saddr 10.213.0.0/16 oifname != \"minictr0\" masquerade",
+            "oifname \"minictr0\" ip saddr 127.0.0.0/8 masquerade",
+            "fib daddr type local jump publish",
+            "dnat ip to meta l4proto . th dport map @publish_any",
+        ] {
+            assert!(table.contains(want), "{want:?} missing in\n{table}");
+        }
+    }
     // The bridge has its address; the host end is gone.
     assert!(host
         .exec(&["ip", "-4", "-o", "addr", "show", "minictr0"])
@@ -622,6 +654,61 @@ fn bad_network_values_exit_125_before_anything_is_made() {
 }
 
 #[test]
+fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
+    if !common::need_root("containers_reach_each_other_by_name_and_forget_a_peer_that_exits") {
+        return;
+    }
+    let host = Netns::new("names");
+    let web = common::unique("web");
+    let data = common::scratch("ch06-names");
+    // Writable by the containers' root, whichever host uid it is mapped to.
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // "web" runs until the file `stop` appears in its volume; its hostname is not its name.
+    let mut cweb = host
+        .minictr(
+            &[
+                "--name",
+                &web,
+                "--hostname",
+                "webhost",
+                "-v",
+                &format!("{}:/x", data.display()),
+            ],
+            &[
+                "sh",
+                "-c",
+                "echo up; while [ ! -e /x/stop ]; do sleep 0.1; done",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (first, _rest) = first_line(&mut cweb);
+    assert_eq!(first.trim(), "up");
+    // The second container pings web by its --name, then waits until web is gone from its
+    // /etc/hosts (rewritten in place when web exits).
+    let script = format!(
+        "ping -c1 -W2 {web} >/dev/null && echo reached-by-name; ping -c1 -W2 webhost >/dev/null && echo reached-by-hostname; touch /x/stop; i=0; while grep -q {web} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 3; done; echo forgotten; ping -c1 -W1 {web} >/dev/null 2>&1 || echo name-gone"
+    );
+    let out = host.run(
+        &["-v", &format!("{}:/x", data.display())],
+        &["sh", "-c", &script],
+    );
+    let text = ok(&out);
+    assert!(text.contains("reached-by-name"), "{text}");
+    assert!(text.contains("reached-by-hostname"), "{text}");
+    assert!(
+        text.contains("forgotten") && text.contains("name-gone"),
+        "{text}"
+    );
+    assert!(wait_bounded(&mut cweb, 30).success());
+    // A named container keeps its layer: remove it.
+    ok(&host.minictr_cmd(&["rm", &web]).output().unwrap());
+    host.assert_clean(&["webhost"]);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
 fn network_none_and_host() {
     if !common::need_root("network_none_and_host") {
         return;
@@ -642,13 +729,7 @@ fn network_none_and_host() {
     // `minictr network rm` removes the bridge and the table.
     ok(&host.run(&[], &["true"]));
     assert!(host.exec(&["ip", "link"]).contains("minictr0"));
-    let rm = Command::new("ip")
-        .args(["netns", "exec", &host.name])
-        .arg(common::bin())
-        .args(["network", "rm"])
-        .env("MINICTR_RUN_DIR", RUN_DIR)
-        .output()
-        .unwrap();
+    let rm = host.minictr_cmd(&["network", "rm"]).output().unwrap();
     let text = ok(&rm);
     assert!(text.contains("minictr0"), "{text}");
     assert!(!host.exec(&["ip", "link"]).contains("minictr0"));

@@ -98,6 +98,8 @@ pub struct Entry {
     pub addr: Ipv4Addr,
     pub id: String,
     pub hostname: String,
+    /// `--name`, if given: peers on the bridge reach the container by it too.
+    pub name: Option<String>,
     /// The owner's runtime directory: the address is in use while that directory is locked.
     pub rundir: PathBuf,
     /// Inode of the network namespace the container's bridge lives in (containers of other
@@ -108,18 +110,20 @@ pub struct Entry {
 impl Entry {
     fn line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
             self.addr,
             self.id,
             self.hostname,
             self.rundir.display(),
-            self.netns
+            self.netns,
+            self.name.as_deref().unwrap_or("")
         )
     }
 
     fn parse(line: &str) -> Option<Entry> {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 5 {
+        // (5 fields: written by a minictr without names)
+        if f.len() != 5 && f.len() != 6 {
             return None;
         }
         Some(Entry {
@@ -128,6 +132,7 @@ impl Entry {
             hostname: f[2].to_string(),
             rundir: PathBuf::from(f[3]),
             netns: f[4].parse().ok()?,
+            name: f.get(5).filter(|n| !n.is_empty()).map(|n| n.to_string()),
         })
     }
 }
@@ -225,6 +230,7 @@ mod tests {
             addr: a.parse().unwrap(),
             id: id.into(),
             hostname: format!("h{id}"),
+            name: None,
             rundir: PathBuf::from(format!("/run/minictr/{id}")),
             netns: 4026531840,
         }

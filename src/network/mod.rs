@@ -193,10 +193,12 @@ struct BridgeLease {
 /// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
 /// and write the container's /etc files into its runtime directory, owned by `owner` (the host
 /// uid/gid of the container's root, so that it may edit them as Docker's containers can).
+#[allow(clippy::too_many_arguments)]
 pub fn reserve(
     cfg: &Config,
     id: &str,
     hostname: &str,
+    name: Option<&str>,
     rundir: &Path,
     netdir: &Path,
     alive: fn(&Path) -> bool,
@@ -226,6 +228,7 @@ pub fn reserve(
         addr,
         id: id.to_string(),
         hostname: hostname.to_string(),
+        name: name.map(str::to_string),
         rundir: rundir.to_path_buf(),
         netns,
     };
@@ -245,7 +248,8 @@ pub fn reserve(
     });
     let resolv = etc_files::host_resolv_conf(false);
     let peers = peers_of(&table.entries, id, netns, &subnet);
-    let hosts = etc_files::hosts(Some(addr), hostname, id, &peers);
+    let own = etc_files::names(hostname, name, id);
+    let hosts = etc_files::hosts(Some(addr), &own, &peers);
     etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
     Ok(net)
 }
@@ -261,15 +265,12 @@ fn peers_of(
     entries
         .iter()
         .filter(|e| e.id != id && e.netns == netns && subnet.contains(e.addr))
-        .map(|e| {
-            let names = if e.hostname == e.id {
-                e.id.clone()
-            } else {
-                format!("{} {}", e.hostname, e.id)
-            };
-            (e.addr, names)
-        })
+        .map(|e| (e.addr, entry_names(e)))
         .collect()
+}
+
+fn entry_names(e: &ipam::Entry) -> String {
+    etc_files::names(&e.hostname, e.name.as_deref(), &e.id)
 }
 
 /// Rewrite the /etc/hosts of every other running container on this bridge (they learn the new
@@ -280,7 +281,7 @@ fn update_peer_hosts(entries: &[ipam::Entry], except: &str, netns: u64, subnet: 
         .filter(|e| e.id != except && e.netns == netns && subnet.contains(e.addr))
     {
         let peers = peers_of(entries, &e.id, netns, subnet);
-        let text = etc_files::hosts(Some(e.addr), &e.hostname, &e.id, &peers);
+        let text = etc_files::hosts(Some(e.addr), &entry_names(e), &peers);
         // A container that is just exiting may have lost its runtime directory: not an error.
         let _ = etc_files::rewrite_in_place(&e.rundir.join("hosts"), &text);
     }
