@@ -118,6 +118,9 @@ impl Spec {
         )?;
         let mut volumes = volumes;
         let etc = network::etc_binds(&network, &state::base_dir().join(&id));
+        // ch06 + --read-only: the mount points of /etc/hosts, /etc/hostname, /etc/resolv.conf are
+        // made in a writable layer that is thrown away (never in the image), then "/" goes read-only.
+        let etc_mount_points = !etc.is_empty();
         volumes.splice(
             0..0,
             etc.into_iter().map(|(host, target)| rootfs::Volume {
@@ -222,8 +225,11 @@ impl Spec {
         if let Some(n) = &args.name {
             overlay::validate_name(n)?;
         }
-        // --read-only with nothing to stack needs no overlay: the image itself is mounted read-only.
-        let overlay = if args.no_overlay || (args.read_only && args.layers.is_empty()) {
+        // --read-only with nothing to stack and no /etc files to mount needs no overlay: the image
+        // itself is mounted read-only.
+        let overlay = if args.no_overlay
+            || (args.read_only && args.layers.is_empty() && !etc_mount_points)
+        {
             if args.no_overlay && (!args.layers.is_empty() || args.keep || args.name.is_some()) {
                 bail!(error::hint(
                     "--layer, --keep and --name need the overlay stage",
@@ -234,7 +240,7 @@ impl Spec {
         } else {
             Some(overlay::Config {
                 lowers: overlay::lower_stack(&rootfs_path, &args.layers)?,
-                readonly: args.read_only,
+                readonly: args.read_only && !etc_mount_points,
                 keep: args.keep || args.name.is_some(),
                 name: args.name.clone(),
             })

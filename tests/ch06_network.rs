@@ -708,6 +708,57 @@ fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// Every path under `dir` with its size and mtime (to see that a container wrote nothing there).
+fn tree(dir: &Path) -> Vec<(std::path::PathBuf, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path(), m.size(), m.mtime()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_root_works_with_every_network_mode_and_the_image_stays_unchanged() {
+    if !common::need_root(
+        "read_only_root_works_with_every_network_mode_and_the_image_stays_unchanged",
+    ) {
+        return;
+    }
+    let host = Netns::new("ro");
+    let before = tree(&common::rootfs());
+    for mode in ["bridge", "none", "host"] {
+        let name = common::unique("ro");
+        let out = host.run(
+            &["--read-only", "--tmpfs", "/tmp", "--network", mode, "--hostname", &name],
+            &["sh", "-c", "touch /tmp/x && echo tmp-writable; touch /etc/x 2>&1; touch /x 2>&1; cat /etc/hostname"],
+        );
+        let text = ok(&out);
+        assert!(text.contains("tmp-writable"), "--network {mode}: {text}");
+        assert!(
+            text.contains("touch: /etc/x: Read-only file system")
+                && text.contains("touch: /x: Read-only file system"),
+            "--network {mode}: {text}"
+        );
+        if mode == "bridge" {
+            assert!(
+                text.contains(&name),
+                "--network {mode}: /etc/hostname: {text}"
+            );
+        }
+        host.assert_clean(&[&name]);
+    }
+    assert_eq!(tree(&common::rootfs()), before, "the image was written");
+}
+
 #[test]
 fn network_none_and_host() {
     if !common::need_root("network_none_and_host") {
