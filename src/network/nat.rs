@@ -758,8 +758,8 @@ pub fn set_element(p: &Publish, ctr: Ipv4Addr, add: bool) -> Result<()> {
                 "pick another host port with -p",
             ),
             Some(libc::ENOENT) if add => crate::error::hint(
-                format!("cannot publish {port}: the nftables table ip {TABLE} is missing"),
-                "run `minictr network rm` and start again: the bridge and its rules are made together",
+                format!("cannot publish {port}: the nftables table ip {TABLE} is missing (NAT could not be set up, see the warning above, or it was deleted by hand)"),
+                "check that the kernel has nf_tables and NAT (modprobe nf_tables nft_nat nft_fib_ipv4 nft_masq), then run `minictr network rm` and start again",
             ),
             _ => e.context(format!("failed to {} the published port {port}", if add { "add" } else { "delete" })),
         }
