@@ -488,6 +488,7 @@ fn rootless_limits_need_delegation() {
             std::env::temp_dir().join("minictr-rootless-cg"),
         )
         .env("HOME", std::env::temp_dir().join("minictr-rootless-home"))
+        .env_remove("MINICTR_DATA_DIR") // root's private data dir is not this user's
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");
@@ -510,6 +511,7 @@ fn rootless_limits_need_delegation() {
             std::env::temp_dir().join("minictr-rootless-cg"),
         )
         .env("HOME", std::env::temp_dir().join("minictr-rootless-home"))
+        .env_remove("MINICTR_DATA_DIR") // root's private data dir is not this user's
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");
