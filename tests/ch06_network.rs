@@ -503,12 +503,18 @@ fn fifty_containers_started_at_once_get_fifty_addresses() {
     }
     let host = Netns::new("fifty");
     let names: Vec<String> = (0..50).map(|i| common::unique(&format!("f{i}"))).collect();
-    let children: Vec<Child> = names
+    // Every container runs until all fifty have printed their address (the file `stop` in a shared
+    // volume): on a slow machine the first would otherwise be gone, its address free again, before
+    // the last one starts.
+    let data = common::scratch("ch06-fifty");
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let vol = format!("{}:/x", data.display());
+    let mut children: Vec<Child> = names
         .iter()
         .map(|n| {
             host.minictr(
-                &["--hostname", n],
-                &["sh", "-c", "ip -4 -o addr show eth0; sleep 1"],
+                &["--hostname", n, "-v", &vol],
+                &["sh", "-c", "ip -4 -o addr show eth0; i=0; while [ ! -e /x/stop ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"],
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -517,15 +523,25 @@ fn fifty_containers_started_at_once_get_fifty_addresses() {
         })
         .collect();
     let mut addrs = Vec::new();
+    let mut rests = Vec::new();
+    for c in &mut children {
+        let (first, rest) = first_line(c);
+        if first.is_empty() {
+            let mut err = String::new();
+            c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("a container failed: {err}");
+        }
+        addrs.push(eth0_addr(&first));
+        rests.push(rest);
+    }
+    std::fs::write(data.join("stop"), "").unwrap();
     for mut c in children {
         let status = wait_bounded(&mut c, 180);
-        let mut out = String::new();
         let mut err = String::new();
-        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         assert!(status.success(), "a container failed: {err}");
-        addrs.push(eth0_addr(&out));
     }
+    let _ = std::fs::remove_dir_all(&data);
     let mut distinct = addrs.clone();
     distinct.sort();
     distinct.dedup();
