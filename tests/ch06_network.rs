@@ -14,8 +14,11 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// minictr's runtime directory for these tests (allocations live in RUN_DIR/network).
-const RUN_DIR: &str = "/run/minictr-ch06-tests";
+/// minictr's runtime directory for these tests (allocations live in run_dir()/network): beside the
+/// suite's own (MINICTR_RUN_DIR), so that test runs of several checkouts on one machine stay apart.
+fn run_dir() -> String {
+    format!("{}-ch06-tests", common::run_dir().display())
+}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -36,7 +39,7 @@ struct Netns {
     name: String,
 }
 
-/// How many test "hosts" exist right now: the last one to go removes RUN_DIR (no state left behind).
+/// How many test "hosts" exist right now: the last one to go removes run_dir() (no state left behind).
 static HOSTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 impl Netns {
@@ -62,7 +65,7 @@ impl Netns {
         let ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("open netns");
         let mut c = Command::new(common::bin());
         c.args(args)
-            .env("MINICTR_RUN_DIR", RUN_DIR)
+            .env("MINICTR_RUN_DIR", run_dir())
             .env("PATH", "/nonexistent")
             .env_remove("MINICTR_NETWORK") // the default: bridge, as root
             .stdin(Stdio::null());
@@ -144,8 +147,8 @@ impl Netns {
             "veth host ends left in {}",
             self.name
         );
-        let alloc =
-            std::fs::read_to_string(format!("{RUN_DIR}/network/allocations")).unwrap_or_default();
+        let alloc = std::fs::read_to_string(format!("{}/network/allocations", run_dir()))
+            .unwrap_or_default();
         for h in hostnames {
             assert!(
                 !alloc.contains(&format!("\t{h}\t")),
@@ -175,7 +178,7 @@ impl Drop for Netns {
         *hosts -= 1;
         if *hosts == 0 {
             // Only the address table is left once every namespace (and its containers) is gone.
-            let _ = std::fs::remove_dir_all(RUN_DIR);
+            let _ = std::fs::remove_dir_all(run_dir());
         }
     }
 }

@@ -12,6 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 // ANCHOR: subnet
@@ -166,22 +167,37 @@ impl Allocations {
     /// Lock `<dir>/lock`, read `<dir>/allocations` and drop the lines whose owner is gone
     /// (`alive(rundir)` says whether a runtime directory is still owned by a running minictr).
     pub fn lock(dir: &Path, alive: &dyn Fn(&Path) -> bool) -> Result<Allocations> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
-        let lockf = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))
-            .with_context(|| format!("failed to open {}/lock", dir.display()))?;
         crate::explain!(
             super::CHAPTER,
             "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
             dir.display()
         );
-        let lock = Flock::lock(lockf, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
+        // The last container to leave removes the table, its lock and the directory (see `save`):
+        // a lock taken on a file that was removed meanwhile is not the lock; take it again.
+        let lock = loop {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+            let lockf = match File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join("lock"))
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to open {}/lock", dir.display()))
+                }
+            };
+            let lock = Flock::lock(lockf, FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
+            let held = lock.metadata().map(|m| m.ino()).ok();
+            let now = std::fs::metadata(dir.join("lock")).map(|m| m.ino()).ok();
+            if held.is_some() && held == now {
+                break lock;
+            }
+        };
         let path = dir.join("allocations");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -200,8 +216,22 @@ impl Allocations {
     }
     // ANCHOR_END: lock
 
-    /// Write the entries back (a new file renamed over the old: never half-written).
+    /// Write the entries back (a new file renamed over the old: never half-written). An empty table
+    /// is removed, with its lock and directory: no state is left once the last container is gone.
     pub fn save(&self) -> Result<()> {
+        if self.entries.is_empty() {
+            if let Some(dir) = self.path.parent() {
+                crate::explain!(
+                    super::CHAPTER,
+                    "rm -r {} — the last address was released",
+                    dir.display()
+                );
+                let _ = std::fs::remove_file(&self.path);
+                let _ = std::fs::remove_file(dir.join("lock"));
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Ok(());
+        }
         let tmp = self.path.with_extension("tmp");
         let mut f =
             File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
