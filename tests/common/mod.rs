@@ -62,15 +62,27 @@ pub fn enter_test_netns() {
         return; // already in a namespace of its own (or of the test that started this thread)
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    let out = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .output()
-        .expect("run ip link set lo up (iproute2 is a test dependency)");
-    assert!(
-        out.status.success(),
-        "ip link set lo up: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lo_up();
+}
+
+/// `ip link set lo up` in the current thread's network namespace (SIOCGIFFLAGS, SIOCSIFFLAGS).
+fn lo_up() {
+    // SAFETY: a datagram socket and two ioctls on a zeroed `ifreq` that names "lo"; the
+    // descriptor is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        let get = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        let set = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert!(get == 0 && set == 0, "bringing lo up: {err}");
+    }
 }
 
 /// The data directory the tests' minictr uses (MINICTR_DATA_DIR, else /var/lib/minictr).
