@@ -245,6 +245,15 @@ impl Spec {
                 name: args.name.clone(),
             })
         };
+        if args.read_only && overlay.is_none() {
+            // No layer to make the /etc files' mount points in: the image must already have them.
+            if let Some(missing) = network::missing_mount_points(&network, &rootfs_path) {
+                bail!(error::hint(
+                    format!("--read-only --no-overlay: the image has no {missing} for the network's file to be mounted on, and a read-only image cannot get one"),
+                    "drop --no-overlay (the mount point is then made in a layer that is thrown away), or use --network none|host"
+                ));
+            }
+        }
         if args.read_only && (args.keep || args.name.is_some()) {
             bail!(error::hint(
                 "--read-only has no writable layer to keep",

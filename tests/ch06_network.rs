@@ -775,6 +775,15 @@ fn read_only_root_works_with_every_network_mode_and_the_image_stays_unchanged() 
         }
         host.assert_clean(&[&name]);
     }
+    // Without the overlay stage there is no layer for the missing /etc/resolv.conf: a clear
+    // error before anything is made, never a write into the image.
+    let out = host.run(&["--read-only", "--no-overlay"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        common::stderr(&out).contains("has no /etc/resolv.conf"),
+        "{}",
+        common::stderr(&out)
+    );
     assert_eq!(tree(&common::rootfs()), before, "the image was written");
 }
 

@@ -152,6 +152,21 @@ pub fn etc_binds(cfg: &Config, rundir: &Path) -> Vec<(PathBuf, PathBuf)> {
         .collect()
 }
 
+/// The first of /etc/hosts, /etc/hostname, /etc/resolv.conf that [`etc_binds`] mounts on but that
+/// `rootfs` has no regular file for (it would have to be created in the image).
+pub fn missing_mount_points(cfg: &Config, rootfs: &Path) -> Option<String> {
+    etc_binds(cfg, Path::new(""))
+        .into_iter()
+        .map(|(_, target)| target)
+        .find(|t| {
+            !rootfs
+                .join(t.strip_prefix("/").unwrap_or(t))
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_file())
+        })
+        .map(|t| t.display().to_string())
+}
+
 /// Inode of the network namespace minictr runs in: the identity of "this host" for the bridge.
 fn current_netns() -> Result<u64> {
     Ok(std::fs::metadata("/proc/self/ns/net")
