@@ -723,7 +723,34 @@ fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
     assert!(wait_bounded(&mut cweb, 30).success());
     // A named container keeps its layer: remove it.
     ok(&host.minictr_cmd(&["rm", &web]).output().unwrap());
-    host.assert_clean(&["webhost"]);
+
+    // A peer whose minictr is killed (SIGKILL: no teardown) is forgotten by the next command.
+    let web2 = common::unique("web2");
+    let script = format!(
+        "i=0; while ! grep -q {web2} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 3; done; echo seen; i=0; while grep -q {web2} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 4; done; echo forgotten"
+    );
+    let mut peer = host
+        .minictr(&["--hostname", "peer"], &["sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = host
+        .minictr(
+            &["--name", &web2, "--hostname", "web2host"],
+            &["sleep", "60"],
+        )
+        .spawn()
+        .unwrap();
+    let (seen, rest) = first_line(&mut peer);
+    assert_eq!(seen.trim(), "seen");
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    ok(&host.minictr_cmd(&["ps"]).output().unwrap());
+    assert!(wait_bounded(&mut peer, 60).success());
+    let rest = rest.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(rest.contains("forgotten"), "{rest}");
+    let _ = host.minictr_cmd(&["rm", "-f", &web2]).output();
+    host.assert_clean(&["webhost", "web2host", "peer"]);
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -25,6 +25,19 @@ pub struct Subnet {
 }
 
 impl Subnet {
+    /// The network that the interface address `addr/prefix` lies in.
+    pub fn of(addr: Ipv4Addr, prefix: u8) -> Subnet {
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix.min(32))
+        };
+        Subnet {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Subnet> {
         let usage = "give an IPv4 network in CIDR form with a prefix of /8 to /29, e.g. --subnet 10.213.0.0/16";
         let Some((addr, prefix)) = s.split_once('/') else {

@@ -313,10 +313,7 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
     );
     if let Some(link) = sock.get_link(BRIDGE)? {
         let subnet = match sock.get_addr(link.index)? {
-            Some((a, prefix)) => Subnet {
-                network: Ipv4Addr::from(u32::from(a) & (u32::MAX << (32 - prefix))),
-                prefix,
-            },
+            Some((a, prefix)) => Subnet::of(a, prefix),
             None => bail!(crate::error::hint(
                 format!("the bridge {BRIDGE} exists but has no IPv4 address"),
                 "remove it with `minictr network rm` and start again"
@@ -557,9 +554,21 @@ pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool)
         if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
             if table.remove(id) {
                 let _ = table.save();
+                // The others on this bridge forget it (if the bridge is the one minictr runs on).
+                if let (Ok(ns), Some(subnet)) = (current_netns(), bridge_subnet()) {
+                    update_peer_hosts(&table.entries, id, ns, &subnet);
+                }
             }
         }
     }
+}
+
+/// The subnet of the bridge in the current network namespace, if there is one.
+fn bridge_subnet() -> Option<Subnet> {
+    let mut sock = Socket::open(libc::NETLINK_ROUTE).ok()?;
+    let link = sock.get_link(BRIDGE).ok()??;
+    let (a, prefix) = sock.get_addr(link.index).ok()??;
+    Some(Subnet::of(a, prefix))
 }
 
 /// The /run/netns/NAME whose namespace has inode `ino`, if any.
