@@ -1,7 +1,7 @@
 //! NAT with nftables: masquerade for the way out, DNAT for published ports.
 //!
-//! The rules are made once, when the bridge is created, with the `nft` tool (one `nft -f -` call, not
-//! on the per-container path): a table `ip minictr` with
+//! The rules are made once, when the bridge is created, in one nf_tables transaction over netlink
+//! (no `nft` program; not on the per-container path): a table `ip minictr` with
 //! - `postrouting`: packets from the subnet leaving by another interface get the host's address
 //!   (masquerade); packets from 127.0.0.0/8 sent to the bridge (a published port reached on
 //!   127.0.0.1) get the bridge's address, so the container can answer them;
