@@ -672,6 +672,15 @@ fn bad_network_values_exit_125_before_anything_is_made() {
     );
 }
 
+/// A named container's kept layer, removed (`minictr rm -f`) when the test ends, also on a failure.
+struct Named<'a>(&'a Netns, String);
+
+impl Drop for Named<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.minictr_cmd(&["rm", "-f", &self.1]).output();
+    }
+}
+
 #[test]
 fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
     if !common::need_root("containers_reach_each_other_by_name_and_forget_a_peer_that_exits") {
@@ -679,6 +688,7 @@ fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
     }
     let host = Netns::new("names");
     let web = common::unique("web");
+    let _web_layer = Named(&host, web.clone());
     let data = common::scratch("ch06-names");
     // Writable by the containers' root, whichever host uid it is mapped to.
     std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
@@ -726,6 +736,7 @@ fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
 
     // A peer whose minictr is killed (SIGKILL: no teardown) is forgotten by the next command.
     let web2 = common::unique("web2");
+    let _web2_layer = Named(&host, web2.clone());
     let script = format!(
         "i=0; while ! grep -q {web2} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 3; done; echo seen; i=0; while grep -q {web2} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 4; done; echo forgotten"
     );
@@ -749,7 +760,7 @@ fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
     assert!(wait_bounded(&mut peer, 60).success());
     let rest = rest.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(rest.contains("forgotten"), "{rest}");
-    let _ = host.minictr_cmd(&["rm", "-f", &web2]).output();
+    drop(_web2_layer);
     host.assert_clean(&["webhost", "web2host", "peer"]);
     let _ = std::fs::remove_dir_all(&data);
 }
