@@ -80,4 +80,4 @@ echo "Welcome to a minictr busybox container." > etc/motd
 chmod 644 etc/passwd etc/group etc/hostname etc/hosts etc/motd
 
 n=$(find . -type l | wc -l)
-echo "built a busybox rootfs in $(pwd): $("$bb" | head -1 | cut -d' ' -f1-2), $n applet links, /etc/passwd, /etc/group, /etc/hosts, /tmp 1777"
+echo "built a busybox rootfs in $dir: $("$bb" | head -1 | cut -d' ' -f1-2), $n applet links, /etc/passwd, /etc/group, /etc/hosts, /tmp 1777"

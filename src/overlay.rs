@@ -806,8 +806,10 @@ pub struct OverlayArgs {
 
 impl OverlayArgs {
     /// Step 1: the layer stack, or `None` with `--no-overlay` (or `--read-only` with nothing to
-    /// stack: the image itself is then mounted read-only).
-    pub fn config(&self, rootfs: &Path) -> Result<Option<Config>> {
+    /// stack and no mount points to make: the image itself is then mounted read-only).
+    /// `mount_points`: files will be mounted on paths the image may lack (the network's /etc
+    /// files); with `--read-only` they are made in a writable layer that is thrown away.
+    pub fn config(&self, rootfs: &Path, mount_points: bool) -> Result<Option<Config>> {
         if let Some(n) = &self.name {
             validate_name(n)?;
         }
@@ -823,12 +825,12 @@ impl OverlayArgs {
                 "drop --keep/--name or --read-only"
             ));
         }
-        if self.no_overlay || (self.read_only && self.layers.is_empty()) {
+        if self.no_overlay || (self.read_only && self.layers.is_empty() && !mount_points) {
             return Ok(None);
         }
         Ok(Some(Config {
             lowers: lower_stack(rootfs, &self.layers)?,
-            readonly: self.read_only,
+            readonly: self.read_only && !mount_points,
             keep: self.keep || self.name.is_some(),
             name: self.name.clone(),
         }))

@@ -108,6 +108,7 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
         &spec.network,
         &spec.id,
         &spec.hostname,
+        spec.overlay.as_ref().and_then(|o| o.name.as_deref()),
         rt.path(),
         &network_dir(&spec.host),
         state::is_live,

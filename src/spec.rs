@@ -54,7 +54,19 @@ impl Spec {
         // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
         let cgroup = cgroups::plan(&args.cgroups, &id, !host.is_root(), host.cgroup_layout)?;
         let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
-        let overlay = args.overlay.config(&rootfs_path)?;
+        // ch06 + --read-only: the mount points of /etc/hosts, /etc/hostname, /etc/resolv.conf are
+        // made in a writable layer that is thrown away (never in the image), then "/" goes read-only.
+        let etc_files = network.has_etc_files();
+        let overlay = args.overlay.config(&rootfs_path, etc_files)?;
+        if args.overlay.read_only && overlay.is_none() {
+            // No layer to make the /etc files' mount points in: the image must already have them.
+            if let Some(missing) = network::missing_mount_points(&network, &rootfs_path) {
+                bail!(error::hint(
+                    format!("--read-only --no-overlay: the image has no {missing} for the network's file to be mounted on, and a read-only image cannot get one"),
+                    "drop --no-overlay (the mount point is then made in a layer that is thrown away), or use --network none|host"
+                ));
+            }
+        }
         let tmpfs = args
             .overlay
             .tmpfs

@@ -142,7 +142,7 @@ fn image_files_written_by_container_root_stay_host_root_owned() {
     let out = run_on(
         &r,
         &opts,
-        &["sh", "-c", "ls -ln /etc/hosts; echo '10.9.9.9 added' >> /etc/hosts; echo x > /usr/bin/x; mkdir /home/alice; ls -ln /usr/bin/x"],
+        &["sh", "-c", "ls -ln /etc/motd; echo 'added' >> /etc/motd; echo x > /usr/bin/x; mkdir /home/alice; ls -ln /usr/bin/x"],
     );
     assert_ok(&out);
     let text = common::stdout(&out);
@@ -152,10 +152,10 @@ fn image_files_written_by_container_root_stay_host_root_owned() {
         assert_eq!((f[2], f[3]), ("0", "0"), "{text}");
     }
     // (With an overlay stage, --no-overlay above makes the writes land in the image itself.)
-    assert!(std::fs::read_to_string(r.join("etc/hosts"))
+    assert!(std::fs::read_to_string(r.join("etc/motd"))
         .unwrap()
-        .contains("10.9.9.9 added"));
-    assert_eq!(owner(&r.join("etc/hosts")), (0, 0));
+        .contains("added"));
+    assert_eq!(owner(&r.join("etc/motd")), (0, 0));
     assert_eq!(owner(&r.join("usr/bin/x")), (0, 0));
     assert_eq!(owner(&r.join("home/alice")), (0, 0));
 }
@@ -242,7 +242,7 @@ fn userns_host_maps_every_id() {
     );
     let mut l = out.lines();
     assert_eq!(parse_map(l.next().unwrap()), [(0, 0, 4294967295)]);
-    let host = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let host = std::fs::read_link("/proc/thread-self/ns/user").unwrap();
     assert_eq!(l.next().unwrap(), host.to_str().unwrap());
     // --uidmap makes no sense then.
     let out = run(&["--userns=host", "--uidmap", "0:200000:65536"], &["true"]);

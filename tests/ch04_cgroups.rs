@@ -70,7 +70,7 @@ fn spawn(opts: &[&str], cmd: &[&str]) -> Child {
 fn wait_state(hostname: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(rd) = std::fs::read_dir("/run/minictr") {
+        if let Ok(rd) = std::fs::read_dir(common::run_dir()) {
             for e in rd.flatten() {
                 let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) else {
                     continue;
@@ -488,6 +488,7 @@ fn rootless_limits_need_delegation() {
             std::env::temp_dir().join("minictr-rootless-cg"),
         )
         .env("HOME", std::env::temp_dir().join("minictr-rootless-home"))
+        .env_remove("MINICTR_DATA_DIR") // root's private data dir is not this user's
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");
@@ -510,6 +511,7 @@ fn rootless_limits_need_delegation() {
             std::env::temp_dir().join("minictr-rootless-cg"),
         )
         .env("HOME", std::env::temp_dir().join("minictr-rootless-home"))
+        .env_remove("MINICTR_DATA_DIR") // root's private data dir is not this user's
         .stdin(Stdio::null())
         .output()
         .expect("setpriv");

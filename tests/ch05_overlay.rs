@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const LAYERS: &str = "/var/lib/minictr/containers";
+fn layers() -> PathBuf {
+    common::data_dir().join("containers")
+}
 
 /// owner, mode, size, mtime and content hash of every file under `root`.
 fn manifest(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, u64)> {
@@ -38,15 +40,14 @@ fn manifest(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, u64)> {
 }
 
 fn layer_dir(id: &str) -> PathBuf {
-    Path::new(LAYERS).join(id)
+    layers().join(id)
 }
 
 /// Start `minictr run` in the background and wait until its state.json names the container's pid.
 #[allow(clippy::zombie_processes)] // the child is returned to the caller, which waits for it
 fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
     let host = common::unique("ov");
-    let mut child = Command::new(common::bin())
-        .env("MINICTR_NETWORK", "none") // ch06: no bridge in the machine's namespace
+    let mut child = common::minictr()
         .arg("run")
         .args(["--hostname", &host])
         .args(opts)
@@ -57,7 +58,7 @@ fn spawn(opts: &[&str], cmd: &[&str]) -> (Child, String, i32) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        for e in std::fs::read_dir("/run/minictr")
+        for e in std::fs::read_dir(common::run_dir())
             .into_iter()
             .flatten()
             .flatten()
@@ -96,7 +97,7 @@ fn image_unchanged_with(userns: &[&str], name: &str) {
     assert_eq!(manifest(&image), before, "the image on the host changed");
 
     // The change and the whiteout are in the kept upper layer.
-    let kept: Vec<PathBuf> = std::fs::read_dir(LAYERS)
+    let kept: Vec<PathBuf> = std::fs::read_dir(layers())
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -185,7 +186,7 @@ fn a_discarded_layer_leaves_nothing() {
             &[
                 "sh",
                 "-c",
-                "echo x > /x; cat /proc/self/mountinfo | head -1",
+                "echo x > /x; awk '$5==\"/\"' /proc/self/mountinfo",
             ],
         );
         common::assert_ok(&out);
@@ -229,8 +230,7 @@ fn concurrent_writes_stay_apart() {
     let kids: Vec<_> = ["one", "two", "three"]
         .iter()
         .map(|w| {
-            let child = Command::new(common::bin())
-                .env("MINICTR_NETWORK", "none") // ch06: no bridge in the machine's namespace
+            let child = common::minictr()
                 .args(["run"])
                 .arg(common::rootfs())
                 .args([
@@ -364,7 +364,7 @@ fn killed_container_and_killed_minictr_leave_no_layer() {
         !layer_dir(&id).exists()
     });
     assert!(
-        !Path::new("/run/minictr").join(&id).exists(),
+        !common::run_dir().join(&id).exists(),
         "and its runtime directory"
     );
 }

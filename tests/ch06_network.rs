@@ -10,11 +10,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// minictr's runtime directory for these tests (allocations live in RUN_DIR/network).
-const RUN_DIR: &str = "/run/minictr-ch06-tests";
+/// minictr's runtime directory for these tests (allocations live in run_dir()/network): beside the
+/// suite's own (MINICTR_RUN_DIR), so that test runs of several checkouts on one machine stay apart.
+fn run_dir() -> String {
+    format!("{}-ch06-tests", common::run_dir().display())
+}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -35,7 +39,7 @@ struct Netns {
     name: String,
 }
 
-/// How many test "hosts" exist right now: the last one to go removes RUN_DIR (no state left behind).
+/// How many test "hosts" exist right now: the last one to go removes run_dir() (no state left behind).
 static HOSTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 impl Netns {
@@ -52,18 +56,35 @@ impl Netns {
         ns
     }
 
-    /// `ip netns exec NAME minictr run OPTS ROOTFS CMD…`
-    fn minictr(&self, opts: &[&str], cmd: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name])
-            .arg(common::bin())
-            .arg("run")
-            .args(opts)
-            .arg(common::rootfs())
-            .args(cmd)
-            .env("MINICTR_RUN_DIR", RUN_DIR)
+    /// `minictr ARGS…` started inside this namespace (`nsenter --net=/run/netns/NAME`: setns
+    /// between fork and exec; unlike `ip netns exec` nothing is remounted) with an empty PATH:
+    /// nothing on minictr's path may run another program (no `nft`, no `ip`).
+    fn minictr_cmd(&self, args: &[&str]) -> Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        let mut c = Command::new(common::bin());
+        c.args(args)
+            .env("MINICTR_RUN_DIR", run_dir())
+            .env("PATH", "/nonexistent")
             .env_remove("MINICTR_NETWORK") // the default: bridge, as root
             .stdin(Stdio::null());
+        // SAFETY: setns is async-signal-safe; `ns` is kept alive by the closure until exec.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c
+    }
+
+    /// `minictr run OPTS ROOTFS CMD…` inside this namespace.
+    fn minictr(&self, opts: &[&str], cmd: &[&str]) -> Command {
+        let mut c = self.minictr_cmd(&["run"]);
+        c.args(opts).arg(common::rootfs()).args(cmd);
         c
     }
 
@@ -126,8 +147,8 @@ impl Netns {
             "veth host ends left in {}",
             self.name
         );
-        let alloc =
-            std::fs::read_to_string(format!("{RUN_DIR}/network/allocations")).unwrap_or_default();
+        let alloc = std::fs::read_to_string(format!("{}/network/allocations", run_dir()))
+            .unwrap_or_default();
         for h in hostnames {
             assert!(
                 !alloc.contains(&format!("\t{h}\t")),
@@ -157,7 +178,7 @@ impl Drop for Netns {
         *hosts -= 1;
         if *hosts == 0 {
             // Only the address table is left once every namespace (and its containers) is gone.
-            let _ = std::fs::remove_dir_all(RUN_DIR);
+            let _ = std::fs::remove_dir_all(run_dir());
         }
     }
 }
@@ -244,6 +265,20 @@ fn only_lo_and_eth0_inside_with_an_address_and_the_bridge_answers() {
         std::fs::read_to_string(common::rootfs().join("etc/hostname")).unwrap(),
         "minictr\n"
     );
+    // The table was made over netlink (minictr ran with an empty PATH); `nft`, a test tool only,
+    // shows its rules when it is installed.
+    if Path::new("/usr/sbin/nft").exists() || Path::new("/sbin/nft").exists() {
+        let table = host.exec(&["nft", "list", "table", "ip", "minictr"]);
+        for want in [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            "ip saddr 10.213.0.0/16 oifname != \"minictr0\" masquerade",
+            "oifname \"minictr0\" ip saddr 127.0.0.0/8 masquerade",
+            "fib daddr type local jump publish",
+            "dnat ip to meta l4proto . th dport map @publish_any",
+        ] {
+            assert!(table.contains(want), "{want:?} missing in\n{table}");
+        }
+    }
     // The bridge has its address; the host end is gone.
     assert!(host
         .exec(&["ip", "-4", "-o", "addr", "show", "minictr0"])
@@ -471,12 +506,18 @@ fn fifty_containers_started_at_once_get_fifty_addresses() {
     }
     let host = Netns::new("fifty");
     let names: Vec<String> = (0..50).map(|i| common::unique(&format!("f{i}"))).collect();
-    let children: Vec<Child> = names
+    // Every container runs until all fifty have printed their address (the file `stop` in a shared
+    // volume): on a slow machine the first would otherwise be gone, its address free again, before
+    // the last one starts.
+    let data = common::scratch("ch06-fifty");
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let vol = format!("{}:/x", data.display());
+    let mut children: Vec<Child> = names
         .iter()
         .map(|n| {
             host.minictr(
-                &["--hostname", n],
-                &["sh", "-c", "ip -4 -o addr show eth0; sleep 1"],
+                &["--hostname", n, "-v", &vol],
+                &["sh", "-c", "ip -4 -o addr show eth0; i=0; while [ ! -e /x/stop ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"],
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -485,15 +526,25 @@ fn fifty_containers_started_at_once_get_fifty_addresses() {
         })
         .collect();
     let mut addrs = Vec::new();
+    let mut rests = Vec::new();
+    for c in &mut children {
+        let (first, rest) = first_line(c);
+        if first.is_empty() {
+            let mut err = String::new();
+            c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("a container failed: {err}");
+        }
+        addrs.push(eth0_addr(&first));
+        rests.push(rest);
+    }
+    std::fs::write(data.join("stop"), "").unwrap();
     for mut c in children {
         let status = wait_bounded(&mut c, 180);
-        let mut out = String::new();
         let mut err = String::new();
-        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         assert!(status.success(), "a container failed: {err}");
-        addrs.push(eth0_addr(&out));
     }
+    let _ = std::fs::remove_dir_all(&data);
     let mut distinct = addrs.clone();
     distinct.sort();
     distinct.dedup();
@@ -621,6 +672,159 @@ fn bad_network_values_exit_125_before_anything_is_made() {
     );
 }
 
+/// A named container's kept layer, removed (`minictr rm -f`) when the test ends, also on a failure.
+struct Named<'a>(&'a Netns, String);
+
+impl Drop for Named<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.minictr_cmd(&["rm", "-f", &self.1]).output();
+    }
+}
+
+#[test]
+fn containers_reach_each_other_by_name_and_forget_a_peer_that_exits() {
+    if !common::need_root("containers_reach_each_other_by_name_and_forget_a_peer_that_exits") {
+        return;
+    }
+    let host = Netns::new("names");
+    let web = common::unique("web");
+    let _web_layer = Named(&host, web.clone());
+    let data = common::scratch("ch06-names");
+    // Writable by the containers' root, whichever host uid it is mapped to.
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // "web" runs until the file `stop` appears in its volume; its hostname is not its name.
+    let mut cweb = host
+        .minictr(
+            &[
+                "--name",
+                &web,
+                "--hostname",
+                "webhost",
+                "-v",
+                &format!("{}:/x", data.display()),
+            ],
+            &[
+                "sh",
+                "-c",
+                "echo up; while [ ! -e /x/stop ]; do sleep 0.1; done",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (first, _rest) = first_line(&mut cweb);
+    assert_eq!(first.trim(), "up");
+    // The second container pings web by its --name, then waits until web is gone from its
+    // /etc/hosts (rewritten in place when web exits).
+    let script = format!(
+        "ping -c1 -W2 {web} >/dev/null && echo reached-by-name; ping -c1 -W2 webhost >/dev/null && echo reached-by-hostname; touch /x/stop; i=0; while grep -q {web} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 3; done; echo forgotten; ping -c1 -W1 {web} >/dev/null 2>&1 || echo name-gone"
+    );
+    let out = host.run(
+        &["-v", &format!("{}:/x", data.display())],
+        &["sh", "-c", &script],
+    );
+    let text = ok(&out);
+    assert!(text.contains("reached-by-name"), "{text}");
+    assert!(text.contains("reached-by-hostname"), "{text}");
+    assert!(
+        text.contains("forgotten") && text.contains("name-gone"),
+        "{text}"
+    );
+    assert!(wait_bounded(&mut cweb, 30).success());
+    // A named container keeps its layer: remove it.
+    ok(&host.minictr_cmd(&["rm", &web]).output().unwrap());
+
+    // A peer whose minictr is killed (SIGKILL: no teardown) is forgotten by the next command.
+    let web2 = common::unique("web2");
+    let _web2_layer = Named(&host, web2.clone());
+    let script = format!(
+        "i=0; while ! grep -q {web2} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 3; done; echo seen; i=0; while grep -q {web2} /etc/hosts; do sleep 0.1; i=$((i+1)); [ $i -gt 300 ] && exit 4; done; echo forgotten"
+    );
+    let mut peer = host
+        .minictr(&["--hostname", "peer"], &["sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = host
+        .minictr(
+            &["--name", &web2, "--hostname", "web2host"],
+            &["sleep", "60"],
+        )
+        .spawn()
+        .unwrap();
+    let (seen, rest) = first_line(&mut peer);
+    assert_eq!(seen.trim(), "seen");
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    ok(&host.minictr_cmd(&["ps"]).output().unwrap());
+    assert!(wait_bounded(&mut peer, 60).success());
+    let rest = rest.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(rest.contains("forgotten"), "{rest}");
+    drop(_web2_layer);
+    host.assert_clean(&["webhost", "web2host", "peer"]);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Every path under `dir` with its size and mtime (to see that a container wrote nothing there).
+fn tree(dir: &Path) -> Vec<(std::path::PathBuf, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path(), m.size(), m.mtime()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_root_works_with_every_network_mode_and_the_image_stays_unchanged() {
+    if !common::need_root(
+        "read_only_root_works_with_every_network_mode_and_the_image_stays_unchanged",
+    ) {
+        return;
+    }
+    let host = Netns::new("ro");
+    let before = tree(&common::rootfs());
+    for mode in ["bridge", "none", "host"] {
+        let name = common::unique("ro");
+        let out = host.run(
+            &["--read-only", "--tmpfs", "/tmp", "--network", mode, "--hostname", &name],
+            &["sh", "-c", "touch /tmp/x && echo tmp-writable; touch /etc/x 2>&1; touch /x 2>&1; cat /etc/hostname"],
+        );
+        let text = ok(&out);
+        assert!(text.contains("tmp-writable"), "--network {mode}: {text}");
+        assert!(
+            text.contains("touch: /etc/x: Read-only file system")
+                && text.contains("touch: /x: Read-only file system"),
+            "--network {mode}: {text}"
+        );
+        if mode == "bridge" {
+            assert!(
+                text.contains(&name),
+                "--network {mode}: /etc/hostname: {text}"
+            );
+        }
+        host.assert_clean(&[&name]);
+    }
+    // Without the overlay stage there is no layer for the missing /etc/resolv.conf: a clear
+    // error before anything is made, never a write into the image.
+    let out = host.run(&["--read-only", "--no-overlay"], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        common::stderr(&out).contains("has no /etc/resolv.conf"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(tree(&common::rootfs()), before, "the image was written");
+}
+
 #[test]
 fn network_none_and_host() {
     if !common::need_root("network_none_and_host") {
@@ -642,13 +846,7 @@ fn network_none_and_host() {
     // `minictr network rm` removes the bridge and the table.
     ok(&host.run(&[], &["true"]));
     assert!(host.exec(&["ip", "link"]).contains("minictr0"));
-    let rm = Command::new("ip")
-        .args(["netns", "exec", &host.name])
-        .arg(common::bin())
-        .args(["network", "rm"])
-        .env("MINICTR_RUN_DIR", RUN_DIR)
-        .output()
-        .unwrap();
+    let rm = host.minictr_cmd(&["network", "rm"]).output().unwrap();
     let text = ok(&rm);
     assert!(text.contains("minictr0"), "{text}");
     assert!(!host.exec(&["ip", "link"]).contains("minictr0"));

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 fn steps(opts: &[&str]) -> Vec<String> {
@@ -29,9 +28,9 @@ fn steps(opts: &[&str]) -> Vec<String> {
 /// Everything of container `id` (hostname `host`) that could be left on the host.
 fn leftovers(id: &str, host: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for dir in ["/run/minictr", "/var/lib/minictr/containers"] {
-        if Path::new(dir).join(id).exists() {
-            found.push(format!("{dir}/{id}"));
+    for dir in [common::run_dir(), common::data_dir().join("containers")] {
+        if dir.join(id).exists() {
+            found.push(format!("{}/{id}", dir.display()));
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -63,7 +62,7 @@ fn leftovers(id: &str, host: &str) -> Vec<String> {
 }
 
 fn id_of(host: &str) -> Option<String> {
-    for e in std::fs::read_dir("/run/minictr").ok()?.flatten() {
+    for e in std::fs::read_dir(common::run_dir()).ok()?.flatten() {
         let s = std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default();
         if s.contains(&format!("\"hostname\": \"{host}\"")) {
             return Some(e.file_name().to_string_lossy().into_owned());

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -70,7 +69,7 @@ impl Drop for Tmux {
 
 /// The container pid of a live container with this hostname, if any.
 fn running_pid_of(hostname: &str) -> Option<i32> {
-    for e in std::fs::read_dir("/run/minictr").ok()?.flatten() {
+    for e in std::fs::read_dir(common::run_dir()).ok()?.flatten() {
         let s = std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default();
         if s.contains(&format!("\"hostname\": \"{hostname}\"")) {
             let v: serde_json::Value = serde_json::from_str(&s).ok()?;
@@ -341,10 +340,8 @@ fn detached_containers_and_their_commands() {
     // rm removes state, log, layer and name.
     ok(&["rm", &name]);
     assert!(!ok(&["ps", "-a"]).contains(&id));
-    assert!(!PathBuf::from("/var/lib/minictr/containers")
-        .join(&id)
-        .exists());
-    assert!(!PathBuf::from("/run/minictr").join(&id).exists());
+    assert!(!common::data_dir().join("containers").join(&id).exists());
+    assert!(!common::run_dir().join(&id).exists());
 
     // rm of a running container needs -f.
     let id = ok(&["run", "-d", root.to_str().unwrap(), "sleep", "100"])
@@ -353,7 +350,7 @@ fn detached_containers_and_their_commands() {
     let (c, e) = code(&["rm", &id]);
     assert_eq!(c, Some(125), "{e}");
     ok(&["rm", "-f", &id]);
-    assert!(!PathBuf::from("/run/minictr").join(&id).exists());
+    assert!(!common::run_dir().join(&id).exists());
 }
 
 #[test]

@@ -31,6 +31,9 @@ impl Dirs {
     }
 
     fn assert_empty(&self) {
+        // The bridge, its NAT table and the (empty) address table stay for the next container, as
+        // Docker's docker0 does; `network rm` removes them — and then nothing may be left.
+        common::assert_ok(&self.cmd().args(["network", "rm"]).output().unwrap());
         let entries = |p: &Path| -> Vec<String> {
             std::fs::read_dir(p)
                 .map(|r| {

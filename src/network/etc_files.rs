@@ -15,20 +15,22 @@ pub const FILES: [(&str, &str); 3] = [
 ];
 
 // ANCHOR: hosts
-/// The container's /etc/hosts: localhost, itself (by hostname and id) and its `peers` — the other
-/// running containers on the same bridge — by name.
-pub fn hosts(
-    own: Option<Ipv4Addr>,
-    hostname: &str,
-    id: &str,
-    peers: &[(Ipv4Addr, String)],
-) -> String {
+/// The names a container answers to on the bridge: its hostname, its `--name` and its id (each once),
+/// as on a Docker user-defined network.
+pub fn names(hostname: &str, name: Option<&str>, id: &str) -> String {
+    let mut v: Vec<&str> = vec![hostname];
+    for n in name.into_iter().chain([id]) {
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+    v.join(" ")
+}
+
+/// The container's /etc/hosts: localhost, itself (by the `names` of [`names`]) and its `peers` —
+/// the other running containers on the same bridge — by theirs.
+pub fn hosts(own: Option<Ipv4Addr>, names: &str, peers: &[(Ipv4Addr, String)]) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    let names = if hostname == id {
-        id.to_string()
-    } else {
-        format!("{hostname} {id}")
-    };
     match own {
         Some(a) => s.push_str(&format!("{a}\t{names}\n")),
         // No address of its own (--network none|host): the names resolve to the loopback.
@@ -157,15 +159,16 @@ mod tests {
     fn hosts_names_the_container_and_its_peers() {
         let h = hosts(
             Some(Ipv4Addr::new(10, 213, 0, 2)),
-            "web",
-            "0123456789ab",
+            &names("web", None, "0123456789ab"),
             &[(Ipv4Addr::new(10, 213, 0, 3), "db".into())],
         );
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("10.213.0.2\tweb 0123456789ab\n"));
         assert!(h.contains("10.213.0.3\tdb\n"));
-        let h = hosts(None, "abc", "abc", &[]);
+        let h = hosts(None, &names("abc", None, "abc"), &[]);
         assert!(h.contains("127.0.1.1\tabc\n"));
+        assert_eq!(names("h1", Some("web"), "0123"), "h1 web 0123");
+        assert_eq!(names("web", Some("web"), "0123"), "web 0123");
     }
 
     #[test]

@@ -24,6 +24,19 @@ pub struct Subnet {
 }
 
 impl Subnet {
+    /// The network that the interface address `addr/prefix` lies in.
+    pub fn of(addr: Ipv4Addr, prefix: u8) -> Subnet {
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix.min(32))
+        };
+        Subnet {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Subnet> {
         let usage = "give an IPv4 network in CIDR form with a prefix of /8 to /29, e.g. --subnet 10.213.0.0/16";
         let Some((addr, prefix)) = s.split_once('/') else {
@@ -101,6 +114,8 @@ pub struct Entry {
     pub addr: Ipv4Addr,
     pub id: String,
     pub hostname: String,
+    /// `--name`, if given: peers on the bridge reach the container by it too.
+    pub name: Option<String>,
     /// The owner's runtime directory: the address is in use while that directory is locked.
     pub rundir: PathBuf,
     /// Inode of the network namespace the container's bridge lives in (containers of other
@@ -111,18 +126,20 @@ pub struct Entry {
 impl Entry {
     fn line(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
             self.addr,
             self.id,
             self.hostname,
             self.rundir.display(),
-            self.netns
+            self.netns,
+            self.name.as_deref().unwrap_or("")
         )
     }
 
     fn parse(line: &str) -> Option<Entry> {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 5 {
+        // (5 fields: written by a minictr without names)
+        if f.len() != 5 && f.len() != 6 {
             return None;
         }
         Some(Entry {
@@ -131,6 +148,7 @@ impl Entry {
             hostname: f[2].to_string(),
             rundir: PathBuf::from(f[3]),
             netns: f[4].parse().ok()?,
+            name: f.get(5).filter(|n| !n.is_empty()).map(|n| n.to_string()),
         })
     }
 }
@@ -159,12 +177,19 @@ fn lock_linked(dir: &Path) -> Result<Flock<File>> {
     loop {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
-        let lockf = File::options()
+        let lockf = match File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(dir.join("lock"))
-            .with_context(|| format!("failed to open {}/lock", dir.display()))?;
+        {
+            Ok(f) => f,
+            // The directory went with the last lease between create_dir_all and open: again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to open {}/lock", dir.display()))
+            }
+        };
         let lock = Flock::lock(lockf, FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
             .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
@@ -194,6 +219,8 @@ impl Allocations {
             "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
             dir.display()
         );
+        // The last container to leave removes the table, its lock and the directory (see `save`):
+        // a lock taken on a file that was removed meanwhile is not the lock; take it again.
         let lock = lock_linked(dir)?;
         let path = dir.join("allocations");
         let text = match std::fs::read_to_string(&path) {
@@ -213,8 +240,22 @@ impl Allocations {
     }
     // ANCHOR_END: lock
 
-    /// Write the entries back (a new file renamed over the old: never half-written).
+    /// Write the entries back (a new file renamed over the old: never half-written). An empty table
+    /// is removed, with its lock and directory: no state is left once the last container is gone.
     pub fn save(&self) -> Result<()> {
+        if self.entries.is_empty() {
+            if let Some(dir) = self.path.parent() {
+                crate::explain!(
+                    super::CHAPTER,
+                    "rm -r {} — the last address was released",
+                    dir.display()
+                );
+                let _ = std::fs::remove_file(&self.path);
+                let _ = std::fs::remove_file(dir.join("lock"));
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Ok(());
+        }
         let tmp = self.path.with_extension("tmp");
         let mut f =
             File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
@@ -243,6 +284,7 @@ mod tests {
             addr: a.parse().unwrap(),
             id: id.into(),
             hostname: format!("h{id}"),
+            name: None,
             rundir: PathBuf::from(format!("/run/minictr/{id}")),
             netns: 4026531840,
         }

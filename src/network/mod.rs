@@ -56,6 +56,11 @@ pub struct Config {
 
 // ANCHOR: config
 impl Config {
+    /// Whether the container gets /etc/hosts, /etc/hostname, /etc/resolv.conf of its own (bridge only).
+    pub fn has_etc_files(&self) -> bool {
+        self.mode == Mode::Bridge
+    }
+
     /// Parse `--network`, `--no-net`, `--subnet` and `-p`. `root`: minictr runs as root.
     pub fn parse(
         network: Option<&str>,
@@ -152,6 +157,21 @@ pub fn etc_binds(cfg: &Config, rundir: &Path) -> Vec<(PathBuf, PathBuf)> {
         .collect()
 }
 
+/// The first of /etc/hosts, /etc/hostname, /etc/resolv.conf that [`etc_binds`] mounts on but that
+/// `rootfs` has no regular file for (it would have to be created in the image).
+pub fn missing_mount_points(cfg: &Config, rootfs: &Path) -> Option<String> {
+    etc_binds(cfg, Path::new(""))
+        .into_iter()
+        .map(|(_, target)| target)
+        .find(|t| {
+            !rootfs
+                .join(t.strip_prefix("/").unwrap_or(t))
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_file())
+        })
+        .map(|t| t.display().to_string())
+}
+
 /// Inode of the network namespace minictr runs in: the identity of "this host" for the bridge.
 fn current_netns() -> Result<u64> {
     Ok(std::fs::metadata("/proc/self/ns/net")
@@ -208,10 +228,12 @@ struct BridgeLease {
 /// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
 /// and write the container's /etc files into its runtime directory, owned by `owner` (the host
 /// uid/gid of the container's root, so that it may edit them as Docker's containers can).
+#[allow(clippy::too_many_arguments)]
 pub fn reserve(
     cfg: &Config,
     id: &str,
     hostname: &str,
+    name: Option<&str>,
     rundir: &Path,
     netdir: &Path,
     alive: fn(&Path) -> bool,
@@ -241,6 +263,7 @@ pub fn reserve(
         addr,
         id: id.to_string(),
         hostname: hostname.to_string(),
+        name: name.map(str::to_string),
         rundir: rundir.to_path_buf(),
         netns,
     };
@@ -260,7 +283,8 @@ pub fn reserve(
     });
     let resolv = etc_files::host_resolv_conf(false);
     let peers = peers_of(&table.entries, id, netns, &subnet);
-    let hosts = etc_files::hosts(Some(addr), hostname, id, &peers);
+    let own = etc_files::names(hostname, name, id);
+    let hosts = etc_files::hosts(Some(addr), &own, &peers);
     etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
     Ok(net)
 }
@@ -276,15 +300,12 @@ fn peers_of(
     entries
         .iter()
         .filter(|e| e.id != id && e.netns == netns && subnet.contains(e.addr))
-        .map(|e| {
-            let names = if e.hostname == e.id {
-                e.id.clone()
-            } else {
-                format!("{} {}", e.hostname, e.id)
-            };
-            (e.addr, names)
-        })
+        .map(|e| (e.addr, entry_names(e)))
         .collect()
+}
+
+fn entry_names(e: &ipam::Entry) -> String {
+    etc_files::names(&e.hostname, e.name.as_deref(), &e.id)
 }
 
 /// Rewrite the /etc/hosts of every other running container on this bridge (they learn the new
@@ -295,7 +316,7 @@ fn update_peer_hosts(entries: &[ipam::Entry], except: &str, netns: u64, subnet: 
         .filter(|e| e.id != except && e.netns == netns && subnet.contains(e.addr))
     {
         let peers = peers_of(entries, &e.id, netns, subnet);
-        let text = etc_files::hosts(Some(e.addr), &e.hostname, &e.id, &peers);
+        let text = etc_files::hosts(Some(e.addr), &entry_names(e), &peers);
         // A container that is just exiting may have lost its runtime directory: not an error.
         let _ = etc_files::rewrite_in_place(&e.rundir.join("hosts"), &text);
     }
@@ -312,10 +333,7 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
     );
     if let Some(link) = sock.get_link(BRIDGE)? {
         let subnet = match sock.get_addr(link.index)? {
-            Some((a, prefix)) => Subnet {
-                network: Ipv4Addr::from(u32::from(a) & (u32::MAX << (32 - prefix))),
-                prefix,
-            },
+            Some((a, prefix)) => Subnet::of(a, prefix),
             None => bail!(crate::error::hint(
                 format!("the bridge {BRIDGE} exists but has no IPv4 address"),
                 "remove it with `minictr network rm` and start again"
@@ -334,9 +352,9 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
         }
         // The rules are made with the bridge; if they are gone (a crash between the two, or
         // `nft flush ruleset` by hand), make them again.
-        if !nat::table_exists()? {
+        if !nat::table_exists().unwrap_or(false) {
             nat::sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-            nat::install(BRIDGE, &subnet.to_string())?;
+            install_nat(&subnet);
         }
         return Ok((link.index, link.mtu, subnet));
     }
@@ -360,7 +378,7 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
             &format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet"),
             "1",
         )?;
-        nat::install(BRIDGE, &subnet.to_string())?;
+        install_nat(&subnet);
         Ok((link.index, mtu, subnet))
     })();
     if made.is_err() {
@@ -369,6 +387,14 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
     made
 }
 // ANCHOR_END: ensure_bridge
+
+/// The NAT table, or — where nf_tables or its NAT expressions are missing — one line that says
+/// so: the container still starts with its address on the bridge.
+fn install_nat(subnet: &Subnet) {
+    if let Err(e) = nat::install(BRIDGE, subnet) {
+        eprintln!("minictr: {}", nat::unavailable_note(&e));
+    }
+}
 
 impl Network {
     /// What to record in state.json before [`Network::attach`] creates anything on the host
@@ -531,8 +557,20 @@ pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
     if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
         if table.remove(&lease.id) {
             let _ = table.save();
+            // The others on this bridge forget it (if the bridge is the one minictr runs on).
+            if let (Ok(ns), Some(subnet)) = (current_netns(), bridge_subnet()) {
+                update_peer_hosts(&table.entries, &lease.id, ns, &subnet);
+            }
         }
     }
+}
+
+/// The subnet of the bridge in the current network namespace, if there is one.
+fn bridge_subnet() -> Option<Subnet> {
+    let mut sock = Socket::open(libc::NETLINK_ROUTE).ok()?;
+    let link = sock.get_link(BRIDGE).ok()??;
+    let (a, prefix) = sock.get_addr(link.index).ok()??;
+    Some(Subnet::of(a, prefix))
 }
 
 /// The /run/netns/NAME whose namespace has inode `ino`, if any.

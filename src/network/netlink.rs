@@ -9,7 +9,7 @@
 //!
 //! The same builder also speaks nf_tables (chapter section "NAT"): only the family header differs.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -80,6 +80,19 @@ impl Msg {
             buf,
             nests: Vec::new(),
         }
+    }
+
+    /// Attributes without a message header: the value of a nested attribute built apart.
+    pub fn nested() -> Msg {
+        Msg {
+            buf: Vec::new(),
+            nests: Vec::new(),
+        }
+    }
+
+    /// What was built so far (for [`Msg::nested`]).
+    pub fn bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Raw bytes (a family header such as `ifinfomsg`), padded to 4.
@@ -240,6 +253,17 @@ impl Socket {
 
     /// Read answers for `seq` until the ACK (NLMSG_ERROR with 0), an error, or NLMSG_DONE.
     pub fn collect(&self, seq: u32) -> Result<Vec<Reply>> {
+        self.collect_batch(seq, seq).map_err(|(_, e)| e)
+    }
+
+    /// Read the answers to a batch of messages numbered `first..=last` (each sent with NLM_F_ACK)
+    /// until the ACK of `last`; the first error ends it, with the sequence number it answers.
+    pub fn collect_batch(
+        &self,
+        first: u32,
+        last: u32,
+    ) -> std::result::Result<Vec<Reply>, (u32, anyhow::Error)> {
+        let fail = |e: anyhow::Error| (last, e);
         let mut out = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -251,7 +275,7 @@ impl Socket {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(e).context("netlink recv failed");
+                return Err(fail(anyhow::Error::new(e).context("netlink recv failed")));
             }
             let mut data = &buf[..n as usize];
             while data.len() >= 16 {
@@ -259,25 +283,28 @@ impl Socket {
                 let ty = u16::from_ne_bytes([data[4], data[5]]);
                 let rseq = u32::from_ne_bytes([data[8], data[9], data[10], data[11]]);
                 if len < 16 || len > data.len() {
-                    bail!("malformed netlink answer");
+                    return Err(fail(anyhow::anyhow!("malformed netlink answer")));
                 }
                 let body = &data[16..len];
                 data = &data[pad4(len).min(data.len())..];
-                if rseq != seq {
+                if rseq < first || rseq > last {
                     continue; // an answer to an earlier request we stopped reading
                 }
                 match ty {
                     NLMSG_ERROR => {
                         if body.len() < 4 {
-                            bail!("malformed netlink error message");
+                            return Err(fail(anyhow::anyhow!("malformed netlink error message")));
                         }
                         let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
-                        if code == 0 {
+                        if code != 0 {
+                            return Err((rseq, std::io::Error::from_raw_os_error(-code).into()));
+                        }
+                        if rseq == last {
                             return Ok(out);
                         }
-                        return Err(std::io::Error::from_raw_os_error(-code).into());
                     }
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE if rseq == last => return Ok(out),
+                    NLMSG_DONE => {}
                     _ => out.push(Reply {
                         body: body.to_vec(),
                     }),

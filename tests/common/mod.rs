@@ -12,15 +12,11 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_minictr"))
 }
 
-/// `minictr` as a Command with stdin closed.
+/// `minictr` as a Command with stdin closed, started in the test's own network namespace.
 pub fn minictr() -> Command {
+    enter_test_netns();
     let mut c = Command::new(bin());
     c.stdin(Stdio::null());
-    // ch06: no bridge in the machine's own network namespace; tests/ch06_network.rs runs its
-    // containers inside network namespaces of its own instead.
-    if std::env::var_os("MINICTR_NETWORK").is_none() {
-        c.env("MINICTR_NETWORK", "none");
-    }
     c
 }
 
@@ -28,16 +24,79 @@ pub fn minictr() -> Command {
 /// as skipped: CI runs them as root (see .ci/run).
 pub fn need_root(test: &str) -> bool {
     if nix_is_root() {
-        // ch06: every minictr a test starts — also through a shell or tmux — gets no bridge in the
-        // machine's own network namespace unless the test asks for one (tests/ch06_network.rs does,
-        // inside namespaces of its own). std's environment lock keeps this safe next to spawns.
-        if std::env::var_os("MINICTR_NETWORK").is_none() {
-            std::env::set_var("MINICTR_NETWORK", "none");
-        }
+        enter_test_netns();
         return true;
     }
     eprintln!("SKIPPED {test}: needs root (run the suite with sudo, as CI does)");
     false
+}
+
+/// The network namespace the test binary was started in (its main thread never leaves it).
+fn host_netns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static HOST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| {
+        std::fs::metadata("/proc/self/ns/net")
+            .expect("stat /proc/self/ns/net")
+            .ino()
+    })
+}
+
+/// Tests run minictr with its defaults — the bridge network — but never in the machine's own network
+/// namespace: the calling test thread moves into a fresh one (`unshare(CLONE_NEWNET)`, which is per
+/// thread; libtest runs each test on a thread of its own, and threads the test starts inherit it).
+/// Every process the test spawns — minictr, a shell, tmux — starts in it, so the bridge, NAT table
+/// and veths minictr makes live there and vanish with it once the thread and its processes are gone.
+/// Unlike `ip netns exec`, nothing is remounted: /sys and the cgroup hierarchies stay the host's.
+/// Loopback is brought up for published ports on 127.0.0.1.
+pub fn enter_test_netns() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix_is_root() {
+        return;
+    }
+    let host = host_netns();
+    let mine = std::fs::metadata("/proc/thread-self/ns/net")
+        .expect("stat /proc/thread-self/ns/net")
+        .ino();
+    if mine != host {
+        return; // already in a namespace of its own (or of the test that started this thread)
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    lo_up();
+}
+
+/// `ip link set lo up` in the current thread's network namespace (SIOCGIFFLAGS, SIOCSIFFLAGS).
+fn lo_up() {
+    // SAFETY: a datagram socket and two ioctls on a zeroed `ifreq` that names "lo"; the
+    // descriptor is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        let get = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        let set = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert!(get == 0 && set == 0, "bringing lo up: {err}");
+    }
+}
+
+/// The data directory the tests' minictr uses (MINICTR_DATA_DIR, else /var/lib/minictr).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("MINICTR_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/minictr"))
+}
+
+/// The runtime directory the tests' minictr uses (MINICTR_RUN_DIR, else /run/minictr).
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("MINICTR_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/minictr"))
 }
 
 fn nix_is_root() -> bool {
@@ -152,8 +211,7 @@ pub fn unique(name: &str) -> String {
 /// Nothing of a container started with `--hostname host` is left on the host: no runtime directory
 /// (state.json names the hostname) and no mount under a path that mentions it.
 pub fn assert_no_leftovers(hostname: &str) {
-    let base = Path::new("/run/minictr");
-    if let Ok(rd) = std::fs::read_dir(base) {
+    if let Ok(rd) = std::fs::read_dir(run_dir()) {
         for e in rd.flatten() {
             if let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) {
                 assert!(
@@ -194,7 +252,7 @@ pub fn container_pid(hostname: &str) -> i32 {
     let needle = format!("\"hostname\": \"{hostname}\"");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if let Ok(rd) = std::fs::read_dir("/run/minictr") {
+        if let Ok(rd) = std::fs::read_dir(run_dir()) {
             for e in rd.flatten() {
                 let Ok(s) = std::fs::read_to_string(e.path().join("state.json")) else {
                     continue;
