@@ -844,7 +844,7 @@ fn child_setup(
     ch: &Channel,
     mask: &SigSet,
 ) -> Result<i32> {
-    let mut fds = match ch.recv()? {
+    let fds = match ch.recv()? {
         Some(Msg::Go(fds)) => fds,
         Some(Msg::Failed { message, .. }) => bail!("parent failed: {message}"),
         Some(Msg::Pty(_)) => bail!("unexpected message from the parent"),
@@ -878,40 +878,38 @@ fn child_setup(
     if spec.namespaces.uts {
         namespaces::set_hostname(&spec.hostname)?;
     }
-    // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
-    rootfs::make_private()?;
-    // The parent's fds: one prepared mount per volume (host root with a user namespace), then the
-    // prepared root if any.
-    let n_prepared = if spec.rootfs.volumes_prepared {
-        spec.rootfs.volumes.len().min(fds.len())
-    } else {
-        0
-    };
-    let prepared_volumes: Vec<OwnedFd> = fds.drain(..n_prepared).collect();
-    let root = match (&spec.overlay, fds.pop()) {
+    // 9.–10. Mounts in chapter 2's order, private first, pivot_root last; other stages mount at
+    // the places the plan leaves them. From pivot_root on the host's files are out of reach.
+    let (prepared_volumes, prepared_root) = rootfs::split_prepared(&spec.rootfs, fds);
+    let source = match (&spec.overlay, prepared_root) {
         // Rootless: mount the overlay here, inside the user namespace.
-        (Some(ov), None) => {
-            overlay::mount_in_child(&ov.lowers, layer_dir, &spec.rootfs.mountpoint)?;
-            rootfs::safepath::Root::open(&spec.rootfs.mountpoint)?
-        }
-        (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
+        (Some(ov), None) => rootfs::RootSource::MountedBy(Box::new(|at: &std::path::Path| {
+            overlay::mount_in_child(&ov.lowers, layer_dir, at)
+        })),
+        (_, Some(fd)) => rootfs::RootSource::Prepared(fd),
+        (None, None) => rootfs::RootSource::Bind,
     };
-    rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
-    if let cgroups::Decision::Use(plan) = &spec.cgroup {
-        mount_cgroupfs(&root, &plan.inside(), spec.namespaces.cgroup)?; // ch04
-    }
-    rootfs::mount_volumes(&root, &spec.rootfs.volumes, prepared_volumes)?;
-    for t in &spec.tmpfs {
-        rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
-    }
-    if spec.rootfs.readonly {
-        rootfs::make_root_readonly(&root)?;
-    }
-    rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
-    // ch07: mask /proc/kcore, … and make /proc/sys, … read-only (after /proc, before pivot_root).
-    security::protect_paths(&spec.security, &root)?;
-    // 10. pivot_root: from here on the host's files are out of reach.
-    rootfs::pivot(root)?;
+    let plan = rootfs::plan(&spec.rootfs);
+    rootfs::apply(
+        &plan,
+        &spec.rootfs,
+        source,
+        prepared_volumes,
+        &mut |other, root| match other {
+            rootfs::Other::Cgroupfs => match &spec.cgroup {
+                cgroups::Decision::Use(plan) => {
+                    mount_cgroupfs(root, &plan.inside(), spec.namespaces.cgroup)
+                } // ch04
+                _ => Ok(()),
+            },
+            rootfs::Other::Tmpfs => spec
+                .tmpfs
+                .iter()
+                .try_for_each(|t| rootfs::mount_tmpfs(root, &t.path, t.flags, &t.data)),
+            // ch07: mask /proc/kcore, … and make /proc/sys, … read-only (after /proc, before pivot_root).
+            rootfs::Other::Masks => security::protect_paths(&spec.security, root),
+        },
+    )?;
     if spec.namespaces.net {
         namespaces::loopback_up()?;
     }

@@ -23,8 +23,10 @@ const LINKS: [(&str, &str); 5] = [
 ];
 // ANCHOR_END: devices
 
-pub fn mount_dev(root: &Root, own_ipcns: bool) -> Result<()> {
-    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+const NOSUID_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
+
+/// A fresh tmpfs on /dev holding the default devices, each bound from the host.
+pub fn mount_dev(root: &Root) -> Result<()> {
     // nodev on the tmpfs itself: a device node someone creates later with mknod cannot be opened.
     // The bind-mounted devices below are mounts of their own and keep the host's flags.
     let dev = root.mkdir_all(Path::new("/dev"))?;
@@ -33,26 +35,31 @@ pub fn mount_dev(root: &Root, own_ipcns: bool) -> Result<()> {
         dev.as_fd(),
         Path::new("/dev"),
         Some("tmpfs"),
-        nosuid_noexec | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
+        NOSUID_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-
     for name in DEFAULT_DEVICES {
         let inner = Path::new("/dev").join(name);
         let target = root.mkfile(&inner)?;
         let host = format!("/dev/{name}");
         mount_on(&host, target.as_fd(), &inner, None, MsFlags::MS_BIND, None)?;
     }
+    Ok(())
+}
 
+/// The container's own devpts: its terminals, not the host's.
+pub fn mount_devpts(root: &Root) -> Result<()> {
     let pts = root.mkdir_all(Path::new("/dev/pts"))?;
-    let pts_flags = nosuid_noexec;
+    let at = Path::new("/dev/pts");
+    let opts = "newinstance,ptmxmode=0666,mode=0620";
+    let with_tty_group = format!("{opts},gid=5");
     if mount_on(
         "devpts",
         pts.as_fd(),
-        Path::new("/dev/pts"),
+        at,
         Some("devpts"),
-        pts_flags,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        NOSUID_NOEXEC,
+        Some(&with_tty_group),
     )
     .is_err()
     {
@@ -60,36 +67,43 @@ pub fn mount_dev(root: &Root, own_ipcns: bool) -> Result<()> {
         mount_on(
             "devpts",
             pts.as_fd(),
-            Path::new("/dev/pts"),
+            at,
             Some("devpts"),
-            pts_flags,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
+            NOSUID_NOEXEC,
+            Some(opts),
         )?;
     }
+    Ok(())
+}
 
+/// /dev/shm: POSIX shared memory, a tmpfs of the container's own.
+pub fn mount_shm(root: &Root) -> Result<()> {
     let shm = root.mkdir_all(Path::new("/dev/shm"))?;
     mount_on(
         "shm",
         shm.as_fd(),
         Path::new("/dev/shm"),
         Some("tmpfs"),
-        nosuid_noexec | MsFlags::MS_NODEV,
+        NOSUID_NOEXEC | MsFlags::MS_NODEV,
         Some("mode=1777,size=65536k"),
-    )?;
+    )
+}
 
+/// /dev/mqueue: the IPC namespace's message queues. `required` with an IPC namespace of our own.
+pub fn mount_mqueue(root: &Root, required: bool) -> Result<()> {
     let mq = root.mkdir_all(Path::new("/dev/mqueue"))?;
     let mq_result = mount_on(
         "mqueue",
         mq.as_fd(),
         Path::new("/dev/mqueue"),
         Some("mqueue"),
-        nosuid_noexec | MsFlags::MS_NODEV,
+        NOSUID_NOEXEC | MsFlags::MS_NODEV,
         None,
     );
     if let Err(e) = mq_result {
         // The mqueue filesystem belongs to an IPC namespace: without one of our own (--no-ipc) a
         // user namespace may not mount the host's. POSIX message queues are then unavailable.
-        if own_ipcns {
+        if required {
             return Err(e);
         }
         crate::explain!(
@@ -97,7 +111,11 @@ pub fn mount_dev(root: &Root, own_ipcns: bool) -> Result<()> {
             "skipping /dev/mqueue: no IPC namespace of our own ({e:#})"
         );
     }
+    Ok(())
+}
 
+/// The links every program expects in /dev.
+pub fn links(root: &Root) -> Result<()> {
     for (link, target) in LINKS {
         root.symlink(target, Path::new(link))?;
     }

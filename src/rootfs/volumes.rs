@@ -5,7 +5,7 @@ use super::{make_readonly, mount_on};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A parsed `-v` value.
@@ -134,7 +134,18 @@ pub fn bind(root: &Root, v: &Volume) -> Result<()> {
 /// parent on the detached mount already.
 pub fn attach(root: &Root, v: &Volume, prepared: OwnedFd) -> Result<()> {
     let target = target_in(root, v)?;
-    super::move_mount_onto(prepared.as_fd(), target.as_fd(), &v.target)
+    crate::explain!(
+        super::CHAPTER,
+        "move_mount(fd {}, \"\", {:?}, \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) — attach a prepared mount",
+        prepared.as_raw_fd(),
+        v.target
+    );
+    crate::mountapi::attach_at(prepared.as_fd(), target.as_fd()).with_context(|| {
+        format!(
+            "failed to attach the prepared mount on {}",
+            v.target.display()
+        )
+    })
 }
 // ANCHOR_END: attach
 
