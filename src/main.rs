@@ -5,6 +5,7 @@
 mod cgroups;
 mod error;
 mod explain;
+mod fds;
 mod lifecycle;
 mod manage;
 mod mountapi;

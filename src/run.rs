@@ -853,7 +853,7 @@ fn child_setup(
     // ch07: non-dumpable from now until execve. Not earlier: until "go" the parent still opens our
     // /proc/PID files (uid_map when rootless, ns/* for the network), which non-dumpable would make
     // root's. Nothing else runs in the container's namespaces before we exec.
-    security::set_nondumpable();
+    security::set_nondumpable()?;
     // 7. Root inside the user namespace (the parent wrote the maps).
     if let Some(plan) = &spec.userns {
         userns::become_root(plan.setgroups_allowed())?;
@@ -868,8 +868,7 @@ fn child_setup(
             .context("failed to create the cgroup namespace")?;
     }
     // If minictr dies, so does the container (set after the uid change, which would clear it).
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    process::die_with_parent()?;
     // The parent may have died before the prctl: then nobody would ever kill us.
     if !ch.peer_alive() {
         bail!("minictr exited before the container started");

@@ -477,8 +477,7 @@ fn delete_link_in_background(name: &str) {
             // SAFETY: as above.
             if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
                 // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
-                // SAFETY: close_range with plain integers; this process uses none of those fds.
-                unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+                let _ = crate::fds::close_from(0);
                 delete();
             }
             // SAFETY: leave the forked process without running minictr's destructors.
