@@ -19,6 +19,7 @@ pub use nat::Publish;
 
 use anyhow::{bail, Context, Result};
 use netlink::Socket;
+use nix::sys::socket::SockProtocol;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -212,7 +213,7 @@ pub fn reserve(
         return Ok(net);
     }
     let netns = current_netns()?;
-    let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkRoute)?;
     let mut table = ipam::Allocations::lock(netdir, &|p| alive(p))?;
     let (bridge_index, mtu, subnet) = ensure_bridge(&mut sock, cfg.subnet)?;
     let addr = ipam::pick(&subnet, &table.entries)?;
@@ -464,7 +465,7 @@ fn delete_link_in_background(name: &str) {
         "fork() — a helper process runs `ip link del {name}` while minictr exits"
     );
     let delete = || {
-        if let Ok(mut s) = Socket::open(libc::NETLINK_ROUTE) {
+        if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
             let _ = s.del_link(name);
         }
     };
@@ -506,7 +507,7 @@ pub fn cleanup_stale(values: &[String], netdir: &Path, alive: fn(&Path) -> bool)
             }
         }
         if let Some(veth) = get(values, "veth").next() {
-            if let Ok(mut sock) = Socket::open(libc::NETLINK_ROUTE) {
+            if let Ok(mut sock) = Socket::open(SockProtocol::NetlinkRoute) {
                 let _ = sock.del_link(veth);
             }
         }
@@ -581,7 +582,7 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
             "stop them first"
         ));
     }
-    let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkRoute)?;
     let had_bridge = sock.del_link(BRIDGE)?;
     let had_table = nat::remove()?;
     let mut gone = Vec::new();

@@ -13,6 +13,7 @@
 
 use super::netlink::{Msg, Socket, NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE};
 use anyhow::{bail, Context, Result};
+use nix::sys::socket::SockProtocol;
 use std::net::Ipv4Addr;
 
 pub const TABLE: &str = "minictr";
@@ -248,7 +249,7 @@ fn cell(bytes: &[u8]) -> Vec<u8> {
 
 /// Whether the table `ip minictr` exists (`nft list table ip minictr`): one NFT_MSG_GETTABLE.
 pub fn table_exists() -> Result<bool> {
-    let mut sock = Socket::open(libc::NETLINK_NETFILTER)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkNetFilter)?;
     let mut m = Msg::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_ACK);
     m.raw(&nfgenmsg(NFPROTO_IPV4, 0))
         .attr_str(NFTA_TABLE_NAME, TABLE);
@@ -290,7 +291,7 @@ pub fn set_element(p: &Publish, ctr: Ipv4Addr, add: bool) -> Result<()> {
         if add { "add" } else { "delete" },
         p.element(ctr)
     );
-    let mut sock = Socket::open(libc::NETLINK_NETFILTER)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkNetFilter)?;
     let mut batch = Vec::new();
     let seq0 = sock.next_seq();
     let mut begin = Msg::new(NFNL_MSG_BATCH_BEGIN, 0);
