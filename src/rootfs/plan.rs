@@ -89,12 +89,15 @@ pub fn plan(cfg: &Config) -> Vec<MountStep> {
 }
 // ANCHOR_END: plan
 
+/// Mounts the root on the path it is given.
+pub type MountFn<'a> = Box<dyn FnOnce(&Path) -> Result<()> + 'a>;
+
 /// Where the container's "/" comes from: the parent decided, the child learns it with "go".
 pub enum RootSource<'a> {
     /// A detached mount the parent prepared (the overlay, an idmapped bind): attached.
     Prepared(OwnedFd),
     /// Mounted on the mountpoint by another stage, here in the child (rootless overlay, ch05).
-    MountedBy(Box<dyn FnOnce(&Path) -> Result<()> + 'a>),
+    MountedBy(MountFn<'a>),
     /// Chapter 2's own way: the rootfs bound onto the mountpoint.
     Bind,
 }

@@ -247,24 +247,7 @@ impl Config {
         let use_seccomp = !(o.no_security || o.no_seccomp || unconfined);
         let (seccomp, seccomp_source) = if use_seccomp {
             let (profile, source) = match &seccomp_file {
-                Some(f) => {
-                    let text = std::fs::read_to_string(f).map_err(|e| {
-                        crate::error::hint(
-                            format!("cannot read the seccomp profile {f}: {e}"),
-                            "give the path of a JSON profile in Docker's format, or seccomp=unconfined",
-                        )
-                    })?;
-                    let p = profile::parse_docker_json(&text).map_err(|e| {
-                        crate::error::hint(
-                            format!(
-                                "invalid seccomp profile {f}: {}",
-                                crate::error::one_line(&e)
-                            ),
-                            "see Docker's profiles/seccomp/default.json for the format",
-                        )
-                    })?;
-                    (p, f.clone())
-                }
+                Some(f) => (load_profile(f)?, f.clone()),
                 None => (
                     profile::default_profile(),
                     "the default profile".to_string(),
@@ -295,6 +278,25 @@ impl Config {
     }
 }
 // ANCHOR_END: config
+
+/// `--security-opt seccomp=FILE`: a profile in Docker's JSON format.
+fn load_profile(f: &str) -> Result<profile::Profile> {
+    let text = std::fs::read_to_string(f).map_err(|e| {
+        crate::error::hint(
+            format!("cannot read the seccomp profile {f}: {e}"),
+            "give the path of a JSON profile in Docker's format, or seccomp=unconfined",
+        )
+    })?;
+    profile::parse_docker_json(&text).map_err(|e| {
+        crate::error::hint(
+            format!(
+                "invalid seccomp profile {f}: {}",
+                crate::error::one_line(&e)
+            ),
+            "see Docker's profiles/seccomp/default.json for the format",
+        )
+    })
+}
 
 // ANCHOR: nondumpable
 /// In the child as soon as the parent says "go", while it still runs minictr's code and holds its
