@@ -139,6 +139,19 @@ pub(crate) fn mount_on(
     })
 }
 
+/// [`mount_on`] a path inside the root, created there first if missing (a directory).
+pub(crate) fn mount_in(
+    root: &Root,
+    inner: &Path,
+    src: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    let dir = root.mkdir_all(inner)?;
+    mount_on(src, dir.as_fd(), inner, fstype, flags, data)
+}
+
 // ANCHOR: private
 /// First thing in the new mount namespace: stop mount events from propagating back to the host.
 pub fn make_private() -> Result<()> {
@@ -202,60 +215,43 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
 // ANCHOR: kernel_fs
 /// /proc: a fresh procfs shows the container's PID namespace.
 pub fn mount_proc(root: &Root, fresh: bool) -> Result<()> {
-    let proc_dir = root.mkdir_all(Path::new("/proc"))?;
+    let at = Path::new("/proc");
     if fresh {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-        mount_on(
-            "proc",
-            proc_dir.as_fd(),
-            Path::new("/proc"),
-            Some("proc"),
-            flags,
-            None,
-        )
-    } else {
-        // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
-        // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
-        // (Podman does the same for --pid=host).
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-        mount_on(
-            "/proc",
-            proc_dir.as_fd(),
-            Path::new("/proc"),
-            None,
-            flags,
-            None,
-        )
+        return mount_in(root, at, "proc", Some("proc"), flags, None);
     }
+    // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
+    // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
+    // (Podman does the same for --pid=host).
+    mount_in(
+        root,
+        at,
+        "/proc",
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
 }
 
 /// /sys, read-only: a fresh sysfs shows the network devices of the namespace that mounts it.
 pub fn mount_sys(root: &Root, fresh: bool) -> Result<()> {
-    let sys_dir = root.mkdir_all(Path::new("/sys"))?;
-    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let at = Path::new("/sys");
     if fresh {
-        return mount_on(
-            "sysfs",
-            sys_dir.as_fd(),
-            Path::new("/sys"),
-            Some("sysfs"),
-            ro,
-            None,
-        );
+        let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        return mount_in(root, at, "sysfs", Some("sysfs"), ro, None);
     }
     // Without a network namespace of our own the kernel refuses a new sysfs in a user namespace,
     // so runc (and we) bind the host's /sys read-only instead.
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-    mount_on(
+    mount_in(
+        root,
+        at,
         "/sys",
-        sys_dir.as_fd(),
-        Path::new("/sys"),
         None,
-        flags,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    let sys_dir = root.resolve(Path::new("/sys"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-    make_readonly(sys_dir.as_fd(), Path::new("/sys"), true)
+    let sys_dir = root.resolve(at, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    make_readonly(sys_dir.as_fd(), at, true)
 }
 // ANCHOR_END: kernel_fs
 
@@ -274,9 +270,8 @@ pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> R
 
 /// A tmpfs at `target` (`--tmpfs`, chapter 5): writable scratch space, also in a read-only root.
 pub fn mount_tmpfs(root: &Root, target: &Path, flags: MsFlags, data: &str) -> Result<()> {
-    let fd = root.mkdir_all(target)?;
     let data = if data.is_empty() { None } else { Some(data) };
-    mount_on("tmpfs", fd.as_fd(), target, Some("tmpfs"), flags, data)
+    mount_in(root, target, "tmpfs", Some("tmpfs"), flags, data)
 }
 
 /// `--read-only`: the root mount itself (not the mounts below it: /proc, /dev, volumes, tmpfs keep
