@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 
+// ANCHOR: close_range
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 
 fn close_range(first: u32, flags: libc::c_uint) -> std::io::Result<()> {
@@ -14,6 +15,7 @@ fn close_range(first: u32, flags: libc::c_uint) -> std::io::Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: close_range
 
 /// Mark every descriptor from `first` up close-on-exec: they live until execve, not after it.
 pub fn cloexec_from(first: u32) -> Result<()> {

@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 
 pub const CHAPTER: &str = "ch01 namespaces";
 
-// ANCHOR: table
+// ANCHOR: kind
 /// One row per namespace: everything minictr knows about it, in one place.
 pub struct Kind {
     /// Its file under /proc/PID/ns/ (and its name in state.json).
@@ -26,6 +26,9 @@ pub struct Kind {
     /// Whether a container has it.
     on: fn(&Namespaces) -> bool,
 }
+// ANCHOR_END: kind
+
+// ANCHOR: table
 
 /// The namespaces minictr creates, in the order clone3's flags are shown.
 pub const TABLE: [Kind; 7] = [

@@ -42,29 +42,7 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
             usage
         ));
     }
-    let target = PathBuf::from(target);
-    if !target.is_absolute() {
-        bail!(crate::error::hint(
-            format!(
-                "invalid volume {spec:?}: the container path {} is not absolute",
-                target.display()
-            ),
-            usage
-        ));
-    }
-    if target.components().all(|c| {
-        matches!(
-            c,
-            std::path::Component::RootDir
-                | std::path::Component::ParentDir
-                | std::path::Component::CurDir
-        )
-    }) {
-        bail!(crate::error::hint(
-            format!("invalid volume {spec:?}: cannot mount over the container's /"),
-            usage
-        ));
-    }
+    let target = container_path(spec, target, usage)?;
     let mut readonly = false;
     let mut idmap = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -101,6 +79,34 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
     })
 }
 // ANCHOR_END: parse_volume
+
+/// The container side of `-v`: absolute, and not the container's `/` itself.
+fn container_path(spec: &str, target: &str, usage: &str) -> Result<PathBuf> {
+    let target = PathBuf::from(target);
+    if !target.is_absolute() {
+        bail!(crate::error::hint(
+            format!(
+                "invalid volume {spec:?}: the container path {} is not absolute",
+                target.display()
+            ),
+            usage
+        ));
+    }
+    if target.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir
+                | std::path::Component::ParentDir
+                | std::path::Component::CurDir
+        )
+    }) {
+        bail!(crate::error::hint(
+            format!("invalid volume {spec:?}: cannot mount over the container's /"),
+            usage
+        ));
+    }
+    Ok(target)
+}
 
 // ANCHOR: bind
 /// Bind the host path onto its target, which is created and resolved *inside* the rootfs; `:ro`

@@ -226,23 +226,7 @@ impl Config {
                 )),
             }
         }
-        let mut rlimits: Vec<Rlimit> = Vec::new();
-        for u in o.ulimit {
-            let r = parse_ulimit(u)?;
-            rlimits.retain(|x| x.resource != r.resource);
-            rlimits.push(r);
-        }
-        if !rlimits
-            .iter()
-            .any(|r| r.resource == Resource::RLIMIT_NOFILE)
-        {
-            rlimits.push(Rlimit {
-                name: "nofile",
-                resource: Resource::RLIMIT_NOFILE,
-                soft: 1024,
-                hard: 1024,
-            });
-        }
+        let rlimits = rlimits(o.ulimit)?;
         let use_caps = !(o.no_security || o.no_caps);
         let use_seccomp = !(o.no_security || o.no_seccomp || unconfined);
         let (seccomp, seccomp_source) = if use_seccomp {
@@ -278,6 +262,28 @@ impl Config {
     }
 }
 // ANCHOR_END: config
+
+/// `--ulimit`s, the last one of a resource winning; nofile 1024 unless given (as Docker).
+fn rlimits(ulimit: &[String]) -> Result<Vec<Rlimit>> {
+    let mut rlimits: Vec<Rlimit> = Vec::new();
+    for u in ulimit {
+        let r = parse_ulimit(u)?;
+        rlimits.retain(|x| x.resource != r.resource);
+        rlimits.push(r);
+    }
+    if !rlimits
+        .iter()
+        .any(|r| r.resource == Resource::RLIMIT_NOFILE)
+    {
+        rlimits.push(Rlimit {
+            name: "nofile",
+            resource: Resource::RLIMIT_NOFILE,
+            soft: 1024,
+            hard: 1024,
+        });
+    }
+    Ok(rlimits)
+}
 
 /// `--security-opt seccomp=FILE`: a profile in Docker's JSON format.
 fn load_profile(f: &str) -> Result<profile::Profile> {
