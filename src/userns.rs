@@ -56,7 +56,9 @@ impl IdMap {
         self.outside as u64 + self.len as u64
     }
 }
+// ANCHOR_END: idmap
 
+// ANCHOR: validate
 /// The checks the kernel makes (and one it does not): lengths > 0, ranges within 32 bits, no
 /// overlap inside or outside, at most 340 lines — and never the identity map of every id, which is no
 /// isolation at all.
@@ -122,7 +124,7 @@ pub fn map_text(maps: &[IdMap]) -> String {
         .map(|m| format!("{} {} {}\n", m.inside, m.outside, m.len))
         .collect()
 }
-// ANCHOR_END: idmap
+// ANCHOR_END: validate
 
 /// The first subordinate range of `user` (name or uid) in /etc/subuid-style `content` that holds at
 /// least `want` ids.
