@@ -3,6 +3,7 @@
 //! `chapters/`. This file is only the command line: the start sequence lives in `run.rs`.
 
 mod cgroups;
+mod clone3;
 mod error;
 mod explain;
 mod fds;

@@ -4,6 +4,7 @@
 //! This module owns the clone itself (with the namespace flags), the hostname, and bringing `lo` up.
 //! Each namespace can be switched off (`--no-pid`, `--no-net`, …) to see what it adds.
 
+use crate::clone3::{self, Forked, CLONE_INTO_CGROUP};
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -141,26 +142,6 @@ pub fn describe_flags(flags: u64) -> String {
     parts.join("|")
 }
 
-/// clone3's CLONE_INTO_CGROUP (Linux 5.7): start the child directly in a cgroup v2 directory.
-pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// `struct clone_args` of clone3(2), version 2 (with the cgroup field).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
 // ANCHOR: clone
 /// Start the container's first process in new namespaces. Like `fork`, it returns twice: in the
 /// parent with the child's pid, and in the child, which runs `child` and never returns from it.
@@ -171,53 +152,18 @@ pub fn clone_child(
     cgroup_fd: Option<RawFd>,
     child: impl FnOnce() -> i32,
 ) -> Result<Pid> {
-    let mut args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(fd) = cgroup_fd {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = fd as u64;
-    }
+    let shown = flags | cgroup_fd.map_or(0, |_| CLONE_INTO_CGROUP);
     crate::explain!(
         CHAPTER,
         "clone3(flags={}, exit_signal=SIGCHLD) — the child starts in its new namespaces",
-        describe_flags(args.flags)
+        describe_flags(shown)
     );
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork(): the child gets a copy
-    // of this (single-threaded) address space. The child only runs `child` and then `_exit`s, so it
-    // never returns into the parent's stack frames.
-    let mut ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if ret == -1 && nix::errno::Errno::last() == nix::errno::Errno::ENOSYS && cgroup_fd.is_none() {
-        // Kernels before 5.3 (or a seccomp filter that hides clone3): classic clone, same semantics.
-        // SAFETY: as above; a NULL stack means "share the parent's stack pointer", i.e. fork semantics.
-        ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                flags | libc::SIGCHLD as u64,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-    }
-    match ret {
-        -1 => Err(clone_error(nix::errno::Errno::last(), flags)),
-        0 => {
-            let code = child();
-            // SAFETY: _exit ends the child without running the parent's atexit handlers or
-            // destructors that belong to the parent's copy of the state.
-            unsafe { libc::_exit(code) }
-        }
-        pid => Ok(Pid::from_raw(pid as i32)),
+    // SAFETY: minictr is single-threaded on the start path, and the child only runs `child` and
+    // then leaves with exit_child: it never returns into the parent's stack frames.
+    match unsafe { clone3::clone3(flags, cgroup_fd) } {
+        Err(errno) => Err(clone_error(errno, flags)),
+        Ok(Forked::Child) => clone3::exit_child(child()),
+        Ok(Forked::Parent(pid)) => Ok(pid),
     }
 }
 // ANCHOR_END: clone
