@@ -545,7 +545,7 @@ fn bridge_and_veth() -> Probe {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e as i32)?;
         let netns = std::fs::File::open("/proc/self/ns/net")
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        let mut s = Socket::open(libc::NETLINK_ROUTE).map_err(err)?;
+        let mut s = Socket::open(nix::sys::socket::SockProtocol::NetlinkRoute).map_err(err)?;
         s.add_bridge("probe-br", 1500).map_err(err)?;
         let bridge = s.get_link("probe-br").map_err(err)?.ok_or(libc::ENODEV)?;
         s.add_veth(

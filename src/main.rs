@@ -3,9 +3,11 @@
 //! `chapters/`. This file is only the command line: the start sequence lives in `run.rs`.
 
 mod cgroups;
+mod clone3;
 mod doctor;
 mod error;
 mod explain;
+mod fds;
 mod host;
 mod image;
 mod lifecycle;

@@ -106,8 +106,7 @@ pub fn exec(o: ExecOptions) -> Result<i32> {
     let p = ExecProcess::new(&o, &e.state)?;
     // Non-dumpable before we enter: a process of the container must never get at our memory or at
     // /proc/<us>/exe — the minictr binary (CVE-2019-5736).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0) failed")?;
     // The container's cgroup first (ch04), from the host: its limits then cover what we start.
     if let Some(paths) = &e.state.resources.cgroup {
         cgroups::join(paths)?;
@@ -186,8 +185,7 @@ fn exec_child(
     mask: &SigSet,
     in_userns: bool,
 ) -> Result<std::convert::Infallible> {
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    process::die_with_parent()?;
     // A rootless container without subordinate ids denied setgroups(2) in its user namespace.
     let may_setgroups =
         std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow");

@@ -17,6 +17,7 @@ const FSCONFIG_SET_FD: libc::c_uint = 5;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
 #[repr(C)]
 struct MountAttr {
@@ -184,23 +185,47 @@ pub fn set_attr(
     Ok(())
 }
 
-/// move_mount a detached mount onto `target`.
-pub fn attach(mnt: BorrowedFd<'_>, target: &Path) -> Result<()> {
-    let t = path_cstr(target)?;
-    // SAFETY: move_mount reads two NUL-terminated strings valid for the call.
+/// Where [`move_mount`] attaches a detached mount.
+enum Onto<'a> {
+    Path(&'a Path),
+    Fd(BorrowedFd<'a>),
+}
+
+/// move_mount(2) of a detached mount (MOVE_MOUNT_F_EMPTY_PATH) onto a path or a directory fd.
+fn move_mount(mnt: BorrowedFd<'_>, onto: Onto<'_>) -> Result<()> {
+    let (dirfd, path, flags) = match onto {
+        Onto::Path(p) => (libc::AT_FDCWD, path_cstr(p)?, MOVE_MOUNT_F_EMPTY_PATH),
+        Onto::Fd(fd) => (
+            fd.as_raw_fd(),
+            CString::default(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        ),
+    };
+    // SAFETY: move_mount reads two NUL-terminated strings valid for the call; the fds are borrowed
+    // for the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             mnt.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            dirfd,
+            path.as_ptr(),
+            flags,
         )
     };
     if ret < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("move_mount onto {} failed", target.display()));
+        return Err(std::io::Error::last_os_error().into());
     }
     Ok(())
+}
+
+/// Attach a detached mount on `target`.
+pub fn attach(mnt: BorrowedFd<'_>, target: &Path) -> Result<()> {
+    move_mount(mnt, Onto::Path(target))
+        .with_context(|| format!("move_mount onto {} failed", target.display()))
+}
+
+/// Attach a detached mount on a directory (or file) held open, e.g. resolved inside a rootfs.
+pub fn attach_at(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<()> {
+    move_mount(mnt, Onto::Fd(target))
 }

@@ -4,11 +4,99 @@
 //! This module owns the clone itself (with the namespace flags), the hostname, and bringing `lo` up.
 //! Each namespace can be switched off (`--no-pid`, `--no-net`, …) to see what it adds.
 
+use crate::clone3::{self, Forked, CLONE_INTO_CGROUP};
 use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use std::os::fd::RawFd;
 
 pub const CHAPTER: &str = "ch01 namespaces";
+
+// ANCHOR: kind
+/// One row per namespace: everything minictr knows about it, in one place.
+pub struct Kind {
+    /// Its file under /proc/PID/ns/ (and its name in state.json).
+    pub name: &'static str,
+    /// The flag that creates it (clone3, unshare) or names it (setns).
+    pub flag: CloneFlags,
+    pub flag_name: &'static str,
+    /// The switch that leaves the container in the host's namespace (`None`: always new).
+    pub switch: Option<&'static str>,
+    /// What the container sees of its own.
+    pub isolates: &'static str,
+    /// Whether a container has it.
+    on: fn(&Namespaces) -> bool,
+}
+// ANCHOR_END: kind
+
+// ANCHOR: table
+
+/// The namespaces minictr creates, in the order clone3's flags are shown.
+pub const TABLE: [Kind; 7] = [
+    Kind {
+        name: "user",
+        flag: CloneFlags::CLONE_NEWUSER,
+        flag_name: "CLONE_NEWUSER",
+        switch: None,
+        isolates: "user and group ids, capabilities (chapter 3)",
+        on: |n| n.user,
+    },
+    Kind {
+        name: "mnt",
+        flag: CloneFlags::CLONE_NEWNS,
+        flag_name: "CLONE_NEWNS",
+        switch: None,
+        isolates: "the mount table (chapter 2)",
+        on: |_| true,
+    },
+    Kind {
+        name: "pid",
+        flag: CloneFlags::CLONE_NEWPID,
+        flag_name: "CLONE_NEWPID",
+        switch: Some("--no-pid"),
+        isolates: "process ids: the command is pid 1",
+        on: |n| n.pid,
+    },
+    Kind {
+        name: "uts",
+        flag: CloneFlags::CLONE_NEWUTS,
+        flag_name: "CLONE_NEWUTS",
+        switch: Some("--no-uts"),
+        isolates: "the hostname",
+        on: |n| n.uts,
+    },
+    Kind {
+        name: "ipc",
+        flag: CloneFlags::CLONE_NEWIPC,
+        flag_name: "CLONE_NEWIPC",
+        switch: Some("--no-ipc"),
+        isolates: "System V IPC objects and POSIX message queues",
+        on: |n| n.ipc,
+    },
+    Kind {
+        name: "net",
+        flag: CloneFlags::CLONE_NEWNET,
+        flag_name: "CLONE_NEWNET",
+        switch: Some("--no-net"),
+        isolates: "network devices, addresses, routes, ports (chapter 6)",
+        on: |n| n.net,
+    },
+    Kind {
+        name: "cgroup",
+        flag: CloneFlags::CLONE_NEWCGROUP,
+        flag_name: "CLONE_NEWCGROUP",
+        switch: Some("--no-cgroupns"),
+        isolates: "the cgroup tree: its own cgroup is / (chapter 4)",
+        on: |n| n.cgroup,
+    },
+];
+// ANCHOR_END: table
+
+impl Kind {
+    fn bits(&self) -> u64 {
+        self.flag.bits() as u64
+    }
+}
 
 // ANCHOR: namespaces
 /// Which namespaces the container gets. The mount namespace is always new: the root filesystem
@@ -24,85 +112,34 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
+    /// The rows of [`TABLE`] this container has of its own.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static Kind> + '_ {
+        TABLE.iter().filter(|k| (k.on)(self))
+    }
+
     /// The `CLONE_NEW*` flags for these namespaces (mount always included).
     pub fn clone_flags(&self) -> u64 {
-        let mut f = libc::CLONE_NEWNS as u64;
-        let pairs = [
-            (self.user, libc::CLONE_NEWUSER),
-            (self.pid, libc::CLONE_NEWPID),
-            (self.uts, libc::CLONE_NEWUTS),
-            (self.ipc, libc::CLONE_NEWIPC),
-            (self.net, libc::CLONE_NEWNET),
-            (self.cgroup, libc::CLONE_NEWCGROUP),
-        ];
-        for (on, flag) in pairs {
-            if on {
-                f |= flag as u64;
-            }
-        }
-        f
+        self.kinds().fold(0, |f, k| f | k.bits())
     }
 
     /// The names under /proc/PID/ns/ of the namespaces the container has of its own.
     pub fn proc_names(&self) -> Vec<String> {
-        let mut v = vec!["mnt"];
-        for (on, name) in [
-            (self.user, "user"),
-            (self.pid, "pid"),
-            (self.uts, "uts"),
-            (self.ipc, "ipc"),
-            (self.net, "net"),
-            (self.cgroup, "cgroup"),
-        ] {
-            if on {
-                v.push(name);
-            }
-        }
-        v.into_iter().map(String::from).collect()
+        self.kinds().map(|k| k.name.to_string()).collect()
     }
 }
 // ANCHOR_END: namespaces
 
 /// `CLONE_NEWNS|CLONE_NEWPID|…` — the flags as a student would write them.
 pub fn describe_flags(flags: u64) -> String {
-    const NAMES: [(i32, &str); 7] = [
-        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
-        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
-        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
-        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
-        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
-        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-    ];
-    let mut parts: Vec<&str> = NAMES
+    let mut parts: Vec<&str> = TABLE
         .iter()
-        .filter(|(f, _)| flags & (*f as u64) != 0)
-        .map(|(_, n)| *n)
+        .filter(|k| flags & k.bits() != 0)
+        .map(|k| k.flag_name)
         .collect();
     if flags & CLONE_INTO_CGROUP != 0 {
         parts.push("CLONE_INTO_CGROUP");
     }
     parts.join("|")
-}
-
-/// clone3's CLONE_INTO_CGROUP (Linux 5.7): start the child directly in a cgroup v2 directory.
-pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// `struct clone_args` of clone3(2), version 2 (with the cgroup field).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
 }
 
 // ANCHOR: clone
@@ -115,53 +152,18 @@ pub fn clone_child(
     cgroup_fd: Option<RawFd>,
     child: impl FnOnce() -> i32,
 ) -> Result<Pid> {
-    let mut args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(fd) = cgroup_fd {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = fd as u64;
-    }
+    let shown = flags | cgroup_fd.map_or(0, |_| CLONE_INTO_CGROUP);
     crate::explain!(
         CHAPTER,
         "clone3(flags={}, exit_signal=SIGCHLD) — the child starts in its new namespaces",
-        describe_flags(args.flags)
+        describe_flags(shown)
     );
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork(): the child gets a copy
-    // of this (single-threaded) address space. The child only runs `child` and then `_exit`s, so it
-    // never returns into the parent's stack frames.
-    let mut ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if ret == -1 && nix::errno::Errno::last() == nix::errno::Errno::ENOSYS && cgroup_fd.is_none() {
-        // Kernels before 5.3 (or a seccomp filter that hides clone3): classic clone, same semantics.
-        // SAFETY: as above; a NULL stack means "share the parent's stack pointer", i.e. fork semantics.
-        ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                flags | libc::SIGCHLD as u64,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-    }
-    match ret {
-        -1 => Err(clone_error(nix::errno::Errno::last(), flags)),
-        0 => {
-            let code = child();
-            // SAFETY: _exit ends the child without running the parent's atexit handlers or
-            // destructors that belong to the parent's copy of the state.
-            unsafe { libc::_exit(code) }
-        }
-        pid => Ok(Pid::from_raw(pid as i32)),
+    // SAFETY: minictr is single-threaded on the start path, and the child only runs `child` and
+    // then leaves with exit_child: it never returns into the parent's stack frames.
+    match unsafe { clone3::clone3(flags, cgroup_fd) } {
+        Err(errno) => Err(clone_error(errno, flags)),
+        Ok(Forked::Child) => clone3::exit_child(child()),
+        Ok(Forked::Parent(pid)) => Ok(pid),
     }
 }
 // ANCHOR_END: clone
@@ -170,7 +172,7 @@ fn clone_error(errno: nix::errno::Errno, flags: u64) -> anyhow::Error {
     use nix::errno::Errno;
     let what = format!("clone3({}) failed: {errno}", describe_flags(flags));
     match errno {
-        Errno::EPERM if flags & libc::CLONE_NEWUSER as u64 != 0 => crate::error::hint(
+        Errno::EPERM if flags & CloneFlags::CLONE_NEWUSER.bits() as u64 != 0 => crate::error::hint(
             what,
             "unprivileged user namespaces look disabled: check `sysctl user.max_user_namespaces` \
              (must be > 0), `kernel.unprivileged_userns_clone` (Debian, must be 1) and \
@@ -181,7 +183,20 @@ fn clone_error(errno: nix::errno::Errno, flags: u64) -> anyhow::Error {
             what,
             "a namespace limit was reached: raise `sysctl user.max_user_namespaces` (or the other user.max_*_namespaces)",
         ),
-        Errno::EINVAL => crate::error::hint(what, "the kernel lacks one of these namespaces"),
+        Errno::EINVAL => {
+            let off: Vec<String> = TABLE
+                .iter()
+                .filter(|k| flags & k.bits() != 0)
+                .filter_map(|k| k.switch.map(|s| format!("{s} ({})", k.isolates)))
+                .collect();
+            crate::error::hint(
+                what,
+                format!(
+                    "the kernel lacks one of these namespaces: try without it: {}",
+                    off.join(", ")
+                ),
+            )
+        }
         _ => anyhow::anyhow!(what),
     }
 }
@@ -196,31 +211,28 @@ pub struct Joined {
 /// first (it owns the others, so joining it grants the rights to join them), the mount namespace last
 /// (it changes our root, and /proc/PID/ns/* must be opened before).
 pub fn join(pid: Pid, names: &[String]) -> Result<Joined> {
-    const ORDER: [(&str, libc::c_int); 7] = [
-        ("user", libc::CLONE_NEWUSER),
-        ("ipc", libc::CLONE_NEWIPC),
-        ("uts", libc::CLONE_NEWUTS),
-        ("net", libc::CLONE_NEWNET),
-        ("pid", libc::CLONE_NEWPID),
-        ("cgroup", libc::CLONE_NEWCGROUP),
-        ("mnt", libc::CLONE_NEWNS),
-    ];
+    // User first, mount last, the others in table order.
+    let mut order: Vec<&Kind> = TABLE
+        .iter()
+        .filter(|k| names.iter().any(|n| n == k.name))
+        .collect();
+    order.sort_by_key(|k| match k.name {
+        "user" => 0,
+        "mnt" => 2,
+        _ => 1,
+    });
     let mut files = Vec::new();
-    for (name, flag) in ORDER {
-        if names.iter().any(|n| n == name) {
-            let path = format!("/proc/{pid}/ns/{name}");
-            let f = std::fs::File::open(&path).with_context(|| format!("failed to open {path}"))?;
-            files.push((name, flag, f, path));
-        }
+    for k in order {
+        let path = format!("/proc/{pid}/ns/{}", k.name);
+        let f = std::fs::File::open(&path).with_context(|| format!("failed to open {path}"))?;
+        files.push((k, f, path));
     }
     let mut joined = Joined { user: false };
-    for (name, flag, f, path) in files {
-        crate::explain!(CHAPTER, "setns({path}, CLONE_NEW{})", name.to_uppercase());
-        nix::sched::setns(&f, nix::sched::CloneFlags::from_bits_truncate(flag))
-            .with_context(|| format!("failed to enter the {name} namespace of {pid}"))?;
-        if name == "user" {
-            joined.user = true;
-        }
+    for (k, f, path) in files {
+        crate::explain!(CHAPTER, "setns({path}, {})", k.flag_name);
+        nix::sched::setns(&f, k.flag)
+            .with_context(|| format!("failed to enter the {} namespace of {pid}", k.name))?;
+        joined.user |= k.flag == CloneFlags::CLONE_NEWUSER;
     }
     Ok(joined)
 }
@@ -261,15 +273,15 @@ pub fn loopback_up() -> Result<()> {
         CHAPTER,
         "ioctl(SIOCSIFFLAGS, lo, IFF_UP) — ip link set lo up"
     );
-    // SAFETY: plain socket(2); the fd is wrapped in OwnedFd right away.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("failed to open a socket to configure lo");
-    }
-    // SAFETY: raw is a fresh, valid descriptor owned by nobody else.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("failed to open a socket to configure lo")?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -327,7 +339,7 @@ mod tests {
             ipc: false,
             cgroup: false,
         };
-        assert_eq!(none.clone_flags(), libc::CLONE_NEWNS as u64);
+        assert_eq!(none.clone_flags(), CloneFlags::CLONE_NEWNS.bits() as u64);
         let all = Namespaces {
             user: true,
             pid: true,
@@ -340,6 +352,30 @@ mod tests {
             describe_flags(all.clone_flags()),
             "CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET|CLONE_NEWCGROUP"
         );
+    }
+
+    #[test]
+    fn one_row_per_namespace() {
+        let mut all = 0;
+        for k in &TABLE {
+            assert_eq!(all & k.bits(), 0, "{} shares a flag", k.name);
+            all |= k.bits();
+            assert_eq!(k.flag_name, describe_flags(k.bits()));
+            assert!(
+                std::path::Path::new("/proc/self/ns").join(k.name).exists(),
+                "{}",
+                k.name
+            );
+        }
+        let some = Namespaces {
+            user: false,
+            pid: true,
+            net: false,
+            uts: true,
+            ipc: false,
+            cgroup: false,
+        };
+        assert_eq!(some.proc_names(), ["mnt", "pid", "uts"]);
     }
 
     #[test]

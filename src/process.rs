@@ -329,6 +329,13 @@ pub fn exec(args: &[String], env: &[(String, String)]) -> CommandError {
 }
 // ANCHOR_END: exec
 
+/// PR_SET_PDEATHSIG(SIGKILL): if minictr dies, so does this process. Cleared by a uid change, so
+/// set after one; the caller checks afterwards that the parent is still there.
+pub fn die_with_parent() -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("prctl(PR_SET_PDEATHSIG, SIGKILL) failed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

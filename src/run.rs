@@ -518,17 +518,16 @@ fn child_setup(
     // ch07: non-dumpable from now until execve. Not earlier: until "go" the parent still opens our
     // /proc/PID files (uid_map when rootless, ns/* for the network), which non-dumpable would make
     // root's. Nothing else runs in the container's namespaces before we exec.
-    security::set_nondumpable();
+    security::set_nondumpable()?;
     // 7. Root inside the user namespace (the parent wrote the maps).
     become_root(spec, ch)?;
     // 8. Hostname.
     if spec.namespaces.uts {
         namespaces::set_hostname(&spec.hostname)?;
     }
-    // 9. Mounts: private first, then the root, the kernel filesystems, volumes.
-    let root = mount_everything(spec, layer_dir, fds)?;
-    // 10. pivot_root: from here on the host's files are out of reach.
-    rootfs::pivot(root)?;
+    // 9.–10. Mounts in chapter 2's order, private first, pivot_root last: from then on the host's
+    // files are out of reach.
+    mount_everything(spec, layer_dir, fds)?;
     if spec.namespaces.net {
         namespaces::loopback_up()?;
     }
@@ -573,8 +572,7 @@ fn become_root(spec: &Spec, ch: &Channel) -> Result<()> {
             .context("failed to create the cgroup namespace")?;
     }
     // If minictr dies, so does the container (set after the uid change, which would clear it).
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    process::die_with_parent()?;
     // The parent may have died before the prctl: then nobody would ever kill us.
     if !ch.peer_alive() {
         bail!("minictr exited before the container started");
@@ -583,47 +581,46 @@ fn become_root(spec: &Spec, ch: &Channel) -> Result<()> {
 }
 
 // ANCHOR: mounts
-/// Step 9: `/` private, the root (the parent's prepared mount, or rootless the overlay made here),
-/// /proc /sys /dev, /sys/fs/cgroup, volumes, tmpfs, read-only root, the working directory, and
-/// chapter 7's masks — everything that needs a host path, before pivot_root.
+/// Steps 9–10: chapter 2's mount plan, applied — the root (the parent's prepared mount, or rootless
+/// the overlay made here), /proc /sys /dev, volumes, read-only root, the working directory,
+/// pivot_root last. Other stages mount at the places the plan leaves them: /sys/fs/cgroup
+/// (chapter 4), `--tmpfs` (chapter 5), the masks (chapter 7).
 fn mount_everything(
     spec: &Spec,
     layer_dir: Option<&std::path::Path>,
-    mut fds: Vec<OwnedFd>,
-) -> Result<rootfs::safepath::Root> {
-    rootfs::make_private()?;
-    // The parent's fds: one prepared mount per volume (host root with a user namespace), then the
-    // prepared root if any.
-    let n_prepared = if spec.rootfs.volumes_prepared {
-        spec.rootfs.volumes.len().min(fds.len())
-    } else {
-        0
-    };
-    let prepared_volumes: Vec<OwnedFd> = fds.drain(..n_prepared).collect();
-    let root = match (&spec.overlay, fds.pop()) {
+    fds: Vec<OwnedFd>,
+) -> Result<()> {
+    let (prepared_volumes, prepared_root) = rootfs::split_prepared(&spec.rootfs, fds);
+    let source = match (&spec.overlay, prepared_root) {
         // Rootless: mount the overlay here, inside the user namespace.
-        (Some(ov), None) => {
-            overlay::mount_in_child(&ov.lowers, layer_dir, &spec.rootfs.mountpoint)?;
-            rootfs::safepath::Root::open(&spec.rootfs.mountpoint)?
-        }
-        (_, prepared) => rootfs::mount_root(&spec.rootfs, prepared)?,
+        (Some(ov), None) => rootfs::RootSource::MountedBy(Box::new(|at: &std::path::Path| {
+            overlay::mount_in_child(&ov.lowers, layer_dir, at)
+        })),
+        (_, Some(fd)) => rootfs::RootSource::Prepared(fd),
+        (None, None) => rootfs::RootSource::Bind,
     };
-    rootfs::mount_kernel_filesystems(&root, &spec.rootfs)?;
-    if let cgroups::Decision::Use(plan) = &spec.cgroup {
-        let steps = cgroups::fs::cgroupfs_plan(&plan.inside(), spec.namespaces.cgroup);
-        mount_cgroupfs(&root, steps)?; // ch04
-    }
-    rootfs::mount_volumes(&root, &spec.rootfs.volumes, prepared_volumes)?;
-    for t in &spec.tmpfs {
-        rootfs::mount_tmpfs(&root, &t.path, t.flags, &t.data)?;
-    }
-    if spec.rootfs.readonly {
-        rootfs::make_root_readonly(&root)?;
-    }
-    rootfs::prepare_workdir(&root, &spec.rootfs.workdir)?;
-    // ch07: mask /proc/kcore, … and make /proc/sys, … read-only (after /proc, before pivot_root).
-    security::protect_paths(&spec.security, &root)?;
-    Ok(root)
+    let plan = rootfs::plan(&spec.rootfs);
+    rootfs::apply(
+        &plan,
+        &spec.rootfs,
+        source,
+        prepared_volumes,
+        &mut |other, root| match other {
+            rootfs::Other::Cgroupfs => match &spec.cgroup {
+                cgroups::Decision::Use(plan) => mount_cgroupfs(
+                    root,
+                    cgroups::fs::cgroupfs_plan(&plan.inside(), spec.namespaces.cgroup),
+                ), // ch04
+                _ => Ok(()),
+            },
+            rootfs::Other::Tmpfs => spec
+                .tmpfs
+                .iter()
+                .try_for_each(|t| rootfs::mount_tmpfs(root, &t.path, t.flags, &t.data)),
+            // ch07: mask /proc/kcore, … and make /proc/sys, … read-only (after /proc, before pivot_root).
+            rootfs::Other::Masks => security::protect_paths(&spec.security, root),
+        },
+    )
 }
 // ANCHOR_END: mounts
 

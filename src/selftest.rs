@@ -187,8 +187,9 @@ fn image_unchanged_check(rootfs: &Path, net: &[&str]) -> std::result::Result<(),
 
 /// Every check, in the order of the book.
 fn checks(root: bool) -> Vec<Check> {
-    let host_ns: Vec<(String, String)> = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"]
+    let host_ns: Vec<(String, String)> = crate::namespaces::TABLE
         .iter()
+        .map(|k| k.name)
         .map(|n| {
             let l = std::fs::read_link(format!("/proc/self/ns/{n}"))
                 .map(|p| p.display().to_string())

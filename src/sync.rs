@@ -90,16 +90,13 @@ impl Channel {
     /// Whether the other end is still open (a non-blocking peek: EOF means it is gone).
     pub fn peer_alive(&self) -> bool {
         let mut b = [0u8; 1];
-        // SAFETY: recv into a 1-byte buffer we own; MSG_PEEK leaves any message in place.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n != 0
+        // MSG_PEEK leaves any message in place; EAGAIN (nothing to read yet) means alive.
+        let n = nix::sys::socket::recv(
+            self.fd.as_raw_fd(),
+            &mut b,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        );
+        !matches!(n, Ok(0))
     }
 
     /// Wait for the next message; `None` means the other end was closed (for the parent: the child

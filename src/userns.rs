@@ -56,7 +56,9 @@ impl IdMap {
         self.outside as u64 + self.len as u64
     }
 }
+// ANCHOR_END: idmap
 
+// ANCHOR: validate
 /// The checks the kernel makes (and one it does not): lengths > 0, ranges within 32 bits, no
 /// overlap inside or outside, at most 340 lines — and never the identity map of every id, which is no
 /// isolation at all.
@@ -122,7 +124,7 @@ pub fn map_text(maps: &[IdMap]) -> String {
         .map(|m| format!("{} {} {}\n", m.inside, m.outside, m.len))
         .collect()
 }
-// ANCHOR_END: idmap
+// ANCHOR_END: validate
 
 /// The first subordinate range of `user` (name or uid) in /etc/subuid-style `content` that holds at
 /// least `want` ids.
@@ -196,65 +198,71 @@ pub fn plan(uidmaps: &[IdMap], gidmaps: &[IdMap]) -> Result<Plan> {
         subordinate_range(&sub_uid, &name, euid, DEFAULT_LEN),
         subordinate_range(&sub_gid, &name, euid, DEFAULT_LEN),
     );
-
     if !uidmaps.is_empty() || !gidmaps.is_empty() {
-        let u = if uidmaps.is_empty() {
-            gidmaps.to_vec()
-        } else {
-            uidmaps.to_vec()
-        };
-        let g = if gidmaps.is_empty() {
-            uidmaps.to_vec()
-        } else {
-            gidmaps.to_vec()
-        };
-        validate(&u, "uid")?;
-        validate(&g, "gid")?;
-        let writer = if root {
-            Writer::Direct
-        } else {
-            Writer::Helpers
-        };
-        if writer == Writer::Helpers && !helpers_installed() {
-            bail!(crate::error::hint(
-                "custom --uidmap/--gidmap as a normal user needs newuidmap and newgidmap",
-                "install them (`apt-get install uidmap`) and give your user ranges in /etc/subuid and /etc/subgid"
-            ));
-        }
-        return Ok(Plan {
-            uid_maps: u,
-            gid_maps: g,
-            writer,
-            origin: "--uidmap/--gidmap".into(),
-        });
+        return explicit_plan(uidmaps, gidmaps, root);
     }
-
     if root {
-        let (u, g, origin) = match ranges {
-            (Some((us, _)), Some((gs, _))) => (us, gs, format!("the {name} ranges of /etc/subuid and /etc/subgid")),
-            _ => (
-                DEFAULT_HOST_START,
-                DEFAULT_HOST_START,
-                format!("the default {DEFAULT_HOST_START}:{DEFAULT_LEN} (no range for {name} in /etc/subuid and /etc/subgid)"),
-            ),
-        };
-        return Ok(Plan {
-            uid_maps: vec![IdMap {
-                inside: 0,
-                outside: u,
-                len: DEFAULT_LEN,
-            }],
-            gid_maps: vec![IdMap {
-                inside: 0,
-                outside: g,
-                len: DEFAULT_LEN,
-            }],
-            writer: Writer::Direct,
-            origin,
-        });
+        return Ok(root_plan(ranges, &name));
     }
+    Ok(rootless_plan(ranges, &name, euid, egid))
+}
+// ANCHOR_END: plan
 
-    // Rootless: our own id becomes root; with helpers, 1–65536 come from our subordinate range.
+/// `--uidmap/--gidmap`: one list given stands for both.
+fn explicit_plan(uidmaps: &[IdMap], gidmaps: &[IdMap], root: bool) -> Result<Plan> {
+    let u = if uidmaps.is_empty() { gidmaps } else { uidmaps }.to_vec();
+    let g = if gidmaps.is_empty() { uidmaps } else { gidmaps }.to_vec();
+    validate(&u, "uid")?;
+    validate(&g, "gid")?;
+    let writer = if root {
+        Writer::Direct
+    } else {
+        Writer::Helpers
+    };
+    if writer == Writer::Helpers && !helpers_installed() {
+        bail!(crate::error::hint(
+            "custom --uidmap/--gidmap as a normal user needs newuidmap and newgidmap",
+            "install them (`apt-get install uidmap`) and give your user ranges in /etc/subuid and /etc/subgid"
+        ));
+    }
+    Ok(Plan {
+        uid_maps: u,
+        gid_maps: g,
+        writer,
+        origin: "--uidmap/--gidmap".into(),
+    })
+}
+
+type Ranges = (Option<(u32, u32)>, Option<(u32, u32)>);
+
+/// As root: the user's subordinate ranges, else 100000–165535.
+fn root_plan(ranges: Ranges, name: &str) -> Plan {
+    let (u, g, origin) = match ranges {
+        (Some((us, _)), Some((gs, _))) => (us, gs, format!("the {name} ranges of /etc/subuid and /etc/subgid")),
+        _ => (
+            DEFAULT_HOST_START,
+            DEFAULT_HOST_START,
+            format!("the default {DEFAULT_HOST_START}:{DEFAULT_LEN} (no range for {name} in /etc/subuid and /etc/subgid)"),
+        ),
+    };
+    Plan {
+        uid_maps: vec![IdMap {
+            inside: 0,
+            outside: u,
+            len: DEFAULT_LEN,
+        }],
+        gid_maps: vec![IdMap {
+            inside: 0,
+            outside: g,
+            len: DEFAULT_LEN,
+        }],
+        writer: Writer::Direct,
+        origin,
+    }
+}
+
+/// Rootless: our own id becomes root; with helpers, 1–65536 come from our subordinate range.
+fn rootless_plan(ranges: Ranges, name: &str, euid: u32, egid: u32) -> Plan {
     let own_u = IdMap {
         inside: 0,
         outside: euid,
@@ -268,23 +276,22 @@ pub fn plan(uidmaps: &[IdMap], gidmaps: &[IdMap]) -> Result<Plan> {
     if let (Some((us, uc)), Some((gs, gc)), true) = (ranges.0, ranges.1, helpers_installed()) {
         let ulen = uc.min(DEFAULT_LEN - 1);
         let glen = gc.min(DEFAULT_LEN - 1);
-        return Ok(Plan {
+        return Plan {
             uid_maps: vec![own_u, IdMap { inside: 1, outside: us, len: ulen }],
             gid_maps: vec![own_g, IdMap { inside: 1, outside: gs, len: glen }],
             writer: Writer::Helpers,
             origin: format!("your own ids plus the {name} ranges of /etc/subuid and /etc/subgid, through newuidmap/newgidmap"),
-        });
+        };
     }
-    Ok(Plan {
+    Plan {
         uid_maps: vec![own_u],
         gid_maps: vec![own_g],
         writer: Writer::OwnIdOnly,
         origin:
             "your own uid and gid only (install uidmap and add /etc/subuid ranges for 65536 ids)"
                 .into(),
-    })
+    }
 }
-// ANCHOR_END: plan
 
 // ANCHOR: write_maps
 /// Parent, after clone and before "go": write the maps of the blocked child.

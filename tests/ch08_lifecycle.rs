@@ -232,6 +232,37 @@ fn code(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), common::stderr(&out))
 }
 
+/// exec sees the same processes, hostname, mounts and user mapping, with the container's env.
+fn exec_sees_the_container(name: &str, id: &str) {
+    let inside = ok(&["exec", name, "sh", "-c", "ps -o pid,comm | grep -c sh; hostname; echo $COLOR; cat /proc/self/uid_map; { readlink /proc/1/ns/mnt; readlink /proc/self/ns/mnt; } | uniq | wc -l"]);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert!(
+        lines[0].trim().parse::<u32>().unwrap() >= 2,
+        "PID 1's sh and ours: {inside}"
+    );
+    assert_eq!(lines[1], id, "hostname");
+    assert_eq!(lines[2], "blue", "the container's environment");
+    assert!(lines[3].contains("100000"), "uid map: {inside}");
+    assert_eq!(lines[4].trim(), "1", "same mount namespace as PID 1");
+    assert_eq!(
+        ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/etc",
+            name,
+            "sh",
+            "-c",
+            "echo $X $PWD"
+        ])
+        .trim(),
+        "1 /etc"
+    );
+    assert_eq!(ok(&["exec", "-u", "1000", name, "id", "-u"]).trim(), "1000");
+    assert_eq!(code(&["exec", name, "nosuchcommand"]).0, Some(127));
+}
+
 #[test]
 fn detached_containers_and_their_commands() {
     if !common::need_root("detached_containers_and_their_commands") {
@@ -270,37 +301,7 @@ fn detached_containers_and_their_commands() {
         ok(&["logs", &name]).contains("started")
     });
 
-    // exec sees the same processes, hostname, mounts and user mapping, with the container's env.
-    let inside = ok(&["exec", &name, "sh", "-c", "ps -o pid,comm | grep -c sh; hostname; echo $COLOR; cat /proc/self/uid_map; { readlink /proc/1/ns/mnt; readlink /proc/self/ns/mnt; } | uniq | wc -l"]);
-    let lines: Vec<&str> = inside.lines().collect();
-    assert!(
-        lines[0].trim().parse::<u32>().unwrap() >= 2,
-        "PID 1's sh and ours: {inside}"
-    );
-    assert_eq!(lines[1], id, "hostname");
-    assert_eq!(lines[2], "blue", "the container's environment");
-    assert!(lines[3].contains("100000"), "uid map: {inside}");
-    assert_eq!(lines[4].trim(), "1", "same mount namespace as PID 1");
-    assert_eq!(
-        ok(&[
-            "exec",
-            "-e",
-            "X=1",
-            "-w",
-            "/etc",
-            &name,
-            "sh",
-            "-c",
-            "echo $X $PWD"
-        ])
-        .trim(),
-        "1 /etc"
-    );
-    assert_eq!(
-        ok(&["exec", "-u", "1000", &name, "id", "-u"]).trim(),
-        "1000"
-    );
-    assert_eq!(code(&["exec", &name, "nosuchcommand"]).0, Some(127));
+    exec_sees_the_container(&name, &id);
 
     // kill -s HUP reaches the trap; stop ends it with TERM.
     ok(&["kill", "-s", "HUP", &name]);

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -87,12 +87,8 @@ pub fn redirect_output(log: &Path) -> Result<()> {
         CHAPTER,
         "dup2({log:?} → 1, 2) — the container's output goes to its log"
     );
-    for target in [1, 2] {
-        // SAFETY: dup2 onto stdout/stderr; `f` stays valid for the call.
-        if unsafe { libc::dup2(f.as_raw_fd(), target) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("failed to redirect output to the log");
-        }
-    }
+    nix::unistd::dup2_stdout(&f)
+        .and_then(|()| nix::unistd::dup2_stderr(&f))
+        .context("failed to redirect output to the log")?;
     Ok(())
 }

@@ -36,8 +36,7 @@ const FORWARDED: [Signal; 8] = {
 pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
     // Init never execs, so close-on-exec protects nothing here: close every inherited descriptor
     // but stdio for real (minictr's lock, channel and pipes must not live on in the container).
-    // SAFETY: close_range with plain integers; nothing else in this process uses those fds.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let _ = crate::fds::close_from(3);
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);

@@ -62,14 +62,11 @@ pub fn open_in_container() -> Result<OwnedFd> {
         return Err(std::io::Error::last_os_error())
             .context("failed to make the pty the controlling terminal");
     }
-    for target in 0..=2 {
-        // SAFETY: dup2 onto the standard descriptors; the slave stays open until exec closes it
-        // (OwnedFd drops it, which is fine: 0–2 keep the terminal open).
-        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("failed to attach the pty to stdio");
-        }
-    }
+    // The slave is dropped on return, which is fine: 0–2 keep the terminal open.
+    nix::unistd::dup2_stdin(&slave)
+        .and_then(|()| nix::unistd::dup2_stdout(&slave))
+        .and_then(|()| nix::unistd::dup2_stderr(&slave))
+        .context("failed to attach the pty to stdio")?;
     Ok(master)
 }
 // ANCHOR_END: child_pty

@@ -19,6 +19,7 @@ pub use nat::Publish;
 
 use anyhow::{bail, Context, Result};
 use netlink::Socket;
+use nix::sys::socket::SockProtocol;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -249,7 +250,7 @@ pub fn reserve(
         return Ok(net);
     }
     let netns = current_netns()?;
-    let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkRoute)?;
     let mut table = ipam::Allocations::lock(netdir, &|p| alive(p))?;
     let (bridge_index, mtu, subnet) = ensure_bridge(&mut sock, cfg.subnet)?;
     let addr = ipam::pick(&subnet, &table.entries)?;
@@ -501,7 +502,7 @@ fn delete_link_in_background(name: &str) {
         "fork() — a helper process runs `ip link del {name}` while minictr exits"
     );
     let delete = || {
-        if let Ok(mut s) = Socket::open(libc::NETLINK_ROUTE) {
+        if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
             let _ = s.del_link(name);
         }
     };
@@ -514,8 +515,7 @@ fn delete_link_in_background(name: &str) {
             // SAFETY: as above.
             if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
                 // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
-                // SAFETY: close_range with plain integers; this process uses none of those fds.
-                unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+                let _ = crate::fds::close_from(0);
                 delete();
             }
             // SAFETY: leave the forked process without running minictr's destructors.
@@ -538,7 +538,7 @@ pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
                 let _ = nat::set_element(&p, addr, false);
             }
         }
-        if let Ok(mut sock) = Socket::open(libc::NETLINK_ROUTE) {
+        if let Ok(mut sock) = Socket::open(SockProtocol::NetlinkRoute) {
             let _ = sock.del_link(&lease.veth);
         }
     };
@@ -567,7 +567,7 @@ pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
 
 /// The subnet of the bridge in the current network namespace, if there is one.
 fn bridge_subnet() -> Option<Subnet> {
-    let mut sock = Socket::open(libc::NETLINK_ROUTE).ok()?;
+    let mut sock = Socket::open(SockProtocol::NetlinkRoute).ok()?;
     let link = sock.get_link(BRIDGE).ok()??;
     let (a, prefix) = sock.get_addr(link.index).ok()??;
     Some(Subnet::of(a, prefix))
@@ -617,7 +617,7 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
             "stop them first"
         ));
     }
-    let mut sock = Socket::open(libc::NETLINK_ROUTE)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkRoute)?;
     let had_bridge = sock.del_link(BRIDGE)?;
     let had_table = nat::remove()?;
     let mut gone = Vec::new();

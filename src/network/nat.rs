@@ -14,6 +14,7 @@
 use super::netlink::{Msg, Socket, NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE};
 use super::Subnet;
 use anyhow::{bail, Context, Result};
+use nix::sys::socket::SockProtocol;
 use std::net::Ipv4Addr;
 
 pub const TABLE: &str = "minictr";
@@ -496,7 +497,7 @@ struct Batch {
 
 impl Batch {
     fn new() -> Result<Batch> {
-        let mut sock = Socket::open(libc::NETLINK_NETFILTER)?;
+        let mut sock = Socket::open(SockProtocol::NetlinkNetFilter)?;
         let seq = sock.next_seq();
         let mut begin = Msg::new(NFNL_MSG_BATCH_BEGIN, 0);
         begin.raw(&nfgenmsg(libc::AF_UNSPEC as u8, NFNL_SUBSYS_NFTABLES));
@@ -687,7 +688,7 @@ pub fn sysctl(path: &str, value: &str) -> Result<()> {
 
 /// Whether the table `ip minictr` exists (`nft list table ip minictr`): one NFT_MSG_GETTABLE.
 pub fn table_exists() -> Result<bool> {
-    let mut sock = Socket::open(libc::NETLINK_NETFILTER)?;
+    let mut sock = Socket::open(SockProtocol::NetlinkNetFilter)?;
     let mut m = Msg::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_ACK);
     m.raw(&nfgenmsg(NFPROTO_IPV4, 0))
         .attr_str(NFTA_TABLE_NAME, TABLE);

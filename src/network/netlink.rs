@@ -10,8 +10,9 @@
 //! The same builder also speaks nf_tables (chapter section "NAT"): only the family header differs.
 
 use anyhow::{Context, Result};
+use nix::sys::socket::{socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 // <linux/netlink.h>
 const NLMSG_ERROR: u16 = 2;
@@ -188,20 +189,14 @@ pub struct Socket {
 
 impl Socket {
     /// socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, protocol) in the current network namespace.
-    pub fn open(protocol: i32) -> Result<Socket> {
-        // SAFETY: plain socket(2); the descriptor is wrapped in OwnedFd right away.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error()).context("failed to open a netlink socket");
-        }
-        // SAFETY: a fresh descriptor that nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    pub fn open(protocol: SockProtocol) -> Result<Socket> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            protocol,
+        )
+        .context("failed to open a netlink socket")?;
         Ok(Socket { fd, seq: 1 })
     }
 
@@ -219,7 +214,7 @@ impl Socket {
         );
         nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
             .with_context(|| format!("failed to enter the network namespace {shown}"))?;
-        let sock = Socket::open(libc::NETLINK_ROUTE);
+        let sock = Socket::open(SockProtocol::NetlinkRoute);
         let back = nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWNET);
         // Going back must work: minictr cannot keep running in the container's namespace.
         back.context("failed to return to minictr's network namespace")?;
@@ -238,11 +233,9 @@ impl Socket {
 
     /// Send raw bytes (a batch of finished messages, for nf_tables).
     pub fn send(&self, bytes: &[u8]) -> Result<()> {
-        // SAFETY: send reads `bytes`, valid for the call; the kernel is the destination (pid 0).
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error()).context("netlink send failed");
-        }
+        // The kernel is the destination (pid 0): a plain send on the unconnected socket.
+        nix::sys::socket::send(self.fd.as_raw_fd(), bytes, MsgFlags::empty())
+            .context("netlink send failed")?;
         Ok(())
     }
 
@@ -267,17 +260,12 @@ impl Socket {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            // SAFETY: recv writes at most buf.len() bytes into buf.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(fail(anyhow::Error::new(e).context("netlink recv failed")));
-            }
-            let mut data = &buf[..n as usize];
+            let n = match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(fail(anyhow::Error::new(e).context("netlink recv failed"))),
+            };
+            let mut data = &buf[..n];
             while data.len() >= 16 {
                 let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
                 let ty = u16::from_ne_bytes([data[4], data[5]]);

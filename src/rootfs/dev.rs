@@ -3,7 +3,7 @@
 //! /dev/shm and /dev/mqueue.
 
 use super::safepath::Root;
-use super::{mount_on, CHAPTER};
+use super::{mount_in, mount_on, CHAPTER};
 use anyhow::Result;
 use nix::mount::MsFlags;
 use std::os::fd::AsFd;
@@ -23,73 +23,75 @@ const LINKS: [(&str, &str); 5] = [
 ];
 // ANCHOR_END: devices
 
-pub fn mount_dev(root: &Root, own_ipcns: bool) -> Result<()> {
-    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+const NOSUID_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
+
+/// A fresh tmpfs on /dev holding the default devices, each bound from the host.
+pub fn mount_dev(root: &Root) -> Result<()> {
     // nodev on the tmpfs itself: a device node someone creates later with mknod cannot be opened.
     // The bind-mounted devices below are mounts of their own and keep the host's flags.
-    let dev = root.mkdir_all(Path::new("/dev"))?;
-    mount_on(
-        "tmpfs",
-        dev.as_fd(),
-        Path::new("/dev"),
-        Some("tmpfs"),
-        nosuid_noexec | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-
+    let flags = NOSUID_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME;
+    let data = Some("mode=755,size=65536k");
+    mount_in(root, Path::new("/dev"), "tmpfs", Some("tmpfs"), flags, data)?;
     for name in DEFAULT_DEVICES {
         let inner = Path::new("/dev").join(name);
         let target = root.mkfile(&inner)?;
         let host = format!("/dev/{name}");
         mount_on(&host, target.as_fd(), &inner, None, MsFlags::MS_BIND, None)?;
     }
+    Ok(())
+}
 
-    let pts = root.mkdir_all(Path::new("/dev/pts"))?;
-    let pts_flags = nosuid_noexec;
-    if mount_on(
-        "devpts",
-        pts.as_fd(),
-        Path::new("/dev/pts"),
-        Some("devpts"),
-        pts_flags,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-    )
-    .is_err()
-    {
-        // gid 5 (tty) is not mapped when a rootless user maps only its own id: retry without it.
-        mount_on(
+/// The container's own devpts: its terminals, not the host's.
+pub fn mount_devpts(root: &Root) -> Result<()> {
+    let at = Path::new("/dev/pts");
+    let opts = "newinstance,ptmxmode=0666,mode=0620";
+    let with_tty_group = format!("{opts},gid=5");
+    let devpts = |data: &str| {
+        mount_in(
+            root,
+            at,
             "devpts",
-            pts.as_fd(),
-            Path::new("/dev/pts"),
             Some("devpts"),
-            pts_flags,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
-        )?;
+            NOSUID_NOEXEC,
+            Some(data),
+        )
+    };
+    if devpts(&with_tty_group).is_err() {
+        // gid 5 (tty) is not mapped when a rootless user maps only its own id: retry without it.
+        devpts(opts)?;
     }
+    Ok(())
+}
 
-    let shm = root.mkdir_all(Path::new("/dev/shm"))?;
-    mount_on(
-        "shm",
-        shm.as_fd(),
+/// /dev/shm: POSIX shared memory, a tmpfs of the container's own.
+pub fn mount_shm(root: &Root) -> Result<()> {
+    let flags = NOSUID_NOEXEC | MsFlags::MS_NODEV;
+    let data = Some("mode=1777,size=65536k");
+    mount_in(
+        root,
         Path::new("/dev/shm"),
+        "shm",
         Some("tmpfs"),
-        nosuid_noexec | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k"),
-    )?;
+        flags,
+        data,
+    )
+}
 
-    let mq = root.mkdir_all(Path::new("/dev/mqueue"))?;
-    let mq_result = mount_on(
-        "mqueue",
-        mq.as_fd(),
+/// /dev/mqueue: the IPC namespace's message queues. `required` with an IPC namespace of our own.
+pub fn mount_mqueue(root: &Root, required: bool) -> Result<()> {
+    let flags = NOSUID_NOEXEC | MsFlags::MS_NODEV;
+    let mq_result = mount_in(
+        root,
         Path::new("/dev/mqueue"),
+        "mqueue",
         Some("mqueue"),
-        nosuid_noexec | MsFlags::MS_NODEV,
+        flags,
         None,
     );
     if let Err(e) = mq_result {
         // The mqueue filesystem belongs to an IPC namespace: without one of our own (--no-ipc) a
         // user namespace may not mount the host's. POSIX message queues are then unavailable.
-        if own_ipcns {
+        if required {
             return Err(e);
         }
         crate::explain!(
@@ -97,7 +99,11 @@ pub fn mount_dev(root: &Root, own_ipcns: bool) -> Result<()> {
             "skipping /dev/mqueue: no IPC namespace of our own ({e:#})"
         );
     }
+    Ok(())
+}
 
+/// The links every program expects in /dev.
+pub fn links(root: &Root) -> Result<()> {
     for (link, target) in LINKS {
         root.symlink(target, Path::new(link))?;
     }

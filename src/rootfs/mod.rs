@@ -8,9 +8,11 @@
 pub mod args;
 pub use args::RootfsArgs;
 mod dev;
+mod plan;
 pub mod safepath;
 mod volumes;
 
+pub use plan::{apply, plan, split_prepared, Other, RootSource};
 pub use volumes::{parse_volume, Volume};
 
 use anyhow::{bail, Context, Result};
@@ -139,6 +141,19 @@ pub(crate) fn mount_on(
     })
 }
 
+/// [`mount_on`] a path inside the root, created there first if missing (a directory).
+pub(crate) fn mount_in(
+    root: &Root,
+    inner: &Path,
+    src: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    let dir = root.mkdir_all(inner)?;
+    mount_on(src, dir.as_fd(), inner, fstype, flags, data)
+}
+
 // ANCHOR: private
 /// First thing in the new mount namespace: stop mount events from propagating back to the host.
 pub fn make_private() -> Result<()> {
@@ -200,60 +215,45 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
 // ANCHOR_END: root_mount
 
 // ANCHOR: kernel_fs
-/// /proc, /sys and /dev inside the new root.
-pub fn mount_kernel_filesystems(root: &Root, cfg: &Config) -> Result<()> {
-    let proc_dir = root.mkdir_all(Path::new("/proc"))?;
-    if cfg.own_pidns {
-        mount_on(
-            "proc",
-            proc_dir.as_fd(),
-            Path::new("/proc"),
-            Some("proc"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-            None,
-        )?;
-    } else {
-        // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
-        // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
-        // (Podman does the same for --pid=host).
-        mount_on(
-            "/proc",
-            proc_dir.as_fd(),
-            Path::new("/proc"),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
+/// /proc: a fresh procfs shows the container's PID namespace.
+pub fn mount_proc(root: &Root, fresh: bool) -> Result<()> {
+    let at = Path::new("/proc");
+    if fresh {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        return mount_in(root, at, "proc", Some("proc"), flags, None);
     }
+    // procfs belongs to a PID namespace: in a user namespace that does not own the host's PID
+    // namespace (--no-pid) the kernel refuses a new instance, so bind the host's /proc instead
+    // (Podman does the same for --pid=host).
+    mount_in(
+        root,
+        at,
+        "/proc",
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+}
 
-    let sys_dir = root.mkdir_all(Path::new("/sys"))?;
-    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    if cfg.own_netns {
-        mount_on(
-            "sysfs",
-            sys_dir.as_fd(),
-            Path::new("/sys"),
-            Some("sysfs"),
-            ro,
-            None,
-        )?;
-    } else {
-        // sysfs shows the network devices of the namespace that mounts it; without a network
-        // namespace of our own the kernel refuses a new instance in a user namespace, so runc (and we)
-        // bind the host's /sys read-only instead.
-        mount_on(
-            "/sys",
-            sys_dir.as_fd(),
-            Path::new("/sys"),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        let sys_dir = root.resolve(Path::new("/sys"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-        make_readonly(sys_dir.as_fd(), Path::new("/sys"), true)?;
+/// /sys, read-only: a fresh sysfs shows the network devices of the namespace that mounts it.
+pub fn mount_sys(root: &Root, fresh: bool) -> Result<()> {
+    let at = Path::new("/sys");
+    if fresh {
+        let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        return mount_in(root, at, "sysfs", Some("sysfs"), ro, None);
     }
-
-    dev::mount_dev(root, cfg.own_ipcns)
+    // Without a network namespace of our own the kernel refuses a new sysfs in a user namespace,
+    // so runc (and we) bind the host's /sys read-only instead.
+    mount_in(
+        root,
+        at,
+        "/sys",
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    let sys_dir = root.resolve(at, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    make_readonly(sys_dir.as_fd(), at, true)
 }
 // ANCHOR_END: kernel_fs
 
@@ -272,9 +272,8 @@ pub fn make_readonly(target: BorrowedFd<'_>, shown: &Path, recursive: bool) -> R
 
 /// A tmpfs at `target` (`--tmpfs`, chapter 5): writable scratch space, also in a read-only root.
 pub fn mount_tmpfs(root: &Root, target: &Path, flags: MsFlags, data: &str) -> Result<()> {
-    let fd = root.mkdir_all(target)?;
     let data = if data.is_empty() { None } else { Some(data) };
-    mount_on("tmpfs", fd.as_fd(), target, Some("tmpfs"), flags, data)
+    mount_in(root, target, "tmpfs", Some("tmpfs"), flags, data)
 }
 
 /// `--read-only`: the root mount itself (not the mounts below it: /proc, /dev, volumes, tmpfs keep
@@ -282,28 +281,6 @@ pub fn mount_tmpfs(root: &Root, target: &Path, flags: MsFlags, data: &str) -> Re
 pub fn make_root_readonly(root: &Root) -> Result<()> {
     let fd = root.resolve(Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     make_readonly(fd.as_fd(), Path::new("/"), false)
-}
-
-/// Bind-mount the volumes (`-v HOST:CTR[:ro]`). `idmapped` holds one detached, idmapped mount
-/// prepared by the parent for each `:idmap` volume, in order (chapter 3).
-pub fn mount_volumes(root: &Root, volumes: &[Volume], prepared: Vec<OwnedFd>) -> Result<()> {
-    if prepared.is_empty() {
-        for v in volumes {
-            volumes::bind(root, v)?;
-        }
-        return Ok(());
-    }
-    if prepared.len() != volumes.len() {
-        anyhow::bail!(
-            "expected {} prepared volumes, got {}",
-            volumes.len(),
-            prepared.len()
-        );
-    }
-    for (v, fd) in volumes.iter().zip(prepared) {
-        volumes::attach(root, v, fd)?;
-    }
-    Ok(())
 }
 
 // ANCHOR: prepare_bind
@@ -327,38 +304,6 @@ pub fn prepare_bind(host: &Path, readonly: bool) -> Result<OwnedFd> {
     Ok(tree)
 }
 // ANCHOR_END: prepare_bind
-
-/// move_mount(2) of a detached mount onto a target held open inside the rootfs.
-pub(crate) fn move_mount_onto(
-    fd: BorrowedFd<'_>,
-    target: BorrowedFd<'_>,
-    shown: &Path,
-) -> Result<()> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-    crate::explain!(
-        CHAPTER,
-        "move_mount(fd {}, \"\", {shown:?}, \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) — attach a prepared mount",
-        fd.as_raw_fd()
-    );
-    // SAFETY: move_mount reads two empty NUL-terminated strings; both fds are valid for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
-            format!("failed to attach the prepared mount on {}", shown.display())
-        });
-    }
-    Ok(())
-}
 
 /// Create the working directory inside the rootfs if it is missing (as Docker does); `chdir` to it
 /// happens after pivot_root, when "/" is the rootfs and nothing can resolve outside it.

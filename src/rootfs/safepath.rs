@@ -8,21 +8,10 @@
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
+use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
 
 /// The container's root directory on the host, held open.
 pub struct Root {
@@ -86,39 +75,19 @@ impl Root {
     /// openat2(root, inner, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS).
     pub fn resolve(&self, inner: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
         let rel = join(&components(inner));
-        let c = CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-        let how = OpenHow {
-            flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
-            mode: 0,
-            resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-        };
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         // With `..` in the path, RESOLVE_IN_ROOT answers EAGAIN when any mount or rename happened on
         // the machine during the lookup (it cannot prove `..` stayed inside): retry, as openat2(2)
         // says. Other containers starting at the same time make this common, not theoretical.
         let mut tries = 0;
-        let ret = loop {
-            // SAFETY: openat2 reads `how` (valid for the call) and the NUL-terminated path; it
-            // returns a new descriptor that we wrap immediately.
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.fd.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const OpenHow,
-                    std::mem::size_of::<OpenHow>(),
-                )
-            };
-            if ret >= 0 {
-                break ret;
+        loop {
+            match openat2(&self.fd, rel.as_path(), how) {
+                Err(Errno::EAGAIN) if tries < 99 => tries += 1,
+                result => return result,
             }
-            let e = Errno::last();
-            tries += 1;
-            if e != Errno::EAGAIN || tries >= 100 {
-                return Err(e);
-            }
-        };
-        // SAFETY: a fresh descriptor returned by the kernel.
-        Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+        }
     }
     // ANCHOR_END: resolve
 

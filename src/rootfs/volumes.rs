@@ -5,7 +5,7 @@ use super::{make_readonly, mount_on};
 use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A parsed `-v` value.
@@ -42,29 +42,7 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
             usage
         ));
     }
-    let target = PathBuf::from(target);
-    if !target.is_absolute() {
-        bail!(crate::error::hint(
-            format!(
-                "invalid volume {spec:?}: the container path {:?} is not absolute",
-                target
-            ),
-            usage
-        ));
-    }
-    if target.components().all(|c| {
-        matches!(
-            c,
-            std::path::Component::RootDir
-                | std::path::Component::ParentDir
-                | std::path::Component::CurDir
-        )
-    }) {
-        bail!(crate::error::hint(
-            format!("invalid volume {spec:?}: cannot mount over the container's /"),
-            usage
-        ));
-    }
+    let target = container_path(spec, target, usage)?;
     let mut readonly = false;
     let mut idmap = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -102,6 +80,34 @@ pub fn parse_volume(spec: &str) -> Result<Volume> {
 }
 // ANCHOR_END: parse_volume
 
+/// The container side of `-v`: absolute, and not the container's `/` itself.
+fn container_path(spec: &str, target: &str, usage: &str) -> Result<PathBuf> {
+    let target = PathBuf::from(target);
+    if !target.is_absolute() {
+        bail!(crate::error::hint(
+            format!(
+                "invalid volume {spec:?}: the container path {:?} is not absolute",
+                target
+            ),
+            usage
+        ));
+    }
+    if target.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir
+                | std::path::Component::ParentDir
+                | std::path::Component::CurDir
+        )
+    }) {
+        bail!(crate::error::hint(
+            format!("invalid volume {spec:?}: cannot mount over the container's /"),
+            usage
+        ));
+    }
+    Ok(target)
+}
+
 // ANCHOR: bind
 /// Bind the host path onto its target, which is created and resolved *inside* the rootfs; `:ro`
 /// makes the bind itself read-only (the host path stays writable for the host).
@@ -134,7 +140,18 @@ pub fn bind(root: &Root, v: &Volume) -> Result<()> {
 /// parent on the detached mount already.
 pub fn attach(root: &Root, v: &Volume, prepared: OwnedFd) -> Result<()> {
     let target = target_in(root, v)?;
-    super::move_mount_onto(prepared.as_fd(), target.as_fd(), &v.target)
+    crate::explain!(
+        super::CHAPTER,
+        "move_mount(fd {}, \"\", {:?}, \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) — attach a prepared mount",
+        prepared.as_raw_fd(),
+        v.target
+    );
+    crate::mountapi::attach_at(prepared.as_fd(), target.as_fd()).with_context(|| {
+        format!(
+            "failed to attach the prepared mount on {}",
+            v.target.display()
+        )
+    })
 }
 // ANCHOR_END: attach
 

@@ -202,7 +202,9 @@ pub fn compile<'p>(plan: &'p Plan, audit_arch: u32) -> Result<Program> {
     }
     Ok(prog)
 }
+// ANCHOR_END: compile
 
+// ANCHOR: tree
 /// Binary search over the ranges (A holds the syscall number). Every path ends in a `ret`, so a
 /// subtree is self-contained code: `if (A >= start of the upper half) skip the lower half`.
 fn tree(ranges: &[(u32, Leaf)], default: Action) -> Result<Program> {
@@ -253,7 +255,9 @@ fn block(alts: &[Alt], default: Action) -> Result<Program> {
     asm.op(RET_K, ret_value(default));
     asm.finish()
 }
+// ANCHOR_END: tree
 
+// ANCHOR: value_list
 /// Alternatives that test one argument against a list of values (personality's 5 personas,
 /// mknod's 4 file types): same action, one `Eq` or `MaskedEq` condition on the same argument with
 /// the same mask and the same high word.
@@ -316,7 +320,7 @@ fn value_list(asm: &mut Asm, alts: &[Alt]) {
     }
     asm.op(RET_K, ret_value(alts[0].action));
 }
-// ANCHOR_END: compile
+// ANCHOR_END: value_list
 
 /// A classic-BPF interpreter for exactly the instructions [`compile`] emits, so unit tests can run
 /// the real program on `seccomp_data` without a kernel.

@@ -19,6 +19,8 @@ pub use args::SecurityArgs;
 
 use anyhow::{bail, Context, Result};
 use caps::CapSet;
+use nix::sys::prctl;
+use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
 
 pub const CHAPTER: &str = "ch07 hardening";
 
@@ -26,7 +28,7 @@ pub const CHAPTER: &str = "ch07 hardening";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rlimit {
     pub name: &'static str,
-    pub resource: i32,
+    pub resource: Resource,
     pub soft: u64,
     pub hard: u64,
 }
@@ -60,23 +62,23 @@ pub struct Options<'a> {
     pub no_masks: bool,
 }
 
-const RLIMITS: [(&str, i32); 16] = [
-    ("as", libc::RLIMIT_AS as i32),
-    ("core", libc::RLIMIT_CORE as i32),
-    ("cpu", libc::RLIMIT_CPU as i32),
-    ("data", libc::RLIMIT_DATA as i32),
-    ("fsize", libc::RLIMIT_FSIZE as i32),
-    ("locks", libc::RLIMIT_LOCKS as i32),
-    ("memlock", libc::RLIMIT_MEMLOCK as i32),
-    ("msgqueue", libc::RLIMIT_MSGQUEUE as i32),
-    ("nice", libc::RLIMIT_NICE as i32),
-    ("nofile", libc::RLIMIT_NOFILE as i32),
-    ("nproc", libc::RLIMIT_NPROC as i32),
-    ("rss", libc::RLIMIT_RSS as i32),
-    ("rtprio", libc::RLIMIT_RTPRIO as i32),
-    ("rttime", libc::RLIMIT_RTTIME as i32),
-    ("sigpending", libc::RLIMIT_SIGPENDING as i32),
-    ("stack", libc::RLIMIT_STACK as i32),
+const RLIMITS: [(&str, Resource); 16] = [
+    ("as", Resource::RLIMIT_AS),
+    ("core", Resource::RLIMIT_CORE),
+    ("cpu", Resource::RLIMIT_CPU),
+    ("data", Resource::RLIMIT_DATA),
+    ("fsize", Resource::RLIMIT_FSIZE),
+    ("locks", Resource::RLIMIT_LOCKS),
+    ("memlock", Resource::RLIMIT_MEMLOCK),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE),
+    ("nice", Resource::RLIMIT_NICE),
+    ("nofile", Resource::RLIMIT_NOFILE),
+    ("nproc", Resource::RLIMIT_NPROC),
+    ("rss", Resource::RLIMIT_RSS),
+    ("rtprio", Resource::RLIMIT_RTPRIO),
+    ("rttime", Resource::RLIMIT_RTTIME),
+    ("sigpending", Resource::RLIMIT_SIGPENDING),
+    ("stack", Resource::RLIMIT_STACK),
 ];
 
 // ANCHOR: parse_ulimit
@@ -95,7 +97,7 @@ pub fn parse_ulimit(s: &str) -> Result<Rlimit> {
         .ok_or_else(|| crate::error::hint(format!("unknown ulimit {name:?}"), usage))?;
     let num = |v: &str| -> Result<u64> {
         match v.trim() {
-            "-1" | "unlimited" => Ok(libc::RLIM_INFINITY),
+            "-1" | "unlimited" => Ok(RLIM_INFINITY),
             n => n.parse::<u64>().map_err(|_| {
                 crate::error::hint(
                     format!("invalid --ulimit {s:?}: {n:?} is not a number"),
@@ -144,45 +146,12 @@ impl Config {
                 )),
             }
         }
-        let mut rlimits: Vec<Rlimit> = Vec::new();
-        for u in o.ulimit {
-            let r = parse_ulimit(u)?;
-            rlimits.retain(|x| x.resource != r.resource);
-            rlimits.push(r);
-        }
-        if !rlimits
-            .iter()
-            .any(|r| r.resource == libc::RLIMIT_NOFILE as i32)
-        {
-            rlimits.push(Rlimit {
-                name: "nofile",
-                resource: libc::RLIMIT_NOFILE as i32,
-                soft: 1024,
-                hard: 1024,
-            });
-        }
+        let rlimits = rlimits(o.ulimit)?;
         let use_caps = !(o.no_security || o.no_caps);
         let use_seccomp = !(o.no_security || o.no_seccomp || unconfined);
         let (seccomp, seccomp_source) = if use_seccomp {
             let (profile, source) = match &seccomp_file {
-                Some(f) => {
-                    let text = std::fs::read_to_string(f).map_err(|e| {
-                        crate::error::hint(
-                            format!("cannot read the seccomp profile {f}: {e}"),
-                            "give the path of a JSON profile in Docker's format, or seccomp=unconfined",
-                        )
-                    })?;
-                    let p = profile::parse_docker_json(&text).map_err(|e| {
-                        crate::error::hint(
-                            format!(
-                                "invalid seccomp profile {f}: {}",
-                                crate::error::one_line(&e)
-                            ),
-                            "see Docker's profiles/seccomp/default.json for the format",
-                        )
-                    })?;
-                    (p, f.clone())
-                }
+                Some(f) => (load_profile(f)?, f.clone()),
                 None => (
                     profile::default_profile(),
                     "the default profile".to_string(),
@@ -214,15 +183,59 @@ impl Config {
 }
 // ANCHOR_END: config
 
+/// `--ulimit`s, the last one of a resource winning; nofile 1024 unless given (as Docker).
+fn rlimits(ulimit: &[String]) -> Result<Vec<Rlimit>> {
+    let mut rlimits: Vec<Rlimit> = Vec::new();
+    for u in ulimit {
+        let r = parse_ulimit(u)?;
+        rlimits.retain(|x| x.resource != r.resource);
+        rlimits.push(r);
+    }
+    if !rlimits
+        .iter()
+        .any(|r| r.resource == Resource::RLIMIT_NOFILE)
+    {
+        rlimits.push(Rlimit {
+            name: "nofile",
+            resource: Resource::RLIMIT_NOFILE,
+            soft: 1024,
+            hard: 1024,
+        });
+    }
+    Ok(rlimits)
+}
+
+/// `--security-opt seccomp=FILE`: a profile in Docker's JSON format.
+fn load_profile(f: &str) -> Result<profile::Profile> {
+    let text = std::fs::read_to_string(f).map_err(|e| {
+        crate::error::hint(
+            format!("cannot read the seccomp profile {f:?}: {e}"),
+            "give the path of a JSON profile in Docker's format, or seccomp=unconfined",
+        )
+    })?;
+    profile::parse_docker_json(&text).map_err(|e| {
+        crate::error::hint(
+            format!(
+                "invalid seccomp profile {f}: {}",
+                crate::error::one_line(&e)
+            ),
+            "see Docker's profiles/seccomp/default.json for the format",
+        )
+    })
+}
+
 // ANCHOR: nondumpable
 /// In the child as soon as the parent says "go", while it still runs minictr's code and holds its
 /// open files inside the container: nobody (not even a process of the same uid in the container)
 /// may ptrace it or open its /proc/PID/{exe,mem,fd}. execve makes the new program dumpable again,
 /// as it should be.
-pub fn set_nondumpable() {
+pub fn set_nondumpable() -> Result<()> {
     crate::explain!(CHAPTER, "prctl(PR_SET_DUMPABLE, 0) — /proc/self/exe, mem and fd of this process are closed to the container");
-    // SAFETY: prctl with plain integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    nondumpable()
+}
+
+fn nondumpable() -> Result<()> {
+    prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0) failed")
 }
 // ANCHOR_END: nondumpable
 
@@ -257,19 +270,12 @@ pub fn before_user_switch(cfg: &Config) -> Result<()> {
             show_limit(r.soft),
             show_limit(r.hard)
         );
-        let lim = libc::rlimit {
-            rlim_cur: r.soft,
-            rlim_max: r.hard,
-        };
-        // SAFETY: setrlimit reads the struct, valid for the call.
-        if unsafe { libc::setrlimit(r.resource as _, &lim) } < 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
-                crate::error::hint(
-                    format!("failed to set the {} limit to {}:{}", r.name, show_limit(r.soft), show_limit(r.hard)),
-                    "a hard limit can only be raised above minictr's own with CAP_SYS_RESOURCE on the host: lower it, or raise minictr's (ulimit -H)",
-                )
-            });
-        }
+        setrlimit(r.resource, r.soft, r.hard).with_context(|| {
+            crate::error::hint(
+                format!("failed to set the {} limit to {}:{}", r.name, show_limit(r.soft), show_limit(r.hard)),
+                "a hard limit can only be raised above minictr's own with CAP_SYS_RESOURCE on the host: lower it, or raise minictr's (ulimit -H)",
+            )
+        })?;
     }
     if !cfg.no_new_privs && cfg.seccomp.is_some() {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it now, while we have it
@@ -301,16 +307,11 @@ pub fn after_user_switch(cfg: &Config) -> Result<()> {
         );
     }
     // setuid/setgid may have made us dumpable again (fs.suid_dumpable): not before exec.
-    // SAFETY: prctl with plain integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    nondumpable()?;
     close_fds_on_exec()?;
     if cfg.no_new_privs {
         crate::explain!(CHAPTER, "prctl(PR_SET_NO_NEW_PRIVS, 1) — execve can never grant more (setuid bits and file capabilities are ignored)");
-        // SAFETY: prctl with plain integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("prctl(PR_SET_NO_NEW_PRIVS) failed");
-        }
+        prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS) failed")?;
         install_seccomp(cfg)?;
     }
     Ok(())
@@ -339,23 +340,16 @@ fn install_seccomp(cfg: &Config) -> Result<()> {
 /// O_CLOEXEC; this marks any other one above 2 close-on-exec too, so the command starts with 0, 1, 2
 /// only. (The parent/child channel stays open until exec: a failed exec is still reported.)
 pub fn close_fds_on_exec() -> Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     crate::explain!(
         CHAPTER,
         "close_range(3, ~0, CLOSE_RANGE_CLOEXEC) — only 0, 1, 2 survive execve"
     );
-    // SAFETY: close_range takes plain integers; with CLOEXEC it closes nothing now.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("close_range(3, ~0, CLOSE_RANGE_CLOEXEC) failed");
-    }
-    Ok(())
+    crate::fds::cloexec_from(3)
 }
 // ANCHOR_END: close_fds
 
 fn show_limit(v: u64) -> String {
-    if v == libc::RLIM_INFINITY {
+    if v == RLIM_INFINITY {
         "unlimited".into()
     } else {
         v.to_string()
@@ -371,14 +365,11 @@ mod tests {
         let r = parse_ulimit("nofile=1024:2048").unwrap();
         assert_eq!((r.name, r.soft, r.hard), ("nofile", 1024, 2048));
         let r = parse_ulimit("CORE=0").unwrap();
-        assert_eq!(
-            (r.resource, r.soft, r.hard),
-            (libc::RLIMIT_CORE as i32, 0, 0)
-        );
-        assert_eq!(parse_ulimit("stack=-1").unwrap().hard, libc::RLIM_INFINITY);
+        assert_eq!((r.resource, r.soft, r.hard), (Resource::RLIMIT_CORE, 0, 0));
+        assert_eq!(parse_ulimit("stack=-1").unwrap().hard, RLIM_INFINITY);
         assert_eq!(
             parse_ulimit("nproc=10:unlimited").unwrap().hard,
-            libc::RLIM_INFINITY
+            RLIM_INFINITY
         );
         for bad in [
             "nofile",

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sys::stat::{fstat, SFlag};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 // ANCHOR: lists
@@ -45,18 +45,25 @@ pub const READONLY: [&str; 5] = [
 ];
 // ANCHOR_END: lists
 
+/// The path inside the root, opened without following a last symlink; `None` if this kernel has none.
+fn existing(root: &Root, inner: &Path) -> Result<Option<OwnedFd>> {
+    match root.resolve(inner, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => {
+            Err(e).with_context(|| format!("failed to resolve {} in the rootfs", inner.display()))
+        }
+    }
+}
+
 // ANCHOR: mask
 /// Mask every path of [`MASKED`] that exists in this kernel's /proc and /sys; returns how many.
 pub fn mask(root: &Root) -> Result<usize> {
     let mut n = 0;
     for p in MASKED {
         let inner = Path::new(p);
-        let fd = match root.resolve(inner, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue, // not in this kernel: nothing to hide
-            Err(e) => {
-                return Err(e).with_context(|| format!("failed to resolve {p} in the rootfs"))
-            }
+        let Some(fd) = existing(root, inner)? else {
+            continue; // not in this kernel: nothing to hide
         };
         let st = fstat(fd.as_fd()).with_context(|| format!("failed to stat {p}"))?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
@@ -83,12 +90,8 @@ pub fn make_readonly_paths(root: &Root) -> Result<usize> {
     let mut n = 0;
     for p in READONLY {
         let inner = Path::new(p);
-        let fd = match root.resolve(inner, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("failed to resolve {p} in the rootfs"))
-            }
+        let Some(fd) = existing(root, inner)? else {
+            continue;
         };
         let src = crate::rootfs::safepath::fd_path(fd.as_fd());
         mount_on(
