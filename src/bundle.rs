@@ -146,6 +146,8 @@ pub fn translate(dir: &Path, text: &str) -> Result<Translation> {
     }
     // hooks are named one by one: `hooks.prestart`, `hooks.poststop`, …
     let hooks = take_obj(&mut top, "hooks", "")?;
+    // Annotations are metadata about the container (umoci copies the image's there), not settings.
+    top.remove("annotations");
     leftovers(hooks, "hooks.", &mut t.ignored);
     leftovers(top, "", &mut t.ignored);
     Ok(t)
@@ -350,7 +352,9 @@ fn paths(t: &mut Translation, linux: &mut Map<String, Value>) -> Result<()> {
         t.ignored
             .push("linux.maskedPaths (paths outside minictr's list)".into());
     }
-    if readonly.iter().any(|p| !READONLY.contains(&p.as_str())) {
+    // A masked path cannot be written either.
+    let covered = |p: &String| READONLY.contains(&p.as_str()) || MASKED.contains(&p.as_str());
+    if !readonly.iter().all(covered) {
         t.ignored
             .push("linux.readonlyPaths (paths outside minictr's list)".into());
     }
@@ -458,11 +462,15 @@ fn store_profile(store: &Path, json: &str) -> Result<PathBuf> {
     let path = store.join(format!("{hex}.json"));
     if !path.exists() {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(store)
-            .with_context(|| format!("failed to create {}", store.display()))?;
+        // The runtime base is 0711 (chapter 8: a container's first process walks through it).
+        let base = store.parent().unwrap_or(store);
+        for (d, mode) in [(base, 0o711), (store, 0o700)] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(d)
+                .with_context(|| format!("failed to create {}", d.display()))?;
+        }
         let tmp = store.join(format!(".{hex}.{}", std::process::id()));
         std::fs::write(&tmp, json).with_context(|| format!("failed to write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
@@ -640,7 +648,11 @@ mod tests {
             });
             v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
             v["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}], "poststop": []});
-            v["annotations"] = serde_json::json!({});
+            v["annotations"] = serde_json::json!({"org.opencontainers.image.os": "linux"});
+            v["linux"]["readonlyPaths"]
+                .as_array_mut()
+                .unwrap()
+                .push("/proc/asound".into());
             v["process"]["noNewPrivileges"] = Value::Bool(false);
             v["process"]["user"]["additionalGids"] = serde_json::json!([10]);
             v["root"]["path"] = "/abs/rootfs".into();
