@@ -486,7 +486,10 @@ pub fn with_bundle_arg(cli: clap::Command) -> clap::Command {
     cli.mut_subcommand("run", |run| {
         let positionals: Vec<clap::Id> =
             run.get_positionals().map(|a| a.get_id().clone()).collect();
-        let mut run = run.arg(
+        let mut run = run.override_usage(
+            "minictr run [OPTIONS] <ROOTFS> <CMD>...\n       minictr run [OPTIONS] --bundle <DIR>",
+        );
+        run = run.arg(
             clap::Arg::new("bundle")
                 .long("bundle")
                 .value_name("DIR")
@@ -548,6 +551,23 @@ pub fn words_for(
             })
     };
     let (words, ignored) = expand(dir, &argv[..=run_at], &user, given, store)?;
+    if user.iter().any(|w| w == "--explain") {
+        // As a shell would need it: words with spaces or quotes in single quotes.
+        let shown: Vec<String> = std::iter::once("minictr".to_string())
+            .chain(words[1..].iter().map(|w| {
+                let w = w.to_string_lossy();
+                if w.contains([' ', ';', '$', '\'', '"', '|', '&']) {
+                    format!("'{}'", w.replace('\'', "'\\''"))
+                } else {
+                    w.into_owned()
+                }
+            }))
+            .collect();
+        crate::explain::say(
+            "ch09 images",
+            format_args!("config.json → {}", shown.join(" ")),
+        );
+    }
     if !ignored.is_empty() {
         eprintln!(
             "minictr: warning: bundle fields not supported, ignored: {}",

@@ -165,7 +165,9 @@ fn broken_bundles() {
         assert_eq!(out.status.code(), Some(125), "{out:?}");
         // one line besides the warning about ignored fields
         let err = common::stderr(out);
-        let lines = err.lines().filter(|l| !l.contains("warning: bundle fields"));
+        let lines = err
+            .lines()
+            .filter(|l| !l.contains("warning: bundle fields"));
         assert_eq!(lines.count(), 1, "{err}");
         assert!(err.contains(what), "{what} not in {err}");
     };
