@@ -2,6 +2,7 @@
 //! Docker isolates it; each stage of the start sequence is one module and one chapter of the book in
 //! `chapters/`. This file is only the command line: the start sequence lives in `run.rs`.
 
+mod bundle;
 mod cgroups;
 mod clone3;
 mod doctor;
@@ -27,7 +28,7 @@ mod state;
 mod sync;
 mod userns;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -320,21 +321,42 @@ fn print_man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
-                _ => error::EXIT_RUNTIME,
-            };
-            let _ = e.print();
-            std::process::exit(code);
-        }
+/// A command-line error from clap: printed as clap formats it, exit 0 for help and version.
+fn exit_clap(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let code = match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+        _ => error::EXIT_RUNTIME,
     };
+    let _ = e.print();
+    std::process::exit(code);
+}
+
+fn exit_error(e: anyhow::Error) -> ! {
+    eprintln!("minictr: {}", error::one_line(&e));
+    std::process::exit(error::exit_code(&e));
+}
+
+/// ch09: `run --bundle DIR` is parsed as the `run` command line its config.json stands for.
+fn parse_cli() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = bundle::with_bundle_arg(Cli::command());
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| exit_clap(e));
+    let store = state::base_dir().join("bundle-seccomp");
+    match bundle::words_for(&matches, &cmd, &argv, &store) {
+        Ok(Some(words)) => Cli::try_parse_from(words).unwrap_or_else(|e| exit_clap(e)),
+        Ok(None) => Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_clap(e)),
+        Err(e) => exit_error(e),
+    }
+}
+
+fn main() {
+    let cli = parse_cli();
     // --explain narrates the stale cleanup too.
     if matches!(&cli.command, Command::Run(a) if a.explain)
         || matches!(&cli.command, Command::Exec { explain: true, .. })
@@ -398,9 +420,6 @@ fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("minictr: {}", error::one_line(&e));
-            std::process::exit(error::exit_code(&e));
-        }
+        Err(e) => exit_error(e),
     }
 }

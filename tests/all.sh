@@ -22,8 +22,9 @@ fi
 
 step "install what the tests need"
 need_pkgs=""
-# ch09: docker-registry (a local registry on 127.0.0.1), umoci and skopeo (build and push test images)
-for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo; do
+# ch09: docker-registry (a local registry on 127.0.0.1), umoci and skopeo (build and push test images),
+# runc (`runc spec` writes the bundle of tests/ch09_bundle.rs)
+for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
