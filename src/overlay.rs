@@ -389,7 +389,8 @@ pub fn mount_detached(
             })?;
         trees.push(tree);
     }
-    // Linux 6.8+: hand overlayfs the detached trees themselves ("lowerdir+" takes an fd).
+    // Linux 6.15+: hand overlayfs the detached trees themselves ("lowerdir+" takes a file descriptor
+    // since 6.13, an O_PATH one such as open_tree's since 6.15).
     let by_fd = std::env::var_os("MINICTR_OVERLAY_LEGACY").is_none();
     if by_fd {
         let result = create(layer, |ctx| {
@@ -456,15 +457,16 @@ fn create(
         .context("failed to create the overlay root")
 }
 
-/// The kernel's overlayfs does not take a lower layer by fd (before Linux 6.8): EINVAL for an
-/// unknown parameter, or EOPNOTSUPP where overlayfs still parses options the old way (6.1).
+/// The kernel's overlayfs does not take this lower layer by fd: EINVAL for an unknown parameter or a
+/// string-only "lowerdir+" (before Linux 6.13), EOPNOTSUPP where overlayfs still parses options the
+/// old way (6.1), EBADF for an O_PATH descriptor (6.13 and 6.14; accepted since 6.15).
 fn is_unknown_parameter(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .any(|io| {
             matches!(
                 io.raw_os_error(),
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::EBADF)
             )
         })
 }
