@@ -517,6 +517,13 @@ impl Lab {
             .join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("scratch dir");
+        // /tmp on disk, as on a reader's machine (a tmpfs shows other sizes in `ls -l`)
+        std::fs::create_dir_all(dir.join("tmp")).expect("scratch /tmp");
+        std::fs::set_permissions(
+            dir.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("chmod /tmp");
         let ok = Command::new("cp")
             .arg("-a")
             .arg(common::rootfs())
@@ -530,8 +537,9 @@ impl Lab {
         }
         let setup = format!(
             "set -e; mount -t tmpfs -o mode=755 session /run/minictr; mount --bind '{}' /var/lib/minictr; \
-             mount -t tmpfs -o mode=1777 session /tmp; ip link set lo up; echo ready; exec sleep 100000",
-            dir.join("data").display()
+             mount --bind '{}' /tmp; ip link set lo up; echo ready; exec sleep 100000",
+            dir.join("data").display(),
+            dir.join("tmp").display()
         );
         let mut holder = Command::new("unshare")
             .args([

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The book's pictures, as a reader's browser shows them: every page of the built book that holds an
+# <img> is opened in headless Chromium; the check fails unless every image loaded (naturalWidth > 0)
+# and the page's screenshot is not blank. Screenshots land in target/book-screenshots/ to look at.
+#
+#   tests/book-screenshots.sh      # after `mdbook build chapters` (tests/book-check.sh builds it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+book=chapters/book
+out=target/book-screenshots
+browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+[ -n "$browser" ] || { echo "book-screenshots: needs Chromium (apt-get install chromium)" >&2; exit 1; }
+[ -f "$book/index.html" ] || mdbook build chapters >/dev/null
+rm -rf "$out"
+mkdir -p "$out"
+profile=$(mktemp -d)
+trap 'rm -rf "$profile"; rm -f "$book"/*.imgcheck.html' EXIT
+# Root needs --no-sandbox; a private profile keeps runs apart.
+chrome() { "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$profile" "$@" 2>/dev/null; }
+
+fail=0
+pages=0
+for page in $(grep -l '<img ' "$book"/*.html | grep -v -e '/print.html$' -e '\.imgcheck\.html$'); do
+  name=$(basename "$page" .html)
+  pages=$((pages + 1))
+  # A copy of the page, beside it (so relative paths still resolve), that reports on its images.
+  probe="$book/$name.imgcheck.html"
+  sed 's|</body>|<script>window.addEventListener("load", () => { const r = [...document.images].map(i => i.getAttribute("src") + " " + i.naturalWidth + "x" + i.naturalHeight); const p = document.createElement("pre"); p.id = "imgcheck"; p.textContent = r.join("\\n"); document.body.appendChild(p); });</script></body>|' "$page" > "$probe"
+  report=$(chrome --virtual-time-budget=5000 --dump-dom "file://$PWD/$probe" |
+    python3 -c 'import sys, re, html; m = re.search(r"<pre id=\"imgcheck\">(.*?)</pre>", sys.stdin.read(), re.S); print(html.unescape(m.group(1)) if m else "NO-REPORT")')
+  if [ "$report" = NO-REPORT ]; then
+    echo "FAIL $name: the page did not finish loading"; fail=1; continue
+  fi
+  while read -r src size; do
+    if [ "${size%%x*}" -gt 0 ] 2>/dev/null; then
+      echo "ok   $name: $src ($size)"
+    else
+      echo "FAIL $name: $src did not load ($size)"; fail=1
+    fi
+  done <<<"$report"
+  # The screenshot of the whole chapter would be very tall: the first 1280x2400 pixels are enough
+  # to see the top picture; the images themselves were checked above.
+  chrome --virtual-time-budget=5000 --window-size=1280,2400 --screenshot="$PWD/$out/$name.png" "file://$PWD/$page" >/dev/null
+  size=$(stat -c %s "$out/$name.png" 2>/dev/null || echo 0)
+  if [ "$size" -lt 20000 ]; then
+    echo "FAIL $name: the screenshot is blank or missing ($size bytes)"; fail=1
+  fi
+done
+[ "$pages" -gt 0 ] || { echo "FAIL: no page of the book holds a picture"; fail=1; }
+[ "$fail" = 0 ] && echo "book-screenshots: $pages pages, every picture loaded; screenshots in $out/"
+exit $fail
