@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/check-includes.sh
-mdbook build chapters >/dev/null
+if ! out=$(mdbook build chapters 2>&1); then echo "$out" >&2; exit 1; fi
 if command -v dot >/dev/null; then
   bash chapters/pictures/build.sh --check
 else
@@ -51,7 +51,7 @@ for p, (parser, _) in pages.items():
     rel = os.path.relpath(p, book)
     for tag, link in parser.links:
         u = urllib.parse.urlsplit(link)
-        if u.scheme or link.startswith("//") or link.startswith("javascript:"):
+        if tag == "base" or u.scheme or link.startswith("//") or link.startswith("javascript:"):
             continue  # external: not checked (CI has no internet)
         target = p if not u.path else os.path.normpath(os.path.join(os.path.dirname(p), urllib.parse.unquote(u.path)))
         if os.path.isdir(target):
@@ -73,6 +73,16 @@ for p, (_, text) in pages.items():
         for m in re.finditer(pat, text):
             line = text.count("\n", 0, m.start()) + 1
             bad.append(f"{os.path.relpath(p, book)}:{line}: a path of the build machine: {m.group(0)!r}")
+
+# Pictures: a browser shows nothing of an SVG that is not well-formed XML.
+import xml.etree.ElementTree as ET
+for d, _, files in os.walk(book):
+    for f in files:
+        if f.endswith(".svg"):
+            try:
+                ET.parse(os.path.join(d, f))
+            except ET.ParseError as e:
+                bad.append(f"{os.path.relpath(os.path.join(d, f), book)}: not well-formed XML: {e}")
 
 for b in bad:
     print(b)

@@ -25,7 +25,16 @@ for page in $(grep -l '<img ' "$book"/*.html | grep -v -e '/print.html$' -e '\.i
   pages=$((pages + 1))
   # A copy of the page, beside it (so relative paths still resolve), that reports on its images.
   probe="$book/$name.imgcheck.html"
-  sed 's|</body>|<script>window.addEventListener("load", () => { const r = [...document.images].map(i => i.getAttribute("src") + " " + i.naturalWidth + "x" + i.naturalHeight); const p = document.createElement("pre"); p.id = "imgcheck"; p.textContent = r.join("\\n"); document.body.appendChild(p); });</script></body>|' "$page" > "$probe"
+  python3 - "$page" "$probe" <<'EOF'
+import sys
+page = open(sys.argv[1], encoding="utf-8").read()
+script = ('<script>window.addEventListener("load", () => { const r = [...document.images].map(i => '
+          'i.getAttribute("src") + " " + i.naturalWidth + "x" + i.naturalHeight); const p = '
+          'document.createElement("pre"); p.id = "imgcheck"; p.textContent = r.join("\\n"); '
+          'document.body.appendChild(p); });</script>')
+i = page.rindex("</body>")
+open(sys.argv[2], "w", encoding="utf-8").write(page[:i] + script + page[i:])
+EOF
   report=$(chrome --virtual-time-budget=5000 --dump-dom "file://$PWD/$probe" |
     python3 -c 'import sys, re, html; m = re.search(r"<pre id=\"imgcheck\">(.*?)</pre>", sys.stdin.read(), re.S); print(html.unescape(m.group(1)) if m else "NO-REPORT")')
   if [ "$report" = NO-REPORT ]; then
@@ -37,7 +46,7 @@ for page in $(grep -l '<img ' "$book"/*.html | grep -v -e '/print.html$' -e '\.i
     else
       echo "FAIL $name: $src did not load ($size)"; fail=1
     fi
-  done <<<"$report"
+  done < <(sort -u <<<"$report")   # mdBook shows each image twice (the page, and its zoom)
   # The screenshot of the whole chapter would be very tall: the first 1280x2400 pixels are enough
   # to see the top picture; the images themselves were checked above.
   chrome --virtual-time-budget=5000 --window-size=1280,2400 --screenshot="$PWD/$out/$name.png" "file://$PWD/$page" >/dev/null
