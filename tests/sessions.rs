@@ -601,7 +601,7 @@ impl Lab {
     fn leftovers(&self) -> Vec<String> {
         let left = self.run("ls /run/minictr | grep -E '^[0-9a-f]{12}$' || true");
         if !left.is_empty() {
-            self.run("minictr ps -aq | xargs -r minictr rm -f");
+            self.run(&format!("minictr rm -f {}", left.join(" ")));
         }
         left
     }
