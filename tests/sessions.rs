@@ -18,10 +18,12 @@
 //! namespace where /run/minictr, /var/lib/minictr and /tmp are empty scratch mounts; the binary under
 //! test is first on PATH as `minictr`. Every command runs in its own `sh -c` with stderr merged into
 //! stdout; a command's exit status is compared only when the session prints it (`; echo $?`).
+//! `<!-- requires: cgroup-v2 -->` (or `cgroup-v1`, `kernel>=6.15`) before the block skips a session,
+//! with the reason printed, on a host without it. A session must remove the containers it starts.
 //!
-//!     sudo cargo test --test sessions                       # all sessions
-//!     sudo MINICTR_SESSIONS=05 cargo test --test sessions   # only files whose name contains "05"
-//!     sudo MINICTR_BLESS=1 cargo test --test sessions       # rewrite the expected output
+//!     sudo env "PATH=$PATH" cargo test --test sessions                        # all sessions
+//!     sudo env "PATH=$PATH" MINICTR_SESSIONS=05 cargo test --test sessions    # files named *05*
+//!     sudo env "PATH=$PATH" MINICTR_BLESS=1 cargo test --test sessions        # rewrite them
 //!
 //! A session that fails prints a diff (`-` expected, `+` actual). Blessing keeps a placeholder
 //! wherever the old expectation had one and the text around it still matches.
