@@ -584,6 +584,8 @@ impl Lab {
             .args(["--", "timeout", "-k", "5", "300", "sh", "-c"])
             .arg(format!("exec 2>&1\n{cmd}"))
             .env("PATH", path)
+            // a reader types in a terminal: minictr passes its TERM on (chapter 1)
+            .env("TERM", "xterm")
             .stdin(Stdio::null());
         for (k, _) in std::env::vars() {
             if k.starts_with("MINICTR_") {
