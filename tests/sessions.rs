@@ -19,7 +19,8 @@
 //! test is first on PATH as `minictr`. Every command runs in its own `sh -c` with stderr merged into
 //! stdout; a command's exit status is compared only when the session prints it (`; echo $?`).
 //! `<!-- requires: cgroup-v2 -->` (or `cgroup-v1`, `kernel>=6.15`) before the block skips a session,
-//! with the reason printed, on a host without it. A session must remove the containers it starts.
+//! with the reason printed, on a host without it; `requires: bash` runs its commands in `bash -c`
+//! (job specs such as `%1`, the `time` keyword). A session must remove the containers it starts.
 //!
 //!     sudo env "PATH=$PATH" cargo test --test sessions                        # all sessions
 //!     sudo env "PATH=$PATH" MINICTR_SESSIONS=05 cargo test --test sessions    # files named *05*
@@ -486,6 +487,8 @@ fn unmet(requires: &[String]) -> Option<String> {
             ),
             "cgroup-v1" if v2 => return Some("needs a cgroup v1 host".into()),
             "cgroup-v2" | "cgroup-v1" => {}
+            "bash" if !Path::new("/bin/bash").exists() => return Some("needs bash".into()),
+            "bash" => {}
             k if k.starts_with("kernel>=") => {
                 let want: Vec<u32> = k["kernel>=".len()..]
                     .split('.')
@@ -569,7 +572,7 @@ impl Lab {
     }
 
     /// Run one command in the lab, stderr merged into stdout; the output's lines.
-    fn run(&self, cmd: &str) -> Vec<String> {
+    fn run(&self, shell: &str, cmd: &str) -> Vec<String> {
         let bin_dir = common::bin().parent().expect("bin dir").to_path_buf();
         let path = format!(
             "{}:{}",
@@ -581,7 +584,7 @@ impl Lab {
             .arg(self.holder.id().to_string())
             .args(["-m", "-n"])
             .arg(format!("--wd={}", self.dir.display()))
-            .args(["--", "timeout", "-k", "5", "300", "sh", "-c"])
+            .args(["--", "timeout", "-k", "5", "300", shell, "-c"])
             .arg(format!("exec 2>&1\n{cmd}"))
             .env("PATH", path)
             // a reader types in a terminal: minictr passes its TERM on (chapter 1)
@@ -603,9 +606,9 @@ impl Lab {
 
     /// Containers the session left behind (it must remove what it made), removed now.
     fn leftovers(&self) -> Vec<String> {
-        let left = self.run("ls /run/minictr | grep -E '^[0-9a-f]{12}$' || true");
+        let left = self.run("sh", "ls /run/minictr | grep -E '^[0-9a-f]{12}$' || true");
         if !left.is_empty() {
-            self.run(&format!("minictr rm -f {}", left.join(" ")));
+            self.run("sh", &format!("minictr rm -f {}", left.join(" ")));
         }
         left
     }
@@ -656,10 +659,16 @@ fn sessions() {
             continue;
         }
         eprintln!("session {name}: {} commands", session.steps.len());
+        // `requires: bash`: job specs (%1), the `time` keyword and bash's own messages
+        let shell = if session.requires.iter().any(|r| r == "bash") {
+            "bash"
+        } else {
+            "sh"
+        };
         let lab = Lab::new(&name);
         let mut report = String::new();
         for step in &mut session.steps {
-            let lines = lab.run(&step.cmd);
+            let lines = lab.run(shell, &step.cmd);
             if !lines_match(&step.expected, &lines) {
                 if bless_mode {
                     step.expected = bless(&step.expected, &lines);
