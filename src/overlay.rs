@@ -480,9 +480,9 @@ fn create(
         .context("failed to create the overlay root")
 }
 
-/// The kernel's overlayfs does not take this lower layer by fd: EINVAL for an unknown parameter
-/// (before Linux 6.13), EOPNOTSUPP where overlayfs still parses options the old way (6.1), EBADF for
-/// an O_PATH descriptor (6.13 and 6.14 take only descriptors opened for reading).
+/// The kernel's overlayfs does not take this lower layer by fd: EINVAL for an unknown parameter or a
+/// string-only "lowerdir+" (before Linux 6.13), EOPNOTSUPP where overlayfs still parses options the
+/// old way (6.1), EBADF for an O_PATH descriptor (6.13 and 6.14; accepted since 6.15).
 fn is_unknown_parameter(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())

@@ -4,7 +4,8 @@
 #   sudo env "PATH=$PATH" tests/all.sh
 #
 # It installs what the tests need (Debian/Ubuntu packages and a pinned mdbook), then runs: format and
-# lint checks, the chapters' code includes and book build, unit and integration tests as root, the
+# lint checks, the chapters' code includes, the book (links, pictures, a browser's screenshots), unit
+# and integration tests as root (tests/sessions.rs re-runs the chapters' sessions), the
 # core tests again as an unprivileged user, and `minictr selftest`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,9 @@ fi
 step "install what the tests need"
 need_pkgs=""
 # ch09: docker-registry (a local registry on 127.0.0.1), umoci and skopeo (build and push test images),
-# runc (`runc spec` writes the bundle of tests/ch09_bundle.rs)
-for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc; do
+# runc (`runc spec` writes the bundle of tests/ch09_bundle.rs); the book: graphviz
+# (chapters/pictures/build.sh --check), chromium (tests/book-screenshots.sh)
+for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc graphviz chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
@@ -44,9 +46,9 @@ step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
-step "chapters: every {{#include}} points at a file and an anchor that exist"
-bash tests/check-includes.sh
-mdbook build chapters
+step "the book: every {{#include}} resolves; the built book's links, fragments, pictures; no machine path"
+bash tests/book-check.sh   # runs tests/check-includes.sh and mdbook build first
+bash tests/book-screenshots.sh
 
 step "unit and integration tests (as root)"
 cargo test --no-fail-fast 2>&1 | tee target/test-root.log
