@@ -121,6 +121,33 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
         }
     }
 
+    lines.extend(userns_lines(root, &p));
+    lines.extend(overlay_lines(root, &p, &rootfs));
+    lines.push(data_dir_line());
+    lines.push(runtime_dir_line());
+    lines.extend(cgroup_lines(root));
+    lines.extend(network_lines(root));
+
+    let worst = lines.iter().map(|l| l.level).max().unwrap_or(Level::Ok);
+    let verdict = match worst {
+        Level::Fail => "minictr run with its defaults will not work here: fix the FAIL lines above",
+        Level::Warn => {
+            "minictr run with its defaults works here; the WARN lines name what is missing"
+        }
+        Level::Ok => "minictr run with its defaults works here",
+    };
+    // Written, not println!: a closed pipe (`minictr doctor | head`) is no reason to panic.
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        let _ = writeln!(out, "{}", l.render());
+    }
+    let _ = writeln!(out, "{verdict}");
+    Ok(if worst == Level::Fail { 1 } else { 0 })
+}
+
+/// ch03: the default --userns=private, and rootless minictr's user namespace.
+fn userns_lines(root: bool, p: &probe::Probes) -> Vec<Line> {
+    let mut lines = Vec::new();
     // ch03: the default --userns=private.
     let sysctl_fix = crate::userns::diagnose_disabled();
     if root {
@@ -150,11 +177,18 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
             sysctl_fix,
         ));
     }
-    lines.push(id_ranges(root));
 
+    lines.push(id_ranges(root));
+    lines
+}
+
+/// ch03 + ch05: the image seen through idmapped mounts under the overlay (rootless: overlay in a
+/// user namespace).
+fn overlay_lines(root: bool, p: &probe::Probes, rootfs: &Path) -> Vec<Line> {
+    let mut lines = Vec::new();
     // ch03 + ch05: the image seen through idmapped mounts under the overlay (root only).
     if root {
-        let idm = probe::idmap_on_with(&rootfs, p.clone(), false);
+        let idm = probe::idmap_on_with(rootfs, p.clone(), false);
         let mut l = feature_line(
             "idmapped mounts",
             &idm,
@@ -165,7 +199,7 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
         l.detail = format!(
             "on {} ({}): {}",
             rootfs.display(),
-            fs_name(&rootfs),
+            fs_name(rootfs),
             l.detail
         );
         lines.push(l);
@@ -205,26 +239,7 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
             None,
         ));
     }
-    lines.push(data_dir_line());
-    lines.push(runtime_dir_line());
-    lines.extend(cgroup_lines(root));
-    lines.extend(network_lines(root));
-
-    let worst = lines.iter().map(|l| l.level).max().unwrap_or(Level::Ok);
-    let verdict = match worst {
-        Level::Fail => "minictr run with its defaults will not work here: fix the FAIL lines above",
-        Level::Warn => {
-            "minictr run with its defaults works here; the WARN lines name what is missing"
-        }
-        Level::Ok => "minictr run with its defaults works here",
-    };
-    // Written, not println!: a closed pipe (`minictr doctor | head`) is no reason to panic.
-    let mut out = std::io::stdout().lock();
-    for l in &lines {
-        let _ = writeln!(out, "{}", l.render());
-    }
-    let _ = writeln!(out, "{verdict}");
-    Ok(if worst == Level::Fail { 1 } else { 0 })
+    lines
 }
 
 /// ch03: subordinate id ranges (rootless: /etc/subuid, /etc/subgid and newuidmap/newgidmap).

@@ -322,6 +322,19 @@ fn two_containers_reach_each_other_by_address_and_by_name() {
     host.assert_clean(&[&a, &b]);
 }
 
+/// host 192.0.2.1 <-veth-> 192.0.2.2 outside: a second host on a link of the test's own (the
+/// outside has no route to the containers' subnet).
+fn link_outside(host: &Netns, outside: &Netns) {
+    let (h, o) = (host.name.as_str(), outside.name.as_str());
+    ip(&[
+        "-n", h, "link", "add", "vout", "type", "veth", "peer", "name", "vin", "netns", o,
+    ]);
+    ip(&["-n", h, "addr", "add", "192.0.2.1/24", "dev", "vout"]);
+    ip(&["-n", h, "link", "set", "vout", "up"]);
+    ip(&["-n", o, "addr", "add", "192.0.2.2/24", "dev", "vin"]);
+    ip(&["-n", o, "link", "set", "vin", "up"]);
+}
+
 #[test]
 fn nat_masquerades_the_container_behind_the_hosts_address() {
     if !common::need_root("nat_masquerades_the_container_behind_the_hosts_address") {
@@ -330,40 +343,7 @@ fn nat_masquerades_the_container_behind_the_hosts_address() {
     let host = Netns::new("nat");
     let outside = Netns::new("out");
     // host 192.0.2.1 <-veth-> 192.0.2.2 outside; the outside has no route to 10.213.0.0/16.
-    ip(&[
-        "-n",
-        &host.name,
-        "link",
-        "add",
-        "vout",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vin",
-        "netns",
-        &outside.name,
-    ]);
-    ip(&[
-        "-n",
-        &host.name,
-        "addr",
-        "add",
-        "192.0.2.1/24",
-        "dev",
-        "vout",
-    ]);
-    ip(&["-n", &host.name, "link", "set", "vout", "up"]);
-    ip(&[
-        "-n",
-        &outside.name,
-        "addr",
-        "add",
-        "192.0.2.2/24",
-        "dev",
-        "vin",
-    ]);
-    ip(&["-n", &outside.name, "link", "set", "vin", "up"]);
+    link_outside(&host, &outside);
     let listener = outside.on_thread(|| {
         let l = TcpListener::bind("192.0.2.2:9000").expect("bind in the outside namespace");
         l.set_nonblocking(true).unwrap();
@@ -413,40 +393,7 @@ fn published_port_answers_on_localhost_and_from_another_host() {
     }
     let host = Netns::new("pub");
     let outside = Netns::new("pubout");
-    ip(&[
-        "-n",
-        &host.name,
-        "link",
-        "add",
-        "vout",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vin",
-        "netns",
-        &outside.name,
-    ]);
-    ip(&[
-        "-n",
-        &host.name,
-        "addr",
-        "add",
-        "192.0.2.1/24",
-        "dev",
-        "vout",
-    ]);
-    ip(&["-n", &host.name, "link", "set", "vout", "up"]);
-    ip(&[
-        "-n",
-        &outside.name,
-        "addr",
-        "add",
-        "192.0.2.2/24",
-        "dev",
-        "vin",
-    ]);
-    ip(&["-n", &outside.name, "link", "set", "vin", "up"]);
+    link_outside(&host, &outside);
     let name = common::unique("pub");
     let mut c = host
         .minictr(&["--hostname", &name, "-p", "8080:80"], &["sh", "-c", "trap 'kill $!; exit 143' TERM; nc -ll -p 80 -e echo hello-from-the-container & wait"])

@@ -572,6 +572,22 @@ pub fn install(bridge: &str, subnet: &Subnet) -> Result<()> {
         format!("NEWTABLE {TABLE}"),
         table,
     );
+    add_maps(&mut b);
+    add_chains(&mut b);
+    add_rules(&mut b, bridge, subnet);
+    b.commit().map_err(|(what, e)| {
+        let e = e.context(format!("the kernel refused {what}"));
+        crate::error::hint(
+            format!("cannot create the nftables table ip {TABLE}: {}", crate::error::one_line(&e)),
+            "check that the kernel has nf_tables and NAT (modprobe nf_tables nft_nat nft_fib_ipv4 nft_masq)",
+        )
+    })
+}
+// ANCHOR_END: install
+
+// ANCHOR: install_chains
+/// The two DNAT maps of `-p`: (address, protocol, port) and (protocol, port) → (address, port).
+fn add_maps(b: &mut Batch) {
     let (ip, proto, port) = (TYPE_IPADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE);
     let maps = [
         ("publish_ip", concat_type(&[ip, proto, port]), 12),
@@ -594,6 +610,10 @@ pub fn install(bridge: &str, subnet: &Subnet) -> Result<()> {
             },
         );
     }
+}
+
+/// The chains: `publish` (jumped to) and the three NAT hooks.
+fn add_chains(b: &mut Batch) {
     // (name, hook, priority): NF_INET_PRE_ROUTING 0, LOCAL_OUT 3, POST_ROUTING 4; dstnat is -100,
     // srcnat 100. `publish` has no hook: it runs only when jumped to.
     let chains: [(&str, Option<(u32, i32)>); 4] = [
@@ -621,6 +641,12 @@ pub fn install(bridge: &str, subnet: &Subnet) -> Result<()> {
             },
         );
     }
+}
+
+// ANCHOR_END: install_chains
+
+/// The rules of [`rules`], appended to their chains.
+fn add_rules(b: &mut Batch, bridge: &str, subnet: &Subnet) {
     for (chain, exprs) in rules(bridge, subnet) {
         let what = format!("NEWRULE {chain}: {exprs:?}");
         b.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, what, |m| {
@@ -633,15 +659,7 @@ pub fn install(bridge: &str, subnet: &Subnet) -> Result<()> {
             m.end();
         });
     }
-    b.commit().map_err(|(what, e)| {
-        let e = e.context(format!("the kernel refused {what}"));
-        crate::error::hint(
-            format!("cannot create the nftables table ip {TABLE}: {}", crate::error::one_line(&e)),
-            "check that the kernel has nf_tables and NAT (modprobe nf_tables nft_nat nft_fib_ipv4 nft_masq)",
-        )
-    })
 }
-// ANCHOR_END: install
 
 /// The one line shown when NAT cannot be set up: the container still starts, with its address on
 /// the bridge, but nothing beyond this host is reachable and no port can be published.
