@@ -6,7 +6,7 @@
 # For each stage switch (the variants of benches/start.sh) it runs one `minictr run … /bin/true` under
 # `strace -f -c` and prints the number of system calls, the failed ones, and the calls that took
 # longest (`strace -f -T`, ≥ 0.5 ms). The difference between two rows is what a stage costs in calls.
-# Full traces stay in target/bench/trace-*.txt. Like start.sh it works in a network namespace of its own.
+# Then the phases of a start (benches/phases.py over 5 traces). Traces stay in target/bench/. Like start.sh it works in a network namespace of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "$0: run as root" >&2; exit 1; }
@@ -49,3 +49,9 @@ for v in "${variants[@]}"; do
       printf "%s %.1f ms; ", n, t * 1000 }' "$out/trace-$i.txt")
   printf '| %s | %s | %s | %s |\n' "$label" "${total% *}" "${total#* }" "${slow:-}"
 done
+echo
+# The phases of one start (every stage but the bridge), the median of 5 traced starts.
+for k in 1 2 3 4 5; do
+  in_ns strace -f -tt -T -o "$out/phases-$k.txt" "$minictr" run --network none "$rootfs" /bin/true
+done
+python3 benches/phases.py "$out"/phases-[1-5].txt
