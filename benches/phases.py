@@ -7,7 +7,7 @@ A phase ends at the first system call that marks the next one (see MARKS); ms an
 phase. benches/trace.sh writes the traces."""
 import re, statistics, sys
 
-LINE = re.compile(r"^(\d+) (\d+):(\d+):([\d.]+) (.*)$")
+LINE = re.compile(r"^(\d+)\s+(\d+):(\d+):([\d.]+) (.*)$")
 # (phase, how it is recognised: the first line that matches ends the phase before it)
 MARKS = [
     ("exec, parse, probes (mountinfo, cgroup, subuid, passwd)", None),

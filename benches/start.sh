@@ -14,7 +14,8 @@
 #
 # --short: few runs, fewer starts, no targets checked (CI runs this so the script cannot rot).
 # --only TEXT: only the start-time rows whose label contains TEXT (e.g. --only minictr), nothing else.
-# --no-install: do not apt-get install what is missing (runc crun bubblewrap hyperfine time gcc jq).
+# --no-install: do not apt-get install what is missing (runc crun bubblewrap hyperfine time gcc jq;
+# linux-perf, optional, for the CPU-time column).
 #
 # Everything runs in a network namespace the script makes for itself (entered with nsenter --net,
 # which, unlike `ip netns exec`, keeps /sys/fs/cgroup visible), so the bridge rows never touch the
@@ -51,6 +52,8 @@ if [ -z "${MINICTR_BENCH_INNER:-}" ]; then
       echo "$0: installing$need" >&2
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >&2
     fi
+    # perf for the CPU-time column: optional (Debian's linux-perf may not match the kernel)
+    command -v perf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >&2 || true
   fi
   for c in hyperfine cc jq nsenter; do
     command -v $c >/dev/null || { echo "$0: $c is missing (apt-get install hyperfine gcc jq util-linux)" >&2; exit 1; }
@@ -79,13 +82,12 @@ if [ -z "${MINICTR_BENCH_INNER:-}" ]; then
   [ -n "$runs" ] && pass+=(--runs "$runs")
   [ -n "$only" ] && pass+=(--only "$only")
   rc=0
-  if [ $hybrid = 1 ]; then
-    "${inner[@]}" unshare --mount --propagation private bash -c \
-      'umount /sys/fs/cgroup/unified && MINICTR_BENCH_HYBRID=1 exec "$@"' _ "$0" \
-      "${pass[@]}" || rc=$?
-  else
-    "${inner[@]}" "$0" "${pass[@]}" || rc=$?
-  fi
+  # A private mount namespace for the measuring side: the tmpfs of the "on tmpfs" rows and, on a
+  # hybrid host, the missing /sys/fs/cgroup/unified vanish with it.
+  "${inner[@]}" unshare --mount --propagation private bash -c '
+    if [ "$1" = 1 ]; then umount /sys/fs/cgroup/unified && export MINICTR_BENCH_HYBRID=1; fi
+    mkdir -p "$2" && mount -t tmpfs -o mode=0755 minictr-bench "$2"
+    shift 2; exec "$@"' _ "$hybrid" "$out/tmpfs" "$0" "${pass[@]}" || rc=$?
   exit $rc
 fi
 
@@ -103,8 +105,11 @@ if [ $short = 1 ]; then
 else
   runs=${runs:-40}; warmup=5; starts=100; par=20; concurrency=(1 10 25 50)
 fi
-export FLOOR_TMP=$out/floor-tmp
+# The floor's overlay directories on the file system of minictr's writable layers (the layer's
+# mkdir/rmdir cost depends on it: see benches/FINDINGS.md); the "on tmpfs" rows use $out/tmpfs.
+export FLOOR_TMP=$MINICTR_DATA_DIR/floor
 mkdir -p "$FLOOR_TMP"
+tmpfs=$out/tmpfs
 
 # An OCI bundle for runc and crun: `runc spec`'s config.json, /bin/true without a terminal.
 bundle=$out/bundle
@@ -133,6 +138,8 @@ rows=(
   "minictr --network none --no-cgroup|$minictr run --network none --no-cgroup $rootfs /bin/true|"
   "minictr --network none --no-security (floor B's stages)|$minictr run --network none --no-security $rootfs /bin/true|floor B: A + userns + cgroup + overlay"
   "minictr --network none (every stage but the bridge)|$minictr run --network none $rootfs /bin/true|floor B: A + userns + cgroup + overlay"
+  "floor B, overlay directories on tmpfs (through env)|env FLOOR_TMP=$tmpfs $floor -u -c -o $rootfs /bin/true|"
+  "minictr --network none, runtime and data directories on tmpfs (through env)|env MINICTR_RUN_DIR=$tmpfs/run MINICTR_DATA_DIR=$tmpfs/data $minictr run --network none $rootfs /bin/true|floor B, overlay directories on tmpfs (through env)"
   "minictr (every stage, bridge network)|$minictr run $rootfs /bin/true|floor C: B + veth over netlink"
 )
 [ -n "$static" ] && rows+=("minictr static --network none|$static run --network none $rootfs /bin/true|floor B: A + userns + cgroup + overlay")
@@ -169,6 +176,20 @@ for r in "${rows[@]}"; do
   done
   printf '%s\t%s\n' "$label" "$(printf '%s\n' "${ks[@]}" | sort -n | sed -n 3p)" >> "$out/rss.txt"
 done
+
+# CPU time per start (perf stat task-clock: the process and its children, user + system): unlike
+# wall-clock time it hardly moves with the machine's load. Skipped when perf does not work here.
+: > "$out/cpu.txt"
+if perf stat -x, -e task-clock true >/dev/null 2>&1; then
+  cpu_runs=$(( runs < 20 ? runs : 20 ))
+  echo "=== CPU time per start (perf stat, $cpu_runs runs)" >&2
+  for r in "${rows[@]}"; do
+    IFS='|' read -r label cmd _ <<<"$r"
+    # shellcheck disable=SC2086
+    ms=$(perf stat -x, -e task-clock -r "$cpu_runs" $cmd 2>&1 >/dev/null | awk -F, '$3 == "task-clock" { print $1 }')
+    printf '%s\t%s\n' "$label" "$ms" >> "$out/cpu.txt"
+  done
+fi
 
 # Throughput: N starts one at a time, then PAR at a time (xargs -P), wall clock.
 echo "=== throughput: $starts starts, 1 and $par at a time" >&2
@@ -214,14 +235,16 @@ import json, sys
 out, short, floors = sys.argv[1], sys.argv[2] == "1", dict(l.split("\t") for l in sys.argv[3].splitlines())
 res = {r["command"]: r for r in json.load(open(f"{out}/start.json"))["results"]}
 rss = dict(l.rstrip("\n").split("\t") for l in open(f"{out}/rss.txt"))
+cpu = dict(l.rstrip("\n").split("\t") for l in open(f"{out}/cpu.txt"))
 med = {k: r["median"] * 1000 for k, r in res.items()}
 crun = next((v for k, v in med.items() if k.startswith("crun")), None)
-print("| what | median ms | ÷ crun | ÷ floor, same stages | peak RSS KiB |")
-print("|---|---:|---:|---:|---:|")
+print("| what | median ms | ÷ crun | ÷ floor, same stages | CPU ms | peak RSS KiB |")
+print("|---|---:|---:|---:|---:|---:|")
 for k, m in med.items():
     f = floors.get(k, "")
     print(f"| {k} | {m:.2f} | {m / crun:.2f}× |" if crun else f"| {k} | {m:.2f} | - |",
-          f"{m / med[f]:.2f}× |" if f in med else " |", f"{int(rss[k]):,} |" if rss.get(k, "").isdigit() else "- |")
+          f"{m / med[f]:.2f}× |" if f in med else " |", f"{float(cpu[k]):.2f} |" if cpu.get(k) else "- |",
+          f"{int(rss[k]):,} |" if rss.get(k, "").isdigit() else "- |")
 tp = {}
 for l in open(f"{out}/throughput.txt"):
     label, p, v = l.split("\t")
@@ -269,3 +292,4 @@ PY
     "; hyperfine -N, $runs runs, $warmup warm-up; \`benches/start.sh$([ $short = 1 ] && echo ' --short')\`."
 } | tee -a "$out/table.md"
 rm -rf "$FLOOR_TMP"
+"$minictr" network rm >/dev/null 2>&1 || true
