@@ -61,6 +61,10 @@ if [ -z "${MINICTR_BENCH_INNER:-}" ]; then
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
   [ -x target/release/minictr ] || { echo "$0: building target/release/minictr" >&2; cargo build --release >&2; }
+  # The static binary's row (benches/static.sh builds it; a full run builds it when missing).
+  if [ $short = 0 ] && ! ls target/x86_64-unknown-linux-*/static/minictr >/dev/null 2>&1; then
+    benches/static.sh --no-smoke >&2
+  fi
   cc -O2 -Wall -Wno-format-truncation -o "$out/floor" benches/floor.c
   [ -x "$out/rootfs/bin/true" ] || rootfs-scripts/busybox.sh "$out/rootfs" --force >&2
 
