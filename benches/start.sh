@@ -45,7 +45,7 @@ done
 if [ -z "${MINICTR_BENCH_INNER:-}" ]; then
   if [ $install = 1 ]; then
     need=""
-    for p in runc crun bubblewrap hyperfine time gcc libc6-dev jq busybox-static iproute2 util-linux; do
+    for p in runc crun bubblewrap hyperfine time gcc libc6-dev jq python3 busybox-static iproute2 util-linux; do
       dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
     done
     if [ -n "$need" ]; then
