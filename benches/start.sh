@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 short=0; runs=""; out=target/bench; install=1; only=""
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) short=1; shift ;;
