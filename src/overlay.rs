@@ -267,12 +267,11 @@ impl WritableLayer {
 
     /// Name the runtime directory that owns this layer (see [`remove_orphans`]).
     pub fn set_owner(&self, runtime_dir: &Path) -> Result<()> {
-        // Written under another name and renamed: a concurrent remove_orphans() never sees a
-        // half-written (empty) owner.
-        let (tmp, f) = (self.dir.join("owner.tmp"), self.dir.join("owner"));
-        std::fs::write(&tmp, runtime_dir.to_string_lossy().as_bytes())
-            .with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &f).with_context(|| format!("failed to write {}", f.display()))
+        // A symbolic link: symlink(2) creates it with its target in one step, so a concurrent
+        // remove_orphans() never sees a half-written owner — no temporary file and rename needed.
+        let f = self.dir.join("owner");
+        std::os::unix::fs::symlink(runtime_dir, &f)
+            .with_context(|| format!("failed to write {}", f.display()))
     }
 
     /// The container started: from now on a kept layer outlives it.
@@ -736,7 +735,12 @@ pub fn remove_orphans() {
         return;
     };
     for e in rd.flatten() {
-        let Ok(owner) = std::fs::read_to_string(e.path().join("owner")) else {
+        let f = e.path().join("owner");
+        // A symbolic link to the runtime directory (a regular file before: layers of older runs).
+        let Ok(owner) = std::fs::read_link(&f)
+            .map(|p| p.to_string_lossy().into_owned())
+            .or_else(|_| std::fs::read_to_string(&f))
+        else {
             continue;
         };
         if !owner.trim().is_empty()

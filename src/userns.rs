@@ -168,12 +168,20 @@ impl Plan {
     }
 }
 
-fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+/// The name of `uid` in /etc/passwd-style `content`, or the uid itself. Read from the file rather than
+/// through NSS (getpwuid): NSS costs a connect to nscd and a read of nsswitch.conf on every start, and
+/// a statically linked minictr must not load NSS modules. /etc/subuid is matched by uid as well, so a
+/// user known only to a directory service still finds a range listed under its uid.
+fn user_name(content: &str, uid: u32) -> String {
+    let uid_s = uid.to_string();
+    content
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid_s).then(|| name.to_string())
+        })
+        .unwrap_or(uid_s)
 }
 
 fn helpers_installed() -> bool {
@@ -191,7 +199,10 @@ pub fn plan(uidmaps: &[IdMap], gidmaps: &[IdMap]) -> Result<Plan> {
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
     let root = euid == 0;
-    let name = user_name(euid);
+    let name = user_name(
+        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+        euid,
+    );
     let sub_uid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
     let sub_gid = std::fs::read_to_string("/etc/subgid").unwrap_or_default();
     let ranges = (
@@ -438,6 +449,15 @@ pub struct UsernsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_a_uid_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nal:x:1000:1000::/home/al:/bin/sh\nbad line\n";
+        assert_eq!(user_name(passwd, 0), "root");
+        assert_eq!(user_name(passwd, 1000), "al");
+        assert_eq!(user_name(passwd, 1001), "1001");
+        assert_eq!(user_name("", 5), "5");
+    }
 
     #[test]
     fn parses_maps() {
