@@ -173,184 +173,255 @@ pub fn unpack(reader: impl Read, dest: &Path, privilege: Privilege) -> Result<Re
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().context("failed to read the layer tar")? {
         let mut entry = entry.context("failed to read the layer tar")?;
-        let path = clean_path(&entry.path().context("a layer entry has a bad path")?)?;
-        let Some(name) = path.file_name().map(OsStr::to_os_string) else {
+        let Some(at) = Target::of(&root, dest, &entry)? else {
             continue; // the layer's root "./" itself
         };
-        let parent_rel = path.parent().unwrap_or(Path::new(""));
-        let parent = open_dir_beneath(&root, parent_rel)?;
-        let parent_path = dest.join(parent_rel);
-        let header = entry.header().clone();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = (
-            header.uid().unwrap_or(0) as u32,
-            header.gid().unwrap_or(0) as u32,
-        );
-        let mtime = header.mtime().unwrap_or(0) as i64;
         report.entries += 1;
-
-        match classify(&name) {
-            Whiteout::Opaque => {
-                set_xattr(&parent, opaque_xattr(privilege), b"y")
-                    .with_context(|| format!("failed to mark {} opaque", parent_path.display()))?;
-                report.opaque += 1;
-                continue;
-            }
-            Whiteout::Delete(hidden) => {
-                if hidden.is_empty() || hidden.as_bytes().starts_with(b".wh.") {
-                    bail!("bad whiteout {} in the layer", path.display());
-                }
-                remove_existing(&parent, &parent_path, hidden, false)?;
-                // A whiteout is a character device 0/0; unprivileged users may create exactly this
-                // device since Linux 5.8.
-                nix::sys::stat::mknodat(parent.as_fd(), hidden, SFlag::S_IFCHR, Mode::empty(), 0)
-                    .with_context(|| {
-                    format!(
-                        "failed to create the whiteout {}",
-                        parent_path.join(hidden).display()
-                    )
-                })?;
-                report.whiteouts += 1;
-                continue;
-            }
-            Whiteout::None => {}
+        if whiteout(&at, privilege, &mut report)? {
+            continue;
         }
-
-        let kind = header.entry_type();
+        let kind = at.header.entry_type();
         if (kind.is_block_special() || kind.is_character_special())
             && privilege == Privilege::Rootless
         {
             report.devices_skipped += 1;
             continue;
         }
-        if privilege == Privilege::Rootless && (uid != 0 || gid != 0) {
+        if privilege == Privilege::Rootless && (at.uid != 0 || at.gid != 0) {
             report.foreign_owners += 1;
         }
-        remove_existing(&parent, &parent_path, &name, kind.is_dir())?;
-        let perm = Mode::from_bits_truncate(mode);
+        remove_existing(&at.parent, &at.parent_path, &at.name, kind.is_dir())?;
         if kind.is_dir() {
-            match nix::sys::stat::mkdirat(
-                parent.as_fd(),
-                name.as_os_str(),
-                Mode::from_bits_truncate(0o700),
-            ) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(e) => bail!("failed to create {}: {e}", path.display()),
-            }
-            dirs.push((path.clone(), mode, mtime));
-            if privilege == Privilege::Root {
-                chown_at(&parent, &name, uid, gid)?;
-            }
-            continue;
+            make_dir(&at, privilege)?;
+            dirs.push((at.path.clone(), at.mode, at.mtime));
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            let fd = nix::fcntl::openat(
-                parent.as_fd(),
-                name.as_os_str(),
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )
-            .with_context(|| format!("failed to create {}", path.display()))?;
-            let mut f = File::from(fd);
-            let xattrs = file_xattrs(&mut entry);
-            report.bytes += std::io::copy(&mut entry, &mut f)
-                .with_context(|| format!("failed to write {}", path.display()))?;
-            if privilege == Privilege::Root {
-                nix::unistd::fchown(&f, Some(uid.into()), Some(gid.into()))
-                    .with_context(|| format!("failed to chown {}", path.display()))?;
-            }
-            // After the chown, which clears set-uid/set-gid bits.
-            nix::sys::stat::fchmod(&f, perm)
-                .with_context(|| format!("failed to chmod {}", path.display()))?;
-            // Last: a chown drops security.capability.
-            for (key, value) in xattrs {
-                if privilege == Privilege::Root || key.starts_with("user.") {
-                    set_xattr(&f, &key, &value)
-                        .with_context(|| format!("failed to set {key} on {}", path.display()))?;
-                } else {
-                    report.xattrs_skipped += 1;
-                }
-            }
-            set_times(&parent, &name, mtime)?;
-            continue;
+            report.bytes += write_file(&at, &mut entry, privilege, &mut report)?;
         } else if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .context("bad symlink target")?
-                .context("a symlink without a target")?;
-            // The target is stored as is: it is resolved only inside the container, whose root
-            // is this image.
-            nix::unistd::symlinkat(target.as_os_str(), parent.as_fd(), name.as_os_str())
-                .with_context(|| format!("failed to create the symlink {}", path.display()))?;
-            if privilege == Privilege::Root {
-                chown_at(&parent, &name, uid, gid)?;
-            }
-            set_times(&parent, &name, mtime)?;
-            continue;
+            make_symlink(&at, &entry, privilege)?;
         } else if kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .context("bad hardlink target")?
-                .context("a hardlink without a target")?;
-            let target = clean_path(&target)?;
-            let (Some(tname), tparent) =
-                (target.file_name(), target.parent().unwrap_or(Path::new("")))
-            else {
-                bail!("hardlink {} has an empty target", path.display());
-            };
-            let tdir = open_dir_beneath(&root, tparent)?;
-            nix::unistd::linkat(
-                tdir.as_fd(),
-                tname,
-                parent.as_fd(),
-                name.as_os_str(),
-                AtFlags::empty(),
-            )
-            .with_context(|| {
-                format!(
-                    "failed to link {} to {} (hardlinks stay inside the layer)",
-                    path.display(),
-                    target.display()
-                )
-            })?;
-            continue;
+            make_hardlink(&root, &at, &entry)?;
         } else if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
-            let (sflag, dev) = if kind.is_fifo() {
-                (SFlag::S_IFIFO, 0)
-            } else {
-                let major = header.device_major().ok().flatten().unwrap_or(0) as u64;
-                let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
-                let s = if kind.is_block_special() {
-                    SFlag::S_IFBLK
-                } else {
-                    SFlag::S_IFCHR
-                };
-                (s, libc::makedev(major as u32, minor as u32))
-            };
-            nix::sys::stat::mknodat(parent.as_fd(), name.as_os_str(), sflag, perm, dev)
-                .with_context(|| format!("failed to create {}", path.display()))?;
-            if privilege == Privilege::Root {
-                chown_at(&parent, &name, uid, gid)?;
-            }
-            nix::sys::stat::fchmodat(
-                parent.as_fd(),
-                name.as_os_str(),
-                perm,
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .with_context(|| format!("failed to chmod {}", path.display()))?;
-            set_times(&parent, &name, mtime)?;
-            continue;
+            make_node(&at, privilege)?;
         }
         // Global/extended headers are consumed by the tar crate; anything else is skipped.
     }
-    // Deepest first: a directory's time is set after everything inside it is written.
+    finish_dirs(&root, dirs)?;
+    Ok(report)
+}
+// ANCHOR_END: unpack
+
+/// One tar entry's place in the layer: its parent directory (opened beneath the layer's root,
+/// never through a symlink), its name, and the header's owner, mode and time.
+struct Target {
+    parent: OwnedFd,
+    parent_path: PathBuf,
+    name: std::ffi::OsString,
+    path: PathBuf,
+    header: tar::Header,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+}
+
+impl Target {
+    fn of(root: &OwnedFd, dest: &Path, entry: &tar::Entry<impl Read>) -> Result<Option<Target>> {
+        let path = clean_path(&entry.path().context("a layer entry has a bad path")?)?;
+        let Some(name) = path.file_name().map(OsStr::to_os_string) else {
+            return Ok(None);
+        };
+        let parent_rel = path.parent().unwrap_or(Path::new(""));
+        let parent = open_dir_beneath(root, parent_rel)?;
+        let parent_path = dest.join(parent_rel);
+        let header = entry.header().clone();
+        Ok(Some(Target {
+            parent,
+            parent_path,
+            name,
+            mode: header.mode().unwrap_or(0o644) & 0o7777,
+            uid: header.uid().unwrap_or(0) as u32,
+            gid: header.gid().unwrap_or(0) as u32,
+            mtime: header.mtime().unwrap_or(0) as i64,
+            header,
+            path,
+        }))
+    }
+
+    fn perm(&self) -> Mode {
+        Mode::from_bits_truncate(self.mode)
+    }
+}
+
+/// OCI whiteouts become overlayfs ones: `.wh..wh..opq` an opaque directory, `.wh.NAME` a 0/0
+/// character device. Returns whether the entry was one.
+fn whiteout(at: &Target, privilege: Privilege, report: &mut Report) -> Result<bool> {
+    let (parent, parent_path, path) = (&at.parent, &at.parent_path, &at.path);
+    match classify(&at.name) {
+        Whiteout::Opaque => {
+            set_xattr(parent, opaque_xattr(privilege), b"y")
+                .with_context(|| format!("failed to mark {} opaque", parent_path.display()))?;
+            report.opaque += 1;
+            Ok(true)
+        }
+        Whiteout::Delete(hidden) => {
+            if hidden.is_empty() || hidden.as_bytes().starts_with(b".wh.") {
+                bail!("bad whiteout {} in the layer", path.display());
+            }
+            remove_existing(parent, parent_path, hidden, false)?;
+            // A whiteout is a character device 0/0; unprivileged users may create exactly this
+            // device since Linux 5.8.
+            nix::sys::stat::mknodat(parent.as_fd(), hidden, SFlag::S_IFCHR, Mode::empty(), 0)
+                .with_context(|| {
+                    format!(
+                        "failed to create the whiteout {}",
+                        parent_path.join(hidden).display()
+                    )
+                })?;
+            report.whiteouts += 1;
+            Ok(true)
+        }
+        Whiteout::None => Ok(false),
+    }
+}
+
+fn make_dir(at: &Target, privilege: Privilege) -> Result<()> {
+    match nix::sys::stat::mkdirat(
+        at.parent.as_fd(),
+        at.name.as_os_str(),
+        Mode::from_bits_truncate(0o700),
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => bail!("failed to create {}: {e}", at.path.display()),
+    }
+    if privilege == Privilege::Root {
+        chown_at(&at.parent, &at.name, at.uid, at.gid)?;
+    }
+    Ok(())
+}
+
+/// A regular file: created exclusively (never through a symlink), written, then owner, mode and
+/// extended attributes in the order that keeps each (a chown clears set-uid bits and file
+/// capabilities). Returns the bytes written.
+fn write_file(
+    at: &Target,
+    entry: &mut tar::Entry<impl Read>,
+    privilege: Privilege,
+    report: &mut Report,
+) -> Result<u64> {
+    let path = &at.path;
+    let fd = nix::fcntl::openat(
+        at.parent.as_fd(),
+        at.name.as_os_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .with_context(|| format!("failed to create {}", path.display()))?;
+    let mut f = File::from(fd);
+    let xattrs = file_xattrs(entry);
+    let bytes = std::io::copy(entry, &mut f)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    if privilege == Privilege::Root {
+        nix::unistd::fchown(&f, Some(at.uid.into()), Some(at.gid.into()))
+            .with_context(|| format!("failed to chown {}", path.display()))?;
+    }
+    // After the chown, which clears set-uid/set-gid bits.
+    nix::sys::stat::fchmod(&f, at.perm())
+        .with_context(|| format!("failed to chmod {}", path.display()))?;
+    // Last: a chown drops security.capability.
+    for (key, value) in xattrs {
+        if privilege == Privilege::Root || key.starts_with("user.") {
+            set_xattr(&f, &key, &value)
+                .with_context(|| format!("failed to set {key} on {}", path.display()))?;
+        } else {
+            report.xattrs_skipped += 1;
+        }
+    }
+    set_times(&at.parent, &at.name, at.mtime)?;
+    Ok(bytes)
+}
+
+fn make_symlink(at: &Target, entry: &tar::Entry<impl Read>, privilege: Privilege) -> Result<()> {
+    let target = entry
+        .link_name()
+        .context("bad symlink target")?
+        .context("a symlink without a target")?;
+    // The target is stored as is: it is resolved only inside the container, whose root is this
+    // image.
+    nix::unistd::symlinkat(target.as_os_str(), at.parent.as_fd(), at.name.as_os_str())
+        .with_context(|| format!("failed to create the symlink {}", at.path.display()))?;
+    if privilege == Privilege::Root {
+        chown_at(&at.parent, &at.name, at.uid, at.gid)?;
+    }
+    set_times(&at.parent, &at.name, at.mtime)
+}
+
+/// A hardlink: its target is resolved beneath the layer's root too, so it stays inside the layer.
+fn make_hardlink(root: &OwnedFd, at: &Target, entry: &tar::Entry<impl Read>) -> Result<()> {
+    let path = &at.path;
+    let target = entry
+        .link_name()
+        .context("bad hardlink target")?
+        .context("a hardlink without a target")?;
+    let target = clean_path(&target)?;
+    let (Some(tname), tparent) = (target.file_name(), target.parent().unwrap_or(Path::new("")))
+    else {
+        bail!("hardlink {} has an empty target", path.display());
+    };
+    let tdir = open_dir_beneath(root, tparent)?;
+    nix::unistd::linkat(
+        tdir.as_fd(),
+        tname,
+        at.parent.as_fd(),
+        at.name.as_os_str(),
+        AtFlags::empty(),
+    )
+    .with_context(|| {
+        format!(
+            "failed to link {} to {} (hardlinks stay inside the layer)",
+            path.display(),
+            target.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// A device node or a FIFO (device nodes only as root: the caller skips them rootless).
+fn make_node(at: &Target, privilege: Privilege) -> Result<()> {
+    let (kind, header, perm) = (at.header.entry_type(), &at.header, at.perm());
+    let (parent, name, path) = (&at.parent, &at.name, &at.path);
+    let (sflag, dev) = if kind.is_fifo() {
+        (SFlag::S_IFIFO, 0)
+    } else {
+        let major = header.device_major().ok().flatten().unwrap_or(0) as u64;
+        let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
+        let s = if kind.is_block_special() {
+            SFlag::S_IFBLK
+        } else {
+            SFlag::S_IFCHR
+        };
+        (s, libc::makedev(major as u32, minor as u32))
+    };
+    nix::sys::stat::mknodat(parent.as_fd(), name.as_os_str(), sflag, perm, dev)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    if privilege == Privilege::Root {
+        chown_at(parent, name, at.uid, at.gid)?;
+    }
+    nix::sys::stat::fchmodat(
+        parent.as_fd(),
+        name.as_os_str(),
+        perm,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .with_context(|| format!("failed to chmod {}", path.display()))?;
+    set_times(parent, name, at.mtime)?;
+    Ok(())
+}
+
+/// Deepest first: a directory's mode and time are set after everything inside it is written.
+fn finish_dirs(root: &OwnedFd, mut dirs: Vec<(PathBuf, u32, i64)>) -> Result<()> {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     for (rel, mode, mtime) in dirs {
-        let parent = open_dir_beneath(&root, rel.parent().unwrap_or(Path::new("")))?;
+        let parent = open_dir_beneath(root, rel.parent().unwrap_or(Path::new("")))?;
         let name = rel.file_name().context("directory without a name")?;
         nix::sys::stat::fchmodat(
             parent.as_fd(),
@@ -373,9 +444,8 @@ pub fn unpack(reader: impl Read, dest: &Path, privilege: Privilege) -> Result<Re
         .with_context(|| format!("failed to chmod {}", rel.display()))?;
         set_times(&parent, name, mtime)?;
     }
-    Ok(report)
+    Ok(())
 }
-// ANCHOR_END: unpack
 
 fn chown_at(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32) -> Result<()> {
     nix::unistd::fchownat(
