@@ -305,7 +305,7 @@ impl Drop for WritableLayer {
                 "rm -r {:?} — discarding the writable layer",
                 self.dir
             );
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = remove_layer(&self.dir);
             if let Some(n) = &self.name {
                 release_name(n);
             }
@@ -313,6 +313,17 @@ impl Drop for WritableLayer {
     }
 }
 // ANCHOR_END: writable_layer_use
+
+/// Remove a writable layer. Rootless, overlayfs leaves its scratch directory `work/work` with mode
+/// 000: its owner cannot list it, so cannot remove it — but may chmod it first.
+fn remove_layer(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(
+        dir.join("work/work"),
+        std::fs::Permissions::from_mode(0o700),
+    );
+    std::fs::remove_dir_all(dir)
+}
 
 /// Claim a container name: `<data>/names/<name>` → the container's directory, created atomically
 /// (symlink(2) fails with EEXIST when the name is taken). A link whose container is gone is reclaimed.
@@ -728,7 +739,7 @@ pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {
 /// `minictr rm` of a kept container: its writable layer and its name.
 pub fn remove_kept(dir: &Path, kept: &Kept) -> Result<()> {
     crate::explain!(CHAPTER, "rm -r {dir:?} — removing the kept writable layer");
-    std::fs::remove_dir_all(dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    remove_layer(dir).with_context(|| format!("failed to remove {}", dir.display()))?;
     if let Some(n) = &kept.name {
         release_name(n);
     }
@@ -755,7 +766,7 @@ pub fn remove_orphans() {
                 "rm -r {:?} — a writable layer no container owns",
                 e.path()
             );
-            let _ = std::fs::remove_dir_all(e.path());
+            let _ = remove_layer(&e.path());
         }
     }
 }
@@ -776,7 +787,7 @@ pub fn cleanup_stale(rec: &LayerRecord) {
     if rec.keep {
         return;
     }
-    let _ = std::fs::remove_dir_all(&rec.dir);
+    let _ = remove_layer(&rec.dir);
     if let Some(name) = &rec.name {
         // Only if the name still points at this (now removed) container.
         let link = names_dir().join(name);

@@ -86,6 +86,40 @@ fn runc_spec_bundle() {
         warning(&out),
         "minictr: warning: bundle fields not supported, ignored: linux.resources.devices, linux.sysctl"
     );
+    // The profile was never a file of its own: nothing of it is left in the runtime directory.
+    assert_eq!(
+        std::fs::read_dir(common::run_dir())
+            .map(|rd| rd
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("seccomp"))
+                .count())
+            .unwrap_or(0),
+        0
+    );
+    // `minictr exec` in a detached bundle container builds the same filter from state.json.
+    let dir_d = runc_bundle("bundle-runc-exec", |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+        });
+    });
+    let host_d = common::unique("bundle-exec");
+    let out = run_bundle(&dir_d, &["-d", "--hostname", &host_d]);
+    common::assert_ok(&out);
+    let id = common::stdout(&out).trim().to_string();
+    let exec = common::minictr()
+        .args(["exec", &id, "sh", "-c", "mkdir /tmp/x 2>&1; true"])
+        .output()
+        .unwrap();
+    let _ = common::minictr().args(["rm", "-f", &id]).output();
+    common::assert_ok(&exec);
+    assert!(
+        common::stdout(&exec).contains("Function not implemented"),
+        "{}",
+        common::stdout(&exec)
+    );
+    common::assert_no_leftovers(&host_d);
 
     // The user's own options win over the config's: another hostname, another memory limit.
     let dir = runc_bundle("bundle-runc-override", |c| {
