@@ -384,7 +384,10 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, &host),
         Command::Diff { container } => manage::diff(&container),
-        Command::Rm { force, containers } => manage::rm(&containers, force),
+        Command::Rm { force, containers } => manage::rm(&containers, force).inspect(|_| {
+            // ch09: layers an `rmi -f` left to these containers go with them.
+            image::run::collect_after(&overlay::data_dir(), &|| run::images_in_use(&host))
+        }),
         Command::Ps { all } => lifecycle::commands::ps(all),
         Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
         Command::Exec {

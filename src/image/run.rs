@@ -91,6 +91,18 @@ pub fn for_run(
         )
     })?;
     let present = Store::new(data_dir).load(&r.to_string())?.is_some();
+    let fetch = || {
+        super::pull_to(data_dir, &input, &[], in_use, &mut std::io::stderr()).map_err(|e| {
+            // A bare word may have been meant as a directory: say which rule applied.
+            if input.contains('/') {
+                return e;
+            }
+            e.context(crate::error::hint(
+                format!("{input} is no directory here, so it is the image {r}"),
+                format!("a directory must exist (or be written ./{input}); an image from Docker Hub needs the internet"),
+            ))
+        })
+    };
     match pull {
         PullPolicy::Never if !present => bail!(crate::error::hint(
             format!("no such image: {r} (and --pull never)"),
@@ -98,10 +110,10 @@ pub fn for_run(
         )),
         PullPolicy::Missing if !present => {
             eprintln!("Unable to find image '{r}' locally");
-            super::pull_to(data_dir, &input, &[], in_use, &mut std::io::stderr())?;
+            fetch()?;
         }
         PullPolicy::Always => {
-            super::pull_to(data_dir, &input, &[], in_use, &mut std::io::stderr())?;
+            fetch()?;
         }
         _ => {}
     }
