@@ -945,10 +945,7 @@ fn rmi_of_an_image_a_container_runs_on_is_refused_and_forced_layers_stay_until_i
     let said = common::stdout(&out);
     assert!(said.contains(&format!("Untagged: {app}")), "{said}");
     assert_eq!(said.matches("Kept: sha256:").count(), 2, "{said}");
-    assert!(
-        said.contains(&format!("container {id} runs on it")),
-        "{said}"
-    );
+    assert!(said.contains(&format!("container {id} uses it")), "{said}");
     assert!(img.layers.iter().all(|l| l.is_dir()));
     assert_eq!(minictr(&data, &["images", &app]).status.code(), Some(125));
 

@@ -525,7 +525,9 @@ pub fn remove(data_dir: &Path, inputs: &[String], force: bool, in_use: InUse<'_>
         println!("Deleted: {id}");
     }
     for (layer, container) in gc.kept {
-        println!("Kept: {layer} (container {container} runs on it; removed once it is gone)");
+        println!(
+            "Kept: {layer} (container {container} uses it; removed once the container is gone)"
+        );
     }
     Ok(0)
 }

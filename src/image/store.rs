@@ -299,23 +299,28 @@ impl Store {
                 layers.insert(l.diff_id.trim_start_matches("sha256:").to_string());
             }
         }
-        // Kept containers record their lower layers (chapter 5): their layers stay.
+        // Kept containers record their lower layers (chapter 5): their layers stay, as do those of
+        // the containers in `in_use`.
         let kept = self.kept_lowers();
         let mut out = Gc::default();
         if let Ok(rd) = std::fs::read_dir(self.root.join("layers/sha256")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !is_hex64(&name)
-                    || layers.contains(&name)
-                    || kept.iter().any(|k| k.starts_with(e.path()))
-                {
+                if !is_hex64(&name) || layers.contains(&name) {
                     continue;
                 }
-                // A container runs on it: it stays until the container is gone.
-                if let Some((id, _)) = in_use
+                // A container uses it: it stays until the container is gone.
+                let user = kept
                     .iter()
-                    .find(|(_, u)| u.layers.iter().any(|l| l == &e.path()))
-                {
+                    .find(|(_, lowers)| lowers.iter().any(|k| k.starts_with(e.path())))
+                    .map(|(id, _)| id)
+                    .or_else(|| {
+                        in_use
+                            .iter()
+                            .find(|(_, u)| u.layers.iter().any(|l| l == &e.path()))
+                            .map(|(id, _)| id)
+                    });
+                if let Some(id) = user {
                     out.kept.push((format!("sha256:{name}"), id.clone()));
                     continue;
                 }
@@ -348,9 +353,12 @@ impl Store {
     }
     // ANCHOR_END: gc
 
-    fn kept_lowers(&self) -> Vec<PathBuf> {
+    /// Kept containers (chapter 5's container.json): id and lower layers.
+    fn kept_lowers(&self) -> Vec<(String, Vec<PathBuf>)> {
         #[derive(Deserialize)]
         struct Kept {
+            #[serde(default)]
+            id: String,
             #[serde(default)]
             lowers: Vec<PathBuf>,
         }
@@ -359,7 +367,7 @@ impl Store {
             for e in rd.flatten() {
                 if let Ok(data) = std::fs::read(e.path().join("container.json")) {
                     if let Ok(k) = serde_json::from_slice::<Kept>(&data) {
-                        out.extend(k.lowers);
+                        out.push((k.id, k.lowers));
                     }
                 }
             }
@@ -410,10 +418,13 @@ mod tests {
         // A kept container started on layer 4.
         let c = d.join("containers/abc");
         std::fs::create_dir_all(&c).unwrap();
-        let kept = serde_json::json!({"lowers": [store.layer_path(&layer(4).diff_id)]});
+        let kept =
+            serde_json::json!({"id": "abc", "lowers": [store.layer_path(&layer(4).diff_id)]});
         std::fs::write(c.join("container.json"), kept.to_string()).unwrap();
 
-        assert_eq!(store.gc(&lock, &[]).unwrap(), Gc::default());
+        let gc = store.gc(&lock, &[]).unwrap();
+        assert_eq!(gc.removed, Vec::<String>::new());
+        assert_eq!(gc.kept, vec![(layer(4).diff_id, "abc".to_string())]);
         store.remove_record(&lock, "localhost/a:1").unwrap();
         // A container still runs on a's layers: layer 2 stays, and says why.
         let running = super::super::run::Use {
@@ -426,7 +437,7 @@ mod tests {
         };
         let gc = store.gc(&lock, &[("c0ffee".to_string(), running)]).unwrap();
         assert_eq!(gc.removed, Vec::<String>::new());
-        assert_eq!(gc.kept, vec![(layer(2).diff_id, "c0ffee".to_string())]);
+        assert!(gc.kept.contains(&(layer(2).diff_id, "c0ffee".to_string())));
         assert!(store.layer_path(&layer(2).diff_id).is_dir());
         // The container is gone: the layer goes.
         assert_eq!(
