@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// `runc spec` in a fresh bundle directory, its config.json edited by `edit`; root.path is the
-/// shared busybox rootfs (runc spec makes the root read-only, so nothing writes to it).
+/// `runc spec` in a fresh bundle directory, its config.json edited by `edit`; root.path is a copy
+/// of the busybox rootfs (read-only, but the mount points of the config's mounts are made in it).
 fn runc_bundle(name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let dir = common::scratch(name);
     let out = Command::new("runc")
@@ -20,7 +20,7 @@ fn runc_bundle(name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     assert!(out.status.success(), "runc spec: {out:?}");
     let path = dir.join("config.json");
     let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    config["root"]["path"] = common::rootfs().display().to_string().into();
+    config["root"]["path"] = common::rootfs_copy(name).display().to_string().into();
     config["process"]["terminal"] = false.into();
     edit(&mut config);
     std::fs::write(&path, config.to_string()).unwrap();

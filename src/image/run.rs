@@ -91,6 +91,11 @@ pub fn for_run(
         )
     })?;
     let present = Store::new(data_dir).load(&r.to_string())?.is_some();
+    crate::explain!(
+        super::CHAPTER,
+        "{input} is no path: the image {r}, {} the local store",
+        if present { "found in" } else { "not in" }
+    );
     let fetch = || {
         super::pull_to(data_dir, &input, &[], in_use, &mut std::io::stderr()).map_err(|e| {
             // A bare word may have been meant as a directory: say which rule applied.
@@ -177,6 +182,11 @@ pub fn env(config: &super::ImageConfig) -> Vec<(String, String)> {
 /// (the store lock, shared) and check that the layers are still there. Any later `rmi` or `pull`
 /// sees the record and leaves them alone.
 pub fn check_still_there(data_dir: &Path, image: &Image) -> Result<()> {
+    crate::explain!(
+        super::CHAPTER,
+        "flock(images/.lock, LOCK_SH): state.json names {}, its layers stay; are they all there?",
+        image.reference
+    );
     let _shared = Store::new(data_dir).lock_shared()?;
     if let Some(gone) = image.layers.iter().find(|l| !l.is_dir()) {
         bail!(crate::error::hint(
