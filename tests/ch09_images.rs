@@ -851,6 +851,46 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         "{}",
         common::stderr(&out)
     );
+    // --read-only: the two layers stacked without a writable layer.
+    let out = run_image(
+        &data,
+        &[
+            "--read-only",
+            &app,
+            "sh",
+            "-c",
+            "cat /etc/app.conf; touch /x 2>/dev/null || echo ro",
+        ],
+    );
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "from the app layer\nro\n");
+    // A kept container on the image: `diff` sees its change against the image's layers, and the
+    // layers stay (kept) when the image is untagged, until the container is removed.
+    let name = common::unique("kept");
+    let out = run_image(&data, &["--name", &name, &app, "rm", "/etc/app.conf"]);
+    common::assert_ok(&out);
+    let out = minictr(&data, &["diff", &name]);
+    common::assert_ok(&out);
+    assert!(
+        common::stdout(&out).contains("D /etc/app.conf"),
+        "{}",
+        common::stdout(&out)
+    );
+    let img = inspect(&data, &app);
+    let out = minictr(&data, &["rmi", &app]);
+    common::assert_ok(&out);
+    // The base layer is conf's too; the app's own layer stays for the kept container.
+    assert_eq!(
+        common::stdout(&out).matches("Kept: sha256:").count(),
+        1,
+        "{}",
+        common::stdout(&out)
+    );
+    assert!(img.layers.iter().all(|l| l.is_dir()));
+    common::assert_ok(&minictr(&data, &["rm", &name]));
+    assert!(!img.layers[1].exists() && img.layers[0].is_dir());
+    // Pulled again for what follows.
+    common::assert_ok(&minictr(&data, &["pull", &app]));
 
     // Unknown: in the registry (auto-pull fails) and with --pull never; bad references.
     let nope = format!("{}/nope:1", reg.host());
