@@ -851,6 +851,14 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         "{}",
         common::stderr(&out)
     );
+    // --pull always: asks the registry again; the layers are there already.
+    let out = run_image(&data, &["--pull", "always", &app, "true"]);
+    common::assert_ok(&out);
+    assert!(
+        common::stderr(&out).contains("Already exists"),
+        "{}",
+        common::stderr(&out)
+    );
     // --read-only: the two layers stacked without a writable layer.
     let out = run_image(
         &data,

@@ -295,6 +295,27 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_removed_before_the_use_was_recorded_is_an_error() {
+        let d = std::env::temp_dir().join(format!("minictr-still-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let store = Store::new(&d);
+        drop(store.lock().unwrap());
+        let layer = d.join("layers/sha256/ab");
+        std::fs::create_dir_all(&layer).unwrap();
+        let img = Image {
+            reference: "localhost/t:1".into(),
+            id: String::new(),
+            layers: vec![layer.clone()],
+            config: Default::default(),
+        };
+        assert!(check_still_there(&d, &img).is_ok());
+        std::fs::remove_dir(&layer).unwrap();
+        let e = check_still_there(&d, &img).unwrap_err();
+        assert!(crate::error::one_line(&e).contains("was removed while the container started"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn image_env_pairs() {
         let c = ImageConfig {
             env: s(&["PATH=/usr/bin", "A=b=c", "NOVALUE", "=x"]),
