@@ -22,7 +22,7 @@ pub struct Translation {
     pub rootfs: PathBuf,
     /// process.args.
     pub args: Vec<String>,
-    /// linux.seccomp, already checked: the caller stores it and adds `--security-opt seccomp=FILE`.
+    /// linux.seccomp, already checked: the caller hands it over as `--security-opt seccomp=FILE`.
     pub seccomp: Option<Value>,
     /// Fields minictr does not implement, as `linux.devices`, `hooks.prestart`, …
     pub ignored: Vec<String>,
@@ -401,14 +401,12 @@ fn mount(t: &mut Translation, dir: &Path, mut m: Map<String, Value>) -> Result<(
 // ANCHOR: expand
 /// Read DIR/config.json and give the `minictr run` words it stands for: `prefix` (`minictr run`),
 /// the config's options, the user's own options (`user`, winning over the config's), then
-/// `-- ROOTFS ARGS…`. A seccomp profile is stored under `store` (content-addressed), where
-/// `minictr exec` finds it again.
+/// `-- ROOTFS ARGS…`. A seccomp profile becomes a file in memory (see [`profile_file`]).
 pub fn expand(
     dir: &Path,
     prefix: &[OsString],
     user: &[OsString],
     given_by_user: impl Fn(&str) -> bool,
-    store: &Path,
 ) -> Result<(Vec<OsString>, Vec<String>)> {
     let dir = std::fs::canonicalize(dir).map_err(|e| {
         crate::error::hint(
@@ -434,7 +432,7 @@ pub fn expand(
         )
     })?;
     if let Some(profile) = t.seccomp.take() {
-        let path = store_profile(store, &profile.to_string())?;
+        let path = profile_file(&profile.to_string())?;
         t.flag("--security-opt", format!("seccomp={}", path.display()));
     }
     let mut words = prefix.to_vec();
@@ -454,30 +452,27 @@ pub fn expand(
 }
 // ANCHOR_END: expand
 
-/// Write `json` to `store/<sha256>.json` once (atomically) and return its path.
-fn store_profile(store: &Path, json: &str) -> Result<PathBuf> {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(json.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let path = store.join(format!("{hex}.json"));
-    if !path.exists() {
-        use std::os::unix::fs::DirBuilderExt;
-        // The runtime base is 0711 (chapter 8: a container's first process walks through it).
-        let base = store.parent().unwrap_or(store);
-        for (d, mode) in [(base, 0o711), (store, 0o700)] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(d)
-                .with_context(|| format!("failed to create {}", d.display()))?;
-        }
-        let tmp = store.join(format!(".{hex}.{}", std::process::id()));
-        std::fs::write(&tmp, json).with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("failed to rename {} to {}", tmp.display(), path.display()))?;
-    }
-    Ok(path)
+// ANCHOR: profile_file
+/// The profile as a file that exists nowhere on disk: a memfd (memfd_create(2)), named by
+/// `/proc/self/fd/N` for the parser of `--security-opt seccomp=FILE`. Chapter 7 reads it once, in
+/// step 1, and records its text in state.json for `minictr exec`: nothing is left behind when
+/// minictr ends, however it ends.
+fn profile_file(json: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let fd = nix::sys::memfd::memfd_create(
+        c"minictr-bundle-seccomp",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+    )
+    .context("memfd_create for the bundle's seccomp profile failed")?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(json.as_bytes())
+        .context("failed to write the bundle's seccomp profile")?;
+    // Open for the rest of this process: the parser opens the path later (the container's first
+    // process never sees it: close-on-exec, and chapter 7 closes every inherited descriptor).
+    Ok(PathBuf::from(format!("/proc/self/fd/{}", f.into_raw_fd())))
 }
+// ANCHOR_END: profile_file
 
 // ANCHOR: cli
 /// `run --bundle DIR`: added to the `run` subcommand, and ROOTFS/CMD become optional with it (and
@@ -487,7 +482,7 @@ pub fn with_bundle_arg(cli: clap::Command) -> clap::Command {
         let positionals: Vec<clap::Id> =
             run.get_positionals().map(|a| a.get_id().clone()).collect();
         let mut run = run.override_usage(
-            "minictr run [OPTIONS] <ROOTFS> <CMD>...\n       minictr run [OPTIONS] --bundle <DIR>",
+            "minictr run [OPTIONS] <ROOTFS|IMAGE> [CMD]...\n       minictr run [OPTIONS] --bundle <DIR>",
         );
         run = run.arg(
             clap::Arg::new("bundle")
@@ -498,9 +493,13 @@ pub fn with_bundle_arg(cli: clap::Command) -> clap::Command {
         );
         for id in positionals {
             run = run.mut_arg(id, |a| {
-                a.required(false)
-                    .required_unless_present("bundle")
-                    .conflicts_with("bundle")
+                let required = a.is_required_set();
+                let a = a.required(false).conflicts_with("bundle");
+                if required {
+                    a.required_unless_present("bundle")
+                } else {
+                    a
+                }
             });
         }
         run
@@ -513,7 +512,6 @@ pub fn words_for(
     matches: &clap::ArgMatches,
     cli: &clap::Command,
     argv: &[OsString],
-    store: &Path,
 ) -> Result<Option<Vec<OsString>>> {
     let (Some(("run", m)), Some(run_cmd)) = (matches.subcommand(), cli.find_subcommand("run"))
     else {
@@ -550,7 +548,7 @@ pub fn words_for(
                         == Some(clap::parser::ValueSource::CommandLine)
             })
     };
-    let (words, ignored) = expand(dir, &argv[..=run_at], &user, given, store)?;
+    let (words, ignored) = expand(dir, &argv[..=run_at], &user, given)?;
     if user.iter().any(|w| w == "--explain") {
         // As a shell would need it: words with spaces or quotes in single quotes.
         let shown: Vec<String> = std::iter::once("minictr".to_string())
@@ -814,9 +812,7 @@ mod tests {
         .map(OsString::from)
         .collect();
         let matches = cli.clone().try_get_matches_from(&argv).unwrap();
-        let words = words_for(&matches, &cli, &argv, &dir.join("store"))
-            .unwrap()
-            .unwrap();
+        let words = words_for(&matches, &cli, &argv).unwrap().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(crate::Cli::try_parse_from(&words).is_ok(), "{words:?}");
         let words: Vec<String> = words

@@ -52,7 +52,10 @@ enum Command {
         sudo minictr run --hostname box -e GREETING=hi ./rootfs sh -c 'echo $GREETING from $(hostname)'\n  \
         sudo minictr run -v \"$PWD\":/work:ro -w /work ./rootfs ls -l\n  \
         sudo minictr run --explain ./rootfs /bin/true        # narrate every kernel call\n  \
-        sudo minictr run --no-net --no-pid ./rootfs ps       # switch stages off to see what they add\n\n\
+        sudo minictr run --no-net --no-pid ./rootfs ps       # switch stages off to see what they add\n  \
+        sudo minictr run alpine:3.20                         # an image: pulled if missing, its Cmd\n\n\
+        ROOTFS|IMAGE: an existing path (or one starting with / or .) is a root filesystem directory;\n\
+        anything else is an image reference, from the local store or pulled like `minictr pull` (ch09).\n\n\
         Exit status: the command's; 128+N if it was killed by signal N; 125 if minictr failed;\n\
         126 if the command cannot be executed; 127 if it was not found.")]
     Run(Box<RunArgs>),
@@ -221,7 +224,14 @@ enum Command {
         reference: Option<String>,
     },
     /// Remove images; a layer goes when no image uses it any more (chapter 9)
+    #[command(
+        after_help = "An image a container uses (running, or exited and not yet removed) is refused; with -f it is\n\
+        untagged anyway and the layers it needs stay until that container is gone."
+    )]
     Rmi {
+        /// Untag an image even while a container uses it
+        #[arg(short, long)]
+        force: bool,
         #[arg(value_name = "REF", required = true)]
         references: Vec<String>,
     },
@@ -238,12 +248,15 @@ enum NetworkCommand {
 /// belongs to the stage (and chapter) that uses it.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The root filesystem: a directory holding the container's /bin, /etc, … (build one with rootfs-scripts/busybox.sh)
-    #[arg(value_name = "ROOTFS")]
+    /// The root filesystem: a directory holding the container's /bin, /etc, … (build one with
+    /// rootfs-scripts/busybox.sh), or an image. A path that exists, or starts with / or ., is a
+    /// directory; anything else is an image reference, pulled first when not in the local store (ch09)
+    #[arg(value_name = "ROOTFS|IMAGE")]
     pub rootfs: PathBuf,
 
-    /// The command to run inside, and its arguments (passed on verbatim, also words starting with '-')
-    #[arg(value_name = "CMD", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    /// The command to run inside, and its arguments (passed on verbatim, also words starting with '-');
+    /// optional with an image that has a Cmd or Entrypoint
+    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
     pub command: Vec<String>,
 
     /// Set an environment variable (KEY=VALUE, or KEY to pass the host's value); repeatable
@@ -274,6 +287,8 @@ pub struct RunArgs {
     pub security: security::SecurityArgs,
     #[command(flatten)]
     pub lifecycle: lifecycle::LifecycleArgs,
+    #[command(flatten)]
+    pub image: image::ImageArgs,
 }
 
 /// Undo what crashed runs left behind, before any command that reads or creates containers
@@ -347,8 +362,7 @@ fn parse_cli() -> Cli {
         .clone()
         .try_get_matches_from(&argv)
         .unwrap_or_else(|e| exit_clap(e));
-    let store = state::base_dir().join("bundle-seccomp");
-    match bundle::words_for(&matches, &cmd, &argv, &store) {
+    match bundle::words_for(&matches, &cmd, &argv) {
         Ok(Some(words)) => Cli::try_parse_from(words).unwrap_or_else(|e| exit_clap(e)),
         Ok(None) => Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_clap(e)),
         Err(e) => exit_error(e),
@@ -370,7 +384,10 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, &host),
         Command::Diff { container } => manage::diff(&container),
-        Command::Rm { force, containers } => manage::rm(&containers, force),
+        Command::Rm { force, containers } => manage::rm(&containers, force).inspect(|_| {
+            // ch09: layers an `rmi -f` left to these containers go with them.
+            image::run::collect_after(&overlay::data_dir(), &|| run::images_in_use(&host))
+        }),
         Command::Ps { all } => lifecycle::commands::ps(all),
         Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
         Command::Exec {
@@ -410,10 +427,19 @@ fn main() {
             if explain {
                 explain::enable();
             }
-            image::pull(&overlay::data_dir(), &reference, &insecure_registry)
+            image::pull(
+                &overlay::data_dir(),
+                &reference,
+                &insecure_registry,
+                &|| run::images_in_use(&host),
+            )
         }
         Command::Images { reference } => image::list(&overlay::data_dir(), reference.as_deref()),
-        Command::Rmi { references } => image::remove(&overlay::data_dir(), &references),
+        Command::Rmi { force, references } => {
+            image::remove(&overlay::data_dir(), &references, force, &|| {
+                run::images_in_use(&host)
+            })
+        }
         Command::Doctor(args) => doctor::run(args),
         Command::Completions { shell } => print_completions(shell),
         Command::Man { dir } => print_man(dir.as_deref()),

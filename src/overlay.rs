@@ -130,9 +130,15 @@ pub struct Config {
 }
 
 // ANCHOR: check_layers
-/// Before clone: each `--layer` must be a directory; returns the lower stack, top first.
-pub fn lower_stack(rootfs: &Path, layers: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut stack = Vec::with_capacity(layers.len() + 1);
+/// Before clone: each `--layer` must be a directory; returns the lower stack, top first: the
+/// `--layer`s, then an image's own layers (`image_layers`, bottom first, above its base), then
+/// ROOTFS (or the image's base layer).
+pub fn lower_stack(
+    rootfs: &Path,
+    image_layers: &[PathBuf],
+    layers: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let mut stack = Vec::with_capacity(layers.len() + image_layers.len() + 1);
     for l in layers.iter().rev() {
         let canon = l.canonicalize().map_err(|e| {
             crate::error::hint(
@@ -148,6 +154,7 @@ pub fn lower_stack(rootfs: &Path, layers: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
         stack.push(canon);
     }
+    stack.extend(image_layers.iter().rev().cloned());
     stack.push(rootfs.to_path_buf());
     for l in &stack {
         let s = l.to_string_lossy();
@@ -297,7 +304,7 @@ impl Drop for WritableLayer {
                 "rm -r {:?} — discarding the writable layer",
                 self.dir
             );
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = remove_layer(&self.dir);
             if let Some(n) = &self.name {
                 release_name(n);
             }
@@ -305,6 +312,17 @@ impl Drop for WritableLayer {
     }
 }
 // ANCHOR_END: writable_layer_use
+
+/// Remove a writable layer. Rootless, overlayfs leaves its scratch directory `work/work` with mode
+/// 000: its owner cannot list it, so cannot remove it — but may chmod it first.
+fn remove_layer(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(
+        dir.join("work/work"),
+        std::fs::Permissions::from_mode(0o700),
+    );
+    std::fs::remove_dir_all(dir)
+}
 
 /// Claim a container name: `<data>/names/<name>` → the container's directory, created atomically
 /// (symlink(2) fails with EEXIST when the name is taken). A link whose container is gone is reclaimed.
@@ -720,7 +738,7 @@ pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {
 /// `minictr rm` of a kept container: its writable layer and its name.
 pub fn remove_kept(dir: &Path, kept: &Kept) -> Result<()> {
     crate::explain!(CHAPTER, "rm -r {dir:?} — removing the kept writable layer");
-    std::fs::remove_dir_all(dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    remove_layer(dir).with_context(|| format!("failed to remove {}", dir.display()))?;
     if let Some(n) = &kept.name {
         release_name(n);
     }
@@ -752,7 +770,7 @@ pub fn remove_orphans() {
                 "rm -r {:?} — a writable layer no container owns",
                 e.path()
             );
-            let _ = std::fs::remove_dir_all(e.path());
+            let _ = remove_layer(&e.path());
         }
     }
 }
@@ -773,7 +791,7 @@ pub fn cleanup_stale(rec: &LayerRecord) {
     if rec.keep {
         return;
     }
-    let _ = std::fs::remove_dir_all(&rec.dir);
+    let _ = remove_layer(&rec.dir);
     if let Some(name) = &rec.name {
         // Only if the name still points at this (now removed) container.
         let link = names_dir().join(name);
@@ -813,7 +831,13 @@ impl OverlayArgs {
     /// stack and no mount points to make: the image itself is then mounted read-only).
     /// `mount_points`: files will be mounted on paths the image may lack (the network's /etc
     /// files); with `--read-only` they are made in a writable layer that is thrown away.
-    pub fn config(&self, rootfs: &Path, mount_points: bool) -> Result<Option<Config>> {
+    /// `image_layers`: an image's layers above its base (`rootfs`), bottom first (chapter 9).
+    pub fn config(
+        &self,
+        rootfs: &Path,
+        image_layers: &[PathBuf],
+        mount_points: bool,
+    ) -> Result<Option<Config>> {
         if let Some(n) = &self.name {
             validate_name(n)?;
         }
@@ -829,11 +853,12 @@ impl OverlayArgs {
                 "drop --keep/--name or --read-only"
             ));
         }
-        if self.no_overlay || (self.read_only && self.layers.is_empty() && !mount_points) {
+        let stacked = !self.layers.is_empty() || !image_layers.is_empty();
+        if self.no_overlay || (self.read_only && !stacked && !mount_points) {
             return Ok(None);
         }
         Ok(Some(Config {
-            lowers: lower_stack(rootfs, &self.layers)?,
+            lowers: lower_stack(rootfs, image_layers, &self.layers)?,
             readonly: self.read_only && !mount_points,
             keep: self.keep || self.name.is_some(),
             name: self.name.clone(),
@@ -881,9 +906,18 @@ mod tests {
         let (a, b) = (d.join("a"), d.join("b"));
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
-        let s = lower_stack(Path::new("/img"), &[a.clone(), b.clone()]).unwrap();
-        assert_eq!(s, vec![b, a, PathBuf::from("/img")]);
-        assert!(lower_stack(Path::new("/img"), &[d.join("missing")]).is_err());
+        let s = lower_stack(Path::new("/img"), &[], &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(s, vec![b.clone(), a.clone(), PathBuf::from("/img")]);
+        assert!(lower_stack(Path::new("/img"), &[], &[d.join("missing")]).is_err());
+        // An image's layers (bottom first) lie between its base and the --layers.
+        let (l1, l2) = (PathBuf::from("/store/l1"), PathBuf::from("/store/l2"));
+        let s = lower_stack(
+            Path::new("/store/l0"),
+            &[l1.clone(), l2.clone()],
+            std::slice::from_ref(&a),
+        )
+        .unwrap();
+        assert_eq!(s, vec![a, l2, l1, PathBuf::from("/store/l0")]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -14,7 +14,7 @@ use crate::state::{self, Status};
 use crate::sync::{Channel, Msg};
 use crate::RunArgs;
 use crate::{
-    cgroups, error, namespaces, network, overlay, process, rootfs, security, sync, userns,
+    cgroups, error, image, namespaces, network, overlay, process, rootfs, security, sync, userns,
 };
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -30,8 +30,11 @@ pub fn run(args: RunArgs, host: &Host) -> Result<i32> {
     if args.explain {
         crate::explain::enable();
     }
-    // 1. Validate everything before creating anything.
-    let spec = Spec::from_args(&args, host)?;
+    // 1. Validate everything before creating anything. ch09: an image is found in the store (or
+    // pulled) first; its layers and config go into the spec.
+    let in_use = || images_in_use(host);
+    let image = image::for_run(&overlay::data_dir(), &args.rootfs, args.image.pull, &in_use)?;
+    let spec = Spec::from_args(&args, host, image)?;
     // Kernel features this run needs, probed once per boot (src/probe.rs): one clear error now
     // instead of a refused system call halfway through the start.
     crate::probe::preflight(spec.userns.is_some(), spec.overlay.is_some())
@@ -93,6 +96,10 @@ struct Reserved {
 /// (ch04), an address (ch06) — each recorded in state.json before it is made, so a crash can be undone.
 fn reserve(spec: &Spec) -> Result<Reserved> {
     let mut rt = state::RuntimeDir::create(&spec.host.run_dir, initial_state(spec))?;
+    // ch09: the image's use is recorded in state.json now; from here on no rmi removes its layers.
+    if let Some(img) = &spec.image {
+        image::run::check_still_there(&overlay::data_dir(), img)?;
+    }
     if spec.lifecycle.detach {
         rt.persist = true;
         detach::redirect_output(&rt.path().join("log"))?;
@@ -148,6 +155,10 @@ fn initial_state(spec: &Spec) -> state::State {
             workdir: spec.rootfs.workdir.clone(),
             namespaces: spec.namespaces.proc_names(),
             security: spec.security.recorded.clone(),
+        },
+        resources: state::Resources {
+            image: spec.image.as_ref().map(image::Use::of),
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -403,6 +414,10 @@ fn tear_down(spec: &Spec, r: Reserved, code: i32) -> i32 {
     rt.state.resources.network = None; // released (`ps -a` shows no address)
     drop(layer);
     drop(rt);
+    // ch09: layers an `rmi -f` (or a moved tag) left to this container go with it.
+    if spec.image.is_some() {
+        image::run::collect_after(&overlay::data_dir(), &|| images_in_use(&spec.host));
+    }
     code
 }
 // ANCHOR_END: tear_down
@@ -430,6 +445,16 @@ impl state::UndoStale for Stages<'_> {
     fn finish(&self) {
         overlay::remove_orphans();
     }
+}
+
+/// ch09: the images containers run on — every container that still has a runtime directory
+/// (running, or exited and waiting for `minictr rm`); `rmi` and the store's clean-up leave their
+/// layers alone.
+pub fn images_in_use(host: &Host) -> Vec<(String, image::Use)> {
+    state::list(&host.run_dir)
+        .into_iter()
+        .filter_map(|e| Some((e.state.id, e.state.resources.image?)))
+        .collect()
 }
 
 /// ch06: where address allocations live (shared by every minictr of this machine).

@@ -6,10 +6,11 @@
 use crate::host::Host;
 use crate::lifecycle::LifecycleArgs;
 use crate::{
-    cgroups, error, namespaces, network, overlay, process, rootfs, security, state, userns, RunArgs,
+    cgroups, error, image, namespaces, network, overlay, process, rootfs, security, state, userns,
+    RunArgs,
 };
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything `minictr run` will do, validated before anything is created (step 1).
 pub struct Spec {
@@ -34,15 +35,19 @@ pub struct Spec {
     pub network: network::Config,
     /// Chapter 7: capabilities, no_new_privs, seccomp (compiled here, once), masks, rlimits.
     pub security: security::Config,
+    /// ch09: the image ROOTFS named, when it named one: its layers are the overlay's lowers.
+    pub image: Option<image::Image>,
 }
 
 // ANCHOR: validate
 impl Spec {
-    /// Step 1: parse and check every input, stage by stage. Nothing exists yet.
-    pub fn from_args(args: &RunArgs, host: &Host) -> Result<Spec> {
+    /// Step 1: parse and check every input, stage by stage. Nothing exists yet. `image`: what
+    /// ROOTFS named when it was an image reference (chapter 9), found or pulled by the caller.
+    pub fn from_args(args: &RunArgs, host: &Host, image: Option<image::Image>) -> Result<Spec> {
         let id = state::new_id();
         let hostname = hostname(&args.namespaces, &id, host)?;
-        let (env, user) = process_args(args)?;
+        let config = image.as_ref().map(|i| &i.config);
+        let ProcessArgs { command, env, user } = process_args(args, config)?;
         // ch06: MINICTR_NETWORK is the default when neither --network nor --no-net is given.
         let network = args.network.config(
             args.namespaces.no_net,
@@ -53,11 +58,15 @@ impl Spec {
         let namespaces = namespaces(&args.namespaces, &userns, &network);
         // ch04: limits parsed and checked, layout detected, directories chosen — nothing created.
         let cgroup = cgroups::plan(&args.cgroups, &id, !host.is_root(), host.cgroup_layout)?;
-        let rootfs_path = rootfs::check_rootfs(&args.rootfs)?;
+        // ch09: an image's base layer is the root, its other layers are stacked above it.
+        let (rootfs_path, image_layers) = match &image {
+            Some(img) => (image_root(img, &args.overlay)?, &img.layers[1..]),
+            None => (rootfs::check_rootfs(&args.rootfs)?, &[][..]),
+        };
         // ch06 + --read-only: the mount points of /etc/hosts, /etc/hostname, /etc/resolv.conf are
         // made in a writable layer that is thrown away (never in the image), then "/" goes read-only.
         let etc_files = network.has_etc_files();
-        let overlay = args.overlay.config(&rootfs_path, etc_files)?;
+        let overlay = args.overlay.config(&rootfs_path, image_layers, etc_files)?;
         if args.overlay.read_only && overlay.is_none() {
             // No layer to make the /etc files' mount points in: the image must already have them.
             if let Some(missing) = network::missing_mount_points(&network, &rootfs_path) {
@@ -73,7 +82,17 @@ impl Spec {
             .iter()
             .map(|t| overlay::parse_tmpfs(t))
             .collect::<Result<Vec<_>>>()?;
-        let rootfs = rootfs_config(args, rootfs_path, &network, &userns, &namespaces, host, &id)?;
+        let mut rootfs =
+            rootfs_config(args, rootfs_path, &network, &userns, &namespaces, host, &id)?;
+        // ch09: the image's WorkingDir, unless -w says otherwise.
+        if let (None, Some(w)) = (
+            &args.root.workdir,
+            config.and_then(|c| c.working_dir.as_ref()),
+        ) {
+            if !w.is_empty() {
+                rootfs.workdir = absolute_workdir(PathBuf::from(w))?;
+            }
+        }
         // ch07: every hardening option checked and the seccomp filter compiled before clone.
         let security = security::Config::from_options(&args.security.options())?;
         Ok(Spec {
@@ -82,7 +101,7 @@ impl Spec {
             hostname,
             namespaces,
             rootfs,
-            command: args.command.clone(),
+            command,
             env,
             user,
             userns,
@@ -93,10 +112,26 @@ impl Spec {
             lifecycle: args.lifecycle.clone(),
             network,
             security,
+            image,
         })
     }
 }
 // ANCHOR_END: validate
+
+/// ch09: the image's base layer, checked as a root filesystem. Its layers are shared by every
+/// container and image using them: only the overlay can put a writable layer above them.
+fn image_root(img: &image::Image, overlay: &overlay::OverlayArgs) -> Result<PathBuf> {
+    if overlay.no_overlay {
+        bail!(error::hint(
+            format!(
+                "--no-overlay cannot run the image {}: its layers are stacked by the overlay (chapter 5), and without one the container would write into layers other containers share",
+                img.reference
+            ),
+            "drop --no-overlay, or give a root filesystem directory (e.g. `umoci unpack` the image into one)"
+        ));
+    }
+    rootfs::check_rootfs(&img.layers[0])
+}
 
 // ANCHOR: namespaces
 /// ch01: the namespaces the container gets. The network stage decides about the network namespace
@@ -135,27 +170,36 @@ fn hostname(a: &namespaces::NamespacesArgs, id: &str, host: &Host) -> Result<Str
     Ok(name)
 }
 
-/// The process: `-e`, `-u`, and a command that is not an empty string.
-fn process_args(args: &RunArgs) -> Result<(Vec<(String, String)>, process::UserSpec)> {
-    let env = args
-        .env
-        .iter()
-        .map(|e| process::parse_env(e))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    let user = match &args.user {
+/// The process: the image's defaults (chapter 9) under `-e`, `-u`, `--entrypoint` and the command
+/// line's own command, which must not be an empty string.
+fn process_args(args: &RunArgs, image: Option<&image::ImageConfig>) -> Result<ProcessArgs> {
+    // The image's Env first: a later -e of the same name wins (process::build_env).
+    let mut env = image.map(image::run::env).unwrap_or_default();
+    for e in &args.env {
+        env.extend(process::parse_env(e)?);
+    }
+    let image_user = image
+        .and_then(|c| c.user.as_deref())
+        .filter(|u| !u.is_empty());
+    let user = match args.user.as_deref().or(image_user) {
         Some(u) => process::parse_user(u)?,
         None => process::UserSpec::default(),
     };
-    if args.command.first().is_some_and(|c| c.is_empty()) {
+    let command = image::run::command(image, args.image.entrypoint.as_deref(), &args.command)?;
+    if command.first().is_some_and(|c| c.is_empty()) {
         bail!(error::hint(
             "the command is an empty string",
             "give the program to run inside the container, e.g. /bin/sh"
         ));
     }
-    Ok((env, user))
+    Ok(ProcessArgs { command, env, user })
+}
+
+/// The container's first process as the command line and the image say.
+struct ProcessArgs {
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    user: process::UserSpec,
 }
 
 /// ch03: the user namespace's maps, or `None` with `--userns=host` (root only).
@@ -217,20 +261,12 @@ fn rootfs_config(
         volumes.push(rootfs::parse_volume(v)?);
     }
     check_idmap_volumes(&volumes, userns, host)?;
-    let workdir = args
-        .root
-        .workdir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/"));
-    if !workdir.is_absolute() {
-        bail!(error::hint(
-            format!(
-                "invalid working directory {}: not absolute",
-                workdir.display()
-            ),
-            "give an absolute path inside the container, e.g. -w /tmp"
-        ));
-    }
+    let workdir = absolute_workdir(
+        args.root
+            .workdir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/")),
+    )?;
     Ok(rootfs::Config {
         rootfs,
         mountpoint: rundir.join("root"),
@@ -242,6 +278,19 @@ fn rootfs_config(
         own_ipcns: ns.ipc,
         own_pidns: ns.pid,
     })
+}
+
+fn absolute_workdir(workdir: PathBuf) -> Result<PathBuf> {
+    if !Path::new(&workdir).is_absolute() {
+        bail!(error::hint(
+            format!(
+                "invalid working directory {}: not absolute",
+                workdir.display()
+            ),
+            "give an absolute path inside the container, e.g. -w /tmp"
+        ));
+    }
+    Ok(workdir)
 }
 
 /// ch03: an idmapped volume needs a user namespace to map into, and host root to make it.
@@ -328,7 +377,7 @@ mod tests {
         argv.extend(flags);
         argv.extend([root.as_str(), "/bin/true"]);
         let cli = Cli::try_parse_from(argv).expect("valid command line");
-        Spec::from_args(&cli.run, host)
+        Spec::from_args(&cli.run, host, None)
     }
 
     fn err(host: &Host, flags: &[&str]) -> String {
@@ -406,6 +455,72 @@ mod tests {
         assert!(matches!(&s.cgroup, cgroups::Decision::Skip(why) if why.contains("v1")));
         let e = err(&host(1000, None), &["--memory=64m"]);
         assert!(e.contains("cannot apply --memory"), "{e}");
+    }
+
+    /// `minictr run [flags] IMAGE [cmd]` on a fake pulled image: two "layers" of this repository.
+    fn image_spec(config: &image::ImageConfig, flags: &[&str], cmd: &[&str]) -> Result<Spec> {
+        let root = PathBuf::from(rootfs());
+        let img = image::Image {
+            reference: "localhost/t:1".into(),
+            id: "sha256:0".into(),
+            layers: vec![root.clone(), root.join("src")],
+            config: config.clone(),
+        };
+        let mut argv = vec!["run", "--no-cgroup", "--userns=host"];
+        argv.extend(flags);
+        argv.push("localhost/t:1");
+        argv.extend(cmd);
+        let cli = Cli::try_parse_from(argv).expect("valid command line");
+        Spec::from_args(&cli.run, &host(0, Some("none")), Some(img))
+    }
+
+    #[test]
+    fn an_image_gives_the_defaults_and_the_flags_override_them() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let config = image::ImageConfig {
+            env: s(&["PATH=/img/bin", "A=1"]),
+            working_dir: Some("/srv".into()),
+            entrypoint: Vec::new(),
+            cmd: s(&["/bin/app", "--serve"]),
+            user: Some("1000:1000".into()),
+        };
+        let spec = image_spec(&config, &[], &[]).unwrap();
+        assert_eq!(spec.command, s(&["/bin/app", "--serve"]));
+        assert_eq!(
+            spec.env[..2],
+            [("PATH".into(), "/img/bin".into()), ("A".into(), "1".into())]
+        );
+        assert_eq!(spec.rootfs.workdir, PathBuf::from("/srv"));
+        assert_eq!(spec.user, process::parse_user("1000:1000").unwrap());
+        // The layers: the base is the root, the one above it lies on top (lowers are top first).
+        let root = PathBuf::from(rootfs());
+        assert_eq!(spec.rootfs.rootfs, root);
+        assert_eq!(
+            spec.overlay.unwrap().lowers,
+            vec![root.join("src"), root.clone()]
+        );
+
+        let spec = image_spec(&config, &["-e", "A=2", "-w", "/tmp", "-u", "0"], &["sh"]).unwrap();
+        assert_eq!(spec.command, s(&["sh"]));
+        assert_eq!(
+            spec.env.last(),
+            Some(&("A".into(), "2".into())),
+            "-e comes last and wins"
+        );
+        assert_eq!(spec.rootfs.workdir, PathBuf::from("/tmp"));
+        assert_eq!(spec.user, process::parse_user("0").unwrap());
+
+        let spec = image_spec(&config, &["--entrypoint", "/bin/echo"], &["hi"]).unwrap();
+        assert_eq!(spec.command, s(&["/bin/echo", "hi"]));
+
+        let err = |config: &image::ImageConfig, flags: &[&str]| match image_spec(config, flags, &[])
+        {
+            Ok(_) => panic!("{flags:?} was accepted"),
+            Err(e) => error::one_line(&e),
+        };
+        assert!(err(&config, &["--no-overlay"]).contains("--no-overlay cannot run the image"));
+        let bare = image::ImageConfig::default();
+        assert!(err(&bare, &[]).contains("no command: the image has no Cmd/Entrypoint"));
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Resources {
     /// ch06: the address, veth and published ports of `--network bridge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::network::Lease>,
+    /// ch09: the image it runs on: the store keeps these layers while this record exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::image::Use>,
 }
 
 /// The first process's settings, for `minictr exec`.

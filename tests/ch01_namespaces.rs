@@ -492,10 +492,16 @@ fn bad_input_exits_125_with_one_line_and_leaves_nothing() {
         assert_eq!(stdout(&out), "", "{args:?}");
         assert_no_leftovers(&h);
     }
-    // No command at all (clap's own usage error): 125 too, and nothing created.
+    // No command at all (a directory has no default command, unlike an image): 125 too, one line,
+    // and nothing created.
     let out = common::minictr().args(["run", r]).output().unwrap();
     assert_eq!(code(&out), Some(125), "{}", stderr(&out));
-    assert!(stderr(&out).contains("<CMD>"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no command: a root filesystem directory has no default command")
+            && stderr(&out).contains("(hint: "),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

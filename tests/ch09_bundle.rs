@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// `runc spec` in a fresh bundle directory, its config.json edited by `edit`; root.path is the
-/// shared busybox rootfs (runc spec makes the root read-only, so nothing writes to it).
+/// `runc spec` in a fresh bundle directory, its config.json edited by `edit`; root.path is a copy
+/// of the busybox rootfs (read-only, but the mount points of the config's mounts are made in it).
 fn runc_bundle(name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let dir = common::scratch(name);
     let out = Command::new("runc")
@@ -20,7 +20,7 @@ fn runc_bundle(name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     assert!(out.status.success(), "runc spec: {out:?}");
     let path = dir.join("config.json");
     let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    config["root"]["path"] = common::rootfs().display().to_string().into();
+    config["root"]["path"] = common::rootfs_copy(name).display().to_string().into();
     config["process"]["terminal"] = false.into();
     edit(&mut config);
     std::fs::write(&path, config.to_string()).unwrap();
@@ -86,6 +86,40 @@ fn runc_spec_bundle() {
         warning(&out),
         "minictr: warning: bundle fields not supported, ignored: linux.resources.devices, linux.sysctl"
     );
+    // The profile was never a file of its own: nothing of it is left in the runtime directory.
+    assert_eq!(
+        std::fs::read_dir(common::run_dir())
+            .map(|rd| rd
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("seccomp"))
+                .count())
+            .unwrap_or(0),
+        0
+    );
+    // `minictr exec` in a detached bundle container builds the same filter from state.json.
+    let dir_d = runc_bundle("bundle-runc-exec", |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+        });
+    });
+    let host_d = common::unique("bundle-exec");
+    let out = run_bundle(&dir_d, &["-d", "--hostname", &host_d]);
+    common::assert_ok(&out);
+    let id = common::stdout(&out).trim().to_string();
+    let exec = common::minictr()
+        .args(["exec", &id, "sh", "-c", "mkdir /tmp/x 2>&1; true"])
+        .output()
+        .unwrap();
+    let _ = common::minictr().args(["rm", "-f", &id]).output();
+    common::assert_ok(&exec);
+    assert!(
+        common::stdout(&exec).contains("Function not implemented"),
+        "{}",
+        common::stdout(&exec)
+    );
+    common::assert_no_leftovers(&host_d);
 
     // The user's own options win over the config's: another hostname, another memory limit.
     let dir = runc_bundle("bundle-runc-override", |c| {

@@ -1,7 +1,8 @@
 //! Chapter 9 — images: pulled from a real registry (Debian's `docker-registry`, the CNCF distribution
 //! registry) on 127.0.0.1, never from the internet. Two images are built from the busybox rootfs
 //! with `umoci` and pushed with `skopeo`: `busybox` (one layer) and `app` (the same base layer plus
-//! one that deletes /bin/ls — a whiteout — and adds /etc/app.conf).
+//! one that deletes /bin/ls — a whiteout — and adds /etc/app.conf), and `conf` (the base layer with
+//! a config that sets Cmd, Env, WorkingDir and User, for `minictr run IMAGE`).
 
 mod common;
 
@@ -70,6 +71,26 @@ fn layout() -> &'static Path {
                 .args(["repack", "--image", &img("app")])
                 .arg(&bundle),
         );
+        // The base layer with a config `minictr run IMAGE` takes its defaults from.
+        run_tool(Command::new("umoci").args([
+            "config",
+            "--image",
+            &img("base"),
+            "--tag",
+            "conf",
+            "--config.cmd",
+            "sh",
+            "--config.cmd",
+            "-c",
+            "--config.cmd",
+            "echo \"$WHO $(id -u):$(id -g) $(pwd)\"",
+            "--config.env",
+            "WHO=image",
+            "--config.workingdir",
+            "/etc",
+            "--config.user",
+            "1000:1000",
+        ]));
         // Two indexes over the base manifest: `multi` (arm64 and amd64), `armonly` (arm64 only).
         add_index(&oci, "multi", &["arm64", "amd64"]);
         add_index(&oci, "armonly", &["arm64"]);
@@ -609,6 +630,7 @@ fn rootless_pull_owns_the_layers_and_rmi_removes_read_only_directories() {
             .gid(65534)
             .env("HOME", &data)
             .env("MINICTR_DATA_DIR", &data)
+            .env("MINICTR_RUN_DIR", data.join("run"))
             .args(args)
             .output()
             .unwrap()
@@ -622,6 +644,21 @@ fn rootless_pull_owns_the_layers_and_rmi_removes_read_only_directories() {
     assert_eq!((bb.uid(), bb.gid()), (65534, 65534));
     let wh = std::fs::symlink_metadata(img.layers[1].join("bin/ls")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    // A rootless container on the image: the user's layers are root's files inside, the whiteout
+    // hides the base's ls, the writable layer lies in the user's data directory.
+    let out = as_nobody(&[
+        "run",
+        &app,
+        "sh",
+        "-c",
+        "test ! -e /bin/ls && echo no-ls; cat /etc/app.conf; id -u; stat -c %u /bin/busybox; echo $GREETING",
+    ]);
+    common::assert_ok(&out);
+    assert_eq!(
+        common::stdout(&out),
+        "no-ls\nfrom the app layer\n0\n0\nhello\n"
+    );
+    assert_eq!(names(&data.join("containers")), Vec::<String>::new());
     // A directory without write permission in the image must not stop rmi.
     std::fs::set_permissions(
         img.layers[1].join("etc"),
@@ -724,4 +761,259 @@ fn an_index_is_resolved_to_this_platform_and_refused_without_it() {
         .exists());
     assert_consistent(&data);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `minictr run` on the test registry's images, with the store in `data`.
+fn run_image(data: &Path, opts: &[&str]) -> Output {
+    minictr(data, &[&["run"][..], opts].concat())
+}
+
+#[test]
+fn run_image_takes_its_config_and_the_flags_override_it() {
+    if !common::need_root("run_image_takes_its_config_and_the_flags_override_it") {
+        return;
+    }
+    let reg = Registry::start("runconf");
+    reg.push("conf", "conf:1");
+    reg.push("app", "app:1");
+    let data = common::scratch("ch09-runconf");
+    let (conf, app) = (
+        format!("{}/conf:1", reg.host()),
+        format!("{}/app:1", reg.host()),
+    );
+    common::assert_ok(&minictr(&data, &["pull", &conf]));
+
+    // The image's Cmd, Env, WorkingDir and User.
+    let out = run_image(&data, &[&conf]);
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "image 1000:1000 /etc\n");
+    // -e, -u, -w override them; the Cmd stays.
+    let out = run_image(
+        &data,
+        &["-e", "WHO=flags", "-u", "0:0", "-w", "/tmp", &conf],
+    );
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "flags 0:0 /tmp\n");
+    // Arguments after the image replace its Cmd; the image's Env is still there.
+    let out = run_image(&data, &[&conf, "sh", "-c", "echo $WHO; id -u"]);
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "image\n1000\n");
+    // --entrypoint replaces the Entrypoint and drops the Cmd, as in Docker.
+    let out = run_image(&data, &["--entrypoint", "/bin/echo", &conf, "a", "b"]);
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "a b\n");
+    let out = run_image(&data, &["--entrypoint", "", &conf]);
+    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("no command: the image has no Cmd/Entrypoint"),
+        "{}",
+        common::stderr(&out)
+    );
+    // The layers need the overlay.
+    let out = run_image(&data, &["--no-overlay", &conf, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("--no-overlay cannot run the image") && err.contains("hint:"),
+        "{err}"
+    );
+
+    // Not in the store: pulled first (progress on stderr, stdout is the container's), then run
+    // with its two layers stacked — the whiteout in the upper layer hides the base's /bin/ls.
+    let out = run_image(
+        &data,
+        &[
+            &app,
+            "sh",
+            "-c",
+            "test ! -e /bin/ls && echo no-ls; cat /etc/app.conf; stat -c %u /bin/busybox",
+        ],
+    );
+    common::assert_ok(&out);
+    assert_eq!(
+        common::stdout(&out),
+        "no-ls\nfrom the app layer\n0\n",
+        "{}",
+        common::stderr(&out)
+    );
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(&format!("Unable to find image '{app}' locally"))
+            && err.contains("Pull complete")
+            && err.contains("Status: Downloaded"),
+        "{err}"
+    );
+    // In the store now: no second pull.
+    let out = run_image(&data, &[&app, "true"]);
+    common::assert_ok(&out);
+    assert!(
+        !common::stderr(&out).contains("Pulling"),
+        "{}",
+        common::stderr(&out)
+    );
+    // --pull always: asks the registry again; the layers are there already.
+    let out = run_image(&data, &["--pull", "always", &app, "true"]);
+    common::assert_ok(&out);
+    assert!(
+        common::stderr(&out).contains("Already exists"),
+        "{}",
+        common::stderr(&out)
+    );
+    // --read-only: the two layers stacked without a writable layer.
+    let out = run_image(
+        &data,
+        &[
+            "--read-only",
+            &app,
+            "sh",
+            "-c",
+            "cat /etc/app.conf; touch /x 2>/dev/null || echo ro",
+        ],
+    );
+    common::assert_ok(&out);
+    assert_eq!(common::stdout(&out), "from the app layer\nro\n");
+    // A kept container on the image: `diff` sees its change against the image's layers, and the
+    // layers stay (kept) when the image is untagged, until the container is removed.
+    let name = common::unique("kept");
+    let out = run_image(&data, &["--name", &name, &app, "rm", "/etc/app.conf"]);
+    common::assert_ok(&out);
+    let out = minictr(&data, &["diff", &name]);
+    common::assert_ok(&out);
+    assert!(
+        common::stdout(&out).contains("D /etc/app.conf"),
+        "{}",
+        common::stdout(&out)
+    );
+    let img = inspect(&data, &app);
+    let out = minictr(&data, &["rmi", &app]);
+    common::assert_ok(&out);
+    // The base layer is conf's too; the app's own layer stays for the kept container.
+    assert_eq!(
+        common::stdout(&out).matches("Kept: sha256:").count(),
+        1,
+        "{}",
+        common::stdout(&out)
+    );
+    assert!(img.layers.iter().all(|l| l.is_dir()));
+    common::assert_ok(&minictr(&data, &["rm", &name]));
+    assert!(!img.layers[1].exists() && img.layers[0].is_dir());
+    // Pulled again for what follows.
+    common::assert_ok(&minictr(&data, &["pull", &app]));
+
+    // Unknown: in the registry (auto-pull fails) and with --pull never; bad references.
+    let nope = format!("{}/nope:1", reg.host());
+    for (opts, want) in [
+        (vec![nope.as_str(), "true"], "image not found"),
+        (
+            vec!["--pull", "never", nope.as_str(), "true"],
+            "no such image",
+        ),
+        (
+            vec!["Not/Valid", "true"],
+            "neither a directory nor an image reference",
+        ),
+        (vec!["./no-such-dir", "true"], "cannot be used"),
+    ] {
+        let out = run_image(&data, &opts);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{opts:?}: {}",
+            common::stderr(&out)
+        );
+        let err = common::stderr(&out);
+        assert!(
+            err.contains(want) && err.contains("hint:"),
+            "{opts:?}: {err}"
+        );
+    }
+    assert_consistent(&data);
+    // Nothing of the runs is left in the runtime directory.
+    let left: Vec<String> = names(&common::run_dir())
+        .into_iter()
+        .filter(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|n| {
+            std::fs::read_to_string(common::run_dir().join(n).join("state.json"))
+                .is_ok_and(|s| s.contains(&reg.host()))
+        })
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn rmi_of_an_image_a_container_runs_on_is_refused_and_forced_layers_stay_until_it_ends() {
+    if !common::need_root(
+        "rmi_of_an_image_a_container_runs_on_is_refused_and_forced_layers_stay_until_it_ends",
+    ) {
+        return;
+    }
+    let reg = Registry::start("rmiuse");
+    reg.push("app", "app:1");
+    let data = common::scratch("ch09-rmiuse");
+    let app = format!("{}/app:1", reg.host());
+    common::assert_ok(&minictr(&data, &["pull", &app]));
+    let img = inspect(&data, &app);
+    let host = common::unique("rmiuse");
+    let mut c = common::Running(
+        common::minictr()
+            .env("MINICTR_DATA_DIR", &data)
+            .args(["run", "-i", "--hostname", &host, &app])
+            .args(["sh", "-c", "echo up; read x; cat /etc/app.conf"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(common::read_line(&mut c), "up");
+    // The container records what it runs on.
+    let state = std::fs::read_dir(common::run_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("state.json")).ok())
+        .find(|s| s.contains(&host))
+        .expect("the container's state.json");
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let id = state["id"].as_str().unwrap().to_string();
+    assert_eq!(state["resources"]["image"]["reference"], app.as_str());
+
+    let out = minictr(&data, &["rmi", &app]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(&format!("cannot remove {app}: container {id} uses it"))
+            && err.contains("rmi -f"),
+        "{err}"
+    );
+    common::assert_ok(&inspect_out(&data, &app));
+    // Forced: untagged now, the layers stay while the container runs.
+    let out = minictr(&data, &["rmi", "-f", &app]);
+    common::assert_ok(&out);
+    let said = common::stdout(&out);
+    assert!(said.contains(&format!("Untagged: {app}")), "{said}");
+    assert_eq!(said.matches("Kept: sha256:").count(), 2, "{said}");
+    assert!(said.contains(&format!("container {id} uses it")), "{said}");
+    assert!(img.layers.iter().all(|l| l.is_dir()));
+    assert_eq!(minictr(&data, &["images", &app]).status.code(), Some(125));
+
+    // The container still reads its files, ends, and its layers go with it.
+    c.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(common::wait_bounded(&mut c, 30).success());
+    let mut rest = String::new();
+    c.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "from the app layer\n");
+    assert!(
+        img.layers.iter().all(|l| !l.exists()),
+        "layers left: {:?}",
+        img.layers
+    );
+    assert_eq!(names(&data.join("layers/sha256")), Vec::<String>::new());
+    assert_consistent(&data);
+    common::assert_no_leftovers(&host);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn inspect_out(data: &Path, reference: &str) -> Output {
+    minictr(data, &["images", reference])
 }

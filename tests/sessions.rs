@@ -20,7 +20,10 @@
 //! stdout; a command's exit status is compared only when the session prints it (`; echo $?`).
 //! `<!-- requires: cgroup-v2 -->` (or `cgroup-v1`, `kernel>=6.15`) before the block skips a session,
 //! with the reason printed, on a host without it; `requires: bash` runs its commands in `bash -c`
-//! (job specs such as `%1`, the `time` keyword). A session must remove the containers it starts.
+//! (job specs such as `%1`, the `time` keyword); `requires: registry` starts an image registry
+//! (Debian's `docker-registry`) on 127.0.0.1:5000 of the session's network namespace, stopped with
+//! the session (chapter 9; `umoci` and `skopeo` must be installed too). A session must remove the
+//! containers it starts.
 //!
 //!     sudo env "PATH=$PATH" cargo test --test sessions                        # all sessions
 //!     sudo env "PATH=$PATH" MINICTR_SESSIONS=05 cargo test --test sessions    # files named *05*
@@ -489,6 +492,19 @@ fn unmet(requires: &[String]) -> Option<String> {
             "cgroup-v2" | "cgroup-v1" => {}
             "bash" if !Path::new("/bin/bash").exists() => return Some("needs bash".into()),
             "bash" => {}
+            "registry" => {
+                for tool in [
+                    "/usr/bin/docker-registry",
+                    "/usr/bin/umoci",
+                    "/usr/bin/skopeo",
+                ] {
+                    if !Path::new(tool).exists() {
+                        return Some(format!(
+                            "needs {tool} (apt-get install docker-registry umoci skopeo)"
+                        ));
+                    }
+                }
+            }
             k if k.starts_with("kernel>=") => {
                 let want: Vec<u32> = k["kernel>=".len()..]
                     .split('.')
@@ -513,6 +529,8 @@ fn unmet(requires: &[String]) -> Option<String> {
 struct Lab {
     holder: Child,
     dir: PathBuf,
+    /// `requires: registry`: the registry on 127.0.0.1:5000 of the lab's network namespace.
+    registry: Option<Child>,
 }
 
 impl Lab {
@@ -568,7 +586,47 @@ impl Lab {
             "ready",
             "the session's namespaces could not be set up"
         );
-        Lab { holder, dir }
+        Lab {
+            holder,
+            dir,
+            registry: None,
+        }
+    }
+
+    /// `requires: registry`: a distribution registry on 127.0.0.1:5000 inside the lab (its own
+    /// network namespace: the port is free), its storage in the session's scratch directory.
+    fn start_registry(&mut self) {
+        let config = self.dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+                self.dir.join("registry").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("nsenter")
+            .arg("-t")
+            .arg(self.holder.id().to_string())
+            .args(["-m", "-n", "--", "/usr/bin/docker-registry", "serve"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        self.registry = Some(child);
+        for _ in 0..200 {
+            let up = self.run(
+                "sh",
+                "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/ || true",
+            );
+            if up.first().is_some_and(|l| l == "200") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the session's registry did not answer on 127.0.0.1:5000");
     }
 
     /// Run one command in the lab, stderr merged into stdout; the output's lines.
@@ -616,6 +674,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some(mut r) = self.registry.take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -665,7 +727,10 @@ fn sessions() {
         } else {
             "sh"
         };
-        let lab = Lab::new(&name);
+        let mut lab = Lab::new(&name);
+        if session.requires.iter().any(|r| r == "registry") {
+            lab.start_registry();
+        }
         let mut report = String::new();
         for step in &mut session.steps {
             let lines = lab.run(shell, &step.cmd);

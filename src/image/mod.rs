@@ -6,12 +6,14 @@
 pub mod manifest;
 pub mod reference;
 pub mod registry;
+pub mod run;
 pub mod store;
 pub mod unpack;
 
 use anyhow::{bail, Context, Result};
 pub use manifest::ImageConfig;
 use manifest::{ConfigBlob, Descriptor, Document};
+pub use run::{for_run, ImageArgs, InUse, Use};
 use sha2::{Digest as _, Sha256};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -269,9 +271,21 @@ fn unpack_layer(
 // ANCHOR: pull
 /// `minictr pull REF`: manifest (resolving an index to this platform), config, then each layer:
 /// downloaded once, verified, unpacked once. The record that makes the image exist is written last.
-pub fn pull(data_dir: &Path, input: &str, insecure: &[String]) -> Result<i32> {
+pub fn pull(data_dir: &Path, input: &str, insecure: &[String], in_use: InUse<'_>) -> Result<i32> {
+    pull_to(data_dir, input, insecure, in_use, &mut std::io::stdout())
+}
+
+/// [`pull`] with its status lines going to `out` (stderr for `minictr run IMAGE`: stdout is the
+/// container's).
+pub fn pull_to(
+    data_dir: &Path,
+    input: &str,
+    insecure: &[String],
+    in_use: InUse<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let r = reference::parse(input)?;
-    pull_into(data_dir, &r, insecure).map_err(|e| {
+    pull_into(data_dir, &r, insecure, in_use, out).map_err(|e| {
         let e = if disk_full(&e) {
             e.context(crate::error::hint(
                 format!("the disk holding {} is full", data_dir.display()),
@@ -293,11 +307,18 @@ fn disk_full(e: &anyhow::Error) -> bool {
     })
 }
 
-fn pull_into(data_dir: &Path, r: &reference::Reference, insecure: &[String]) -> Result<i32> {
+fn pull_into(
+    data_dir: &Path,
+    r: &reference::Reference,
+    insecure: &[String],
+    in_use: InUse<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let store = Store::new(data_dir);
     let mut reg = registry::Registry::new(r, insecure);
     let lock = store.lock()?;
-    println!(
+    let _ = writeln!(
+        out,
         "{}: Pulling from {}",
         r.tag.as_deref().unwrap_or(r.manifest_ref()),
         r.name()
@@ -389,10 +410,10 @@ fn pull_into(data_dir: &Path, r: &reference::Reference, insecure: &[String]) -> 
             .unwrap_or(0),
     };
     store.save(&lock, &record)?;
-    // A tag that moved leaves its old layers behind: collect them.
-    store.gc(&lock)?;
-    println!("Digest: {named_digest}");
-    println!("Status: Downloaded {r}");
+    // A tag that moved leaves its old layers behind: collect them (not while a container runs on them).
+    store.gc(&lock, &in_use())?;
+    let _ = writeln!(out, "Digest: {named_digest}");
+    let _ = writeln!(out, "Status: Downloaded {r}");
     Ok(0)
 }
 // ANCHOR_END: pull
@@ -474,10 +495,12 @@ pub fn list(data_dir: &Path, reference: Option<&str>) -> Result<i32> {
 
 // ANCHOR: rmi
 /// `minictr rmi REF…`: forget the references, then remove every layer and blob no remaining image
-/// uses (a layer shared with another image stays).
-pub fn remove(data_dir: &Path, inputs: &[String]) -> Result<i32> {
+/// uses (a layer shared with another image stays). An image a container uses is refused, as
+/// Docker does; `--force` untags it anyway and its layers stay until the last such container is gone.
+pub fn remove(data_dir: &Path, inputs: &[String], force: bool, in_use: InUse<'_>) -> Result<i32> {
     let store = Store::new(data_dir);
     let lock: Locked = store.lock()?;
+    let users = in_use();
     for input in inputs {
         let r = reference::parse(input)?;
         if store.load(&r.to_string())?.is_none() {
@@ -486,11 +509,25 @@ pub fn remove(data_dir: &Path, inputs: &[String]) -> Result<i32> {
                 "`minictr images` lists the pulled images"
             ));
         }
+        if let Some((id, _)) = users.iter().find(|(_, u)| u.reference == r.to_string()) {
+            if !force {
+                bail!(crate::error::hint(
+                    format!("cannot remove {r}: container {id} uses it"),
+                    format!("stop and remove the container first (`minictr stop {id}`, `minictr rm {id}`), or untag the image now with `minictr rmi -f` (its layers stay until the container is gone)")
+                ));
+            }
+        }
         store.remove_record(&lock, &r.to_string())?;
         println!("Untagged: {r}");
     }
-    for id in store.gc(&lock)? {
+    let gc = store.gc(&lock, &users)?;
+    for id in gc.removed {
         println!("Deleted: {id}");
+    }
+    for (layer, container) in gc.kept {
+        println!(
+            "Kept: {layer} (container {container} uses it; removed once the container is gone)"
+        );
     }
     Ok(0)
 }

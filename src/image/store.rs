@@ -50,6 +50,15 @@ pub struct Store {
     pub root: PathBuf,
 }
 
+/// What a garbage collection did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Gc {
+    /// Layer ids removed.
+    pub removed: Vec<String>,
+    /// Layer ids no image needs that stayed because a container runs on them: (layer, container id).
+    pub kept: Vec<(String, String)>,
+}
+
 /// The exclusive store lock; released when dropped (or when the process dies).
 pub struct Locked {
     _lock: Flock<File>,
@@ -250,10 +259,35 @@ impl Store {
         std::fs::remove_file(&p).with_context(|| format!("failed to remove {}", p.display()))
     }
 
+    /// The store lock shared: no pull, rmi or garbage collection runs while it is held.
+    pub fn lock_shared(&self) -> Result<Option<Locked>> {
+        self.open_lock(FlockArg::LockShared)
+    }
+
+    /// The exclusive lock if nobody holds the store now (`None` when busy or never created).
+    pub fn try_lock(&self) -> Result<Option<Locked>> {
+        self.open_lock(FlockArg::LockExclusiveNonblock)
+    }
+
+    fn open_lock(&self, how: FlockArg) -> Result<Option<Locked>> {
+        let path = self.images_dir().join(".lock");
+        let f = match File::options().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("failed to open {}", path.display())),
+        };
+        match Flock::lock(f, how) {
+            Ok(lock) => Ok(Some(Locked { _lock: lock })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
+        }
+    }
+
     // ANCHOR: gc
-    /// Remove every blob and unpacked layer no image record needs any more (and no kept container
-    /// uses as a lower layer). Returns the removed layer ids.
-    pub fn gc(&self, _lock: &Locked) -> Result<Vec<String>> {
+    /// Remove every blob and unpacked layer no image record needs any more — unless a kept
+    /// container uses it as a lower layer, or a container that still exists runs on it (`in_use`:
+    /// container id and image, from the runtime state). Reports what went and what stayed.
+    pub fn gc(&self, _lock: &Locked, in_use: &[(String, super::run::Use)]) -> Result<Gc> {
         let records = self.records()?;
         let mut blobs = std::collections::HashSet::new();
         let mut layers = std::collections::HashSet::new();
@@ -265,16 +299,29 @@ impl Store {
                 layers.insert(l.diff_id.trim_start_matches("sha256:").to_string());
             }
         }
-        // Kept containers record their lower layers (chapter 5): their layers stay.
+        // Kept containers record their lower layers (chapter 5): their layers stay, as do those of
+        // the containers in `in_use`.
         let kept = self.kept_lowers();
-        let mut removed = Vec::new();
+        let mut out = Gc::default();
         if let Ok(rd) = std::fs::read_dir(self.root.join("layers/sha256")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !is_hex64(&name)
-                    || layers.contains(&name)
-                    || kept.iter().any(|k| k.starts_with(e.path()))
-                {
+                if !is_hex64(&name) || layers.contains(&name) {
+                    continue;
+                }
+                // A container uses it: it stays until the container is gone.
+                let user = kept
+                    .iter()
+                    .find(|(_, lowers)| lowers.iter().any(|k| k.starts_with(e.path())))
+                    .map(|(id, _)| id)
+                    .or_else(|| {
+                        in_use
+                            .iter()
+                            .find(|(_, u)| u.layers.iter().any(|l| l == &e.path()))
+                            .map(|(id, _)| id)
+                    });
+                if let Some(id) = user {
+                    out.kept.push((format!("sha256:{name}"), id.clone()));
                     continue;
                 }
                 // Renamed first: a layer is either whole under its name or gone.
@@ -290,7 +337,7 @@ impl Store {
                 std::fs::rename(e.path(), &doomed)
                     .with_context(|| format!("failed to remove {}", e.path().display()))?;
                 remove_tree(&doomed);
-                removed.push(format!("sha256:{name}"));
+                out.removed.push(format!("sha256:{name}"));
             }
         }
         if let Ok(rd) = std::fs::read_dir(self.root.join("blobs/sha256")) {
@@ -301,13 +348,17 @@ impl Store {
                 }
             }
         }
-        Ok(removed)
+        // The blobs of a layer that stayed are not needed to run it: a later pull fetches them.
+        Ok(out)
     }
     // ANCHOR_END: gc
 
-    fn kept_lowers(&self) -> Vec<PathBuf> {
+    /// Kept containers (chapter 5's container.json): id and lower layers.
+    fn kept_lowers(&self) -> Vec<(String, Vec<PathBuf>)> {
         #[derive(Deserialize)]
         struct Kept {
+            #[serde(default)]
+            id: String,
             #[serde(default)]
             lowers: Vec<PathBuf>,
         }
@@ -316,7 +367,7 @@ impl Store {
             for e in rd.flatten() {
                 if let Ok(data) = std::fs::read(e.path().join("container.json")) {
                     if let Ok(k) = serde_json::from_slice::<Kept>(&data) {
-                        out.extend(k.lowers);
+                        out.push((k.id, k.lowers));
                     }
                 }
             }
@@ -367,12 +418,32 @@ mod tests {
         // A kept container started on layer 4.
         let c = d.join("containers/abc");
         std::fs::create_dir_all(&c).unwrap();
-        let kept = serde_json::json!({"lowers": [store.layer_path(&layer(4).diff_id)]});
+        let kept =
+            serde_json::json!({"id": "abc", "lowers": [store.layer_path(&layer(4).diff_id)]});
         std::fs::write(c.join("container.json"), kept.to_string()).unwrap();
 
-        assert_eq!(store.gc(&lock).unwrap(), Vec::<String>::new());
+        let gc = store.gc(&lock, &[]).unwrap();
+        assert_eq!(gc.removed, Vec::<String>::new());
+        assert_eq!(gc.kept, vec![(layer(4).diff_id, "abc".to_string())]);
         store.remove_record(&lock, "localhost/a:1").unwrap();
-        assert_eq!(store.gc(&lock).unwrap(), vec![layer(2).diff_id]);
+        // A container still runs on a's layers: layer 2 stays, and says why.
+        let running = super::super::run::Use {
+            reference: "localhost/a:1".into(),
+            id: String::new(),
+            layers: vec![
+                store.layer_path(&layer(1).diff_id),
+                store.layer_path(&layer(2).diff_id),
+            ],
+        };
+        let gc = store.gc(&lock, &[("c0ffee".to_string(), running)]).unwrap();
+        assert_eq!(gc.removed, Vec::<String>::new());
+        assert!(gc.kept.contains(&(layer(2).diff_id, "c0ffee".to_string())));
+        assert!(store.layer_path(&layer(2).diff_id).is_dir());
+        // The container is gone: the layer goes.
+        assert_eq!(
+            store.gc(&lock, &[]).unwrap().removed,
+            vec![layer(2).diff_id]
+        );
         assert!(
             store.layer_path(&layer(1).diff_id).is_dir(),
             "b still uses layer 1"
@@ -380,7 +451,7 @@ mod tests {
         assert!(!store.blob_path(&layer(2).digest).exists());
         std::fs::remove_dir_all(&c).unwrap();
         store.remove_record(&lock, "localhost/b:1").unwrap();
-        let mut gone = store.gc(&lock).unwrap();
+        let mut gone = store.gc(&lock, &[]).unwrap().removed;
         gone.sort();
         assert_eq!(
             gone,

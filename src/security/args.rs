@@ -32,6 +32,11 @@ pub struct SecurityArgs {
     /// Stage switch (ch07): do not mask /proc/kcore, … nor make /proc/sys, … read-only
     #[arg(long)]
     pub no_masks: bool,
+    /// Not a flag: the seccomp profile's JSON as `run` read it, recorded so that `minictr exec`
+    /// builds the same filter even when the file is gone (a bundle's profile never is one).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<String>,
 }
 
 impl SecurityArgs {
@@ -45,6 +50,7 @@ impl SecurityArgs {
             no_caps: self.no_caps,
             no_seccomp: self.no_seccomp,
             no_masks: self.no_masks,
+            seccomp_profile: self.seccomp_profile.as_deref(),
         }
     }
 
@@ -66,6 +72,7 @@ impl SecurityArgs {
             no_caps: o.no_caps,
             no_seccomp: o.no_seccomp,
             no_masks: o.no_masks,
+            seccomp_profile: o.seccomp_profile.map(str::to_string),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Options<'a> {
     pub no_caps: bool,
     pub no_seccomp: bool,
     pub no_masks: bool,
+    /// The profile's text recorded by `run` (exec): used instead of reading the file again.
+    pub seccomp_profile: Option<&'a str>,
 }
 
 const RLIMITS: [(&str, Resource); 16] = [
@@ -149,10 +151,17 @@ impl Config {
         let rlimits = rlimits(o.ulimit)?;
         let use_caps = !(o.no_security || o.no_caps);
         let use_seccomp = !(o.no_security || o.no_seccomp || unconfined);
+        let mut profile_text = o.seccomp_profile.map(str::to_string);
         let (seccomp, seccomp_source) = if use_seccomp {
-            let (profile, source) = match &seccomp_file {
-                Some(f) => (load_profile(f)?, f.clone()),
-                None => (
+            let (profile, source) = match (&seccomp_file, &profile_text) {
+                (Some(f), Some(text)) => (parse_profile(f, text)?, f.clone()),
+                (Some(f), None) => {
+                    let text = read_profile(f)?;
+                    let profile = parse_profile(f, &text)?;
+                    profile_text = Some(text);
+                    (profile, f.clone())
+                }
+                (None, _) => (
                     profile::default_profile(),
                     "the default profile".to_string(),
                 ),
@@ -177,7 +186,10 @@ impl Config {
             seccomp_source,
             masks: !(o.no_security || o.no_masks),
             rlimits,
-            recorded: SecurityArgs::recorded(o),
+            recorded: SecurityArgs::recorded(&Options {
+                seccomp_profile: profile_text.as_deref(),
+                ..*o
+            }),
         })
     }
 }
@@ -206,14 +218,17 @@ fn rlimits(ulimit: &[String]) -> Result<Vec<Rlimit>> {
 }
 
 /// `--security-opt seccomp=FILE`: a profile in Docker's JSON format.
-fn load_profile(f: &str) -> Result<profile::Profile> {
-    let text = std::fs::read_to_string(f).map_err(|e| {
+fn read_profile(f: &str) -> Result<String> {
+    std::fs::read_to_string(f).map_err(|e| {
         crate::error::hint(
             format!("cannot read the seccomp profile {f:?}: {e}"),
             "give the path of a JSON profile in Docker's format, or seccomp=unconfined",
         )
-    })?;
-    profile::parse_docker_json(&text).map_err(|e| {
+    })
+}
+
+fn parse_profile(f: &str, text: &str) -> Result<profile::Profile> {
+    profile::parse_docker_json(text).map_err(|e| {
         crate::error::hint(
             format!(
                 "invalid seccomp profile {f}: {}",
@@ -391,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_is_recorded_by_its_text_and_needs_no_file_later() {
+        let f = std::env::temp_dir().join(format!("minictr-profile-{}.json", std::process::id()));
+        let json = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        std::fs::write(&f, json).unwrap();
+        let opt = vec![format!("seccomp={}", f.display())];
+        let c = Config::from_options(&opts(&opt)).unwrap();
+        assert_eq!(c.recorded.seccomp_profile.as_deref(), Some(json));
+        // What `minictr exec` does: the file is gone, the recorded text builds the same filter.
+        std::fs::remove_file(&f).unwrap();
+        let again = Config::from_options(&c.recorded.options()).unwrap();
+        assert_eq!(
+            again.seccomp.map(|p| p.len()),
+            c.seccomp.as_ref().map(|p| p.len())
+        );
+        assert!(Config::from_options(&opts(&opt)).is_err());
+    }
+
+    #[test]
     fn defaults_and_switches() {
         let c = Config::from_options(&Options::default()).unwrap();
         assert_eq!(c.caps, Some(CapSet::docker_default()));
@@ -464,6 +497,7 @@ mod proptests {
                 no_caps: false,
                 no_seccomp: false,
                 no_masks: false,
+                seccomp_profile: None,
             };
             clear(&Config::from_options(&o))?;
         }
