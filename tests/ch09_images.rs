@@ -783,26 +783,44 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
     );
     common::assert_ok(&minictr(&data, &["pull", &conf]));
 
+    config_and_overrides(&data, &conf);
+    auto_pull_and_layers(&data, &app);
+    kept_container_keeps_layers(&data, &app);
+    unknown_images(&data, &reg);
+    assert_consistent(&data);
+    // Nothing of the runs is left in the runtime directory.
+    let left: Vec<String> = names(&common::run_dir())
+        .into_iter()
+        .filter(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|n| {
+            std::fs::read_to_string(common::run_dir().join(n).join("state.json"))
+                .is_ok_and(|s| s.contains(&reg.host()))
+        })
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The image's Cmd, Env, WorkingDir and User, and the flags that override them.
+fn config_and_overrides(data: &Path, conf: &str) {
+    let data = data.to_path_buf();
     // The image's Cmd, Env, WorkingDir and User.
-    let out = run_image(&data, &[&conf]);
+    let out = run_image(&data, &[conf]);
     common::assert_ok(&out);
     assert_eq!(common::stdout(&out), "image 1000:1000 /etc\n");
     // -e, -u, -w override them; the Cmd stays.
-    let out = run_image(
-        &data,
-        &["-e", "WHO=flags", "-u", "0:0", "-w", "/tmp", &conf],
-    );
+    let out = run_image(&data, &["-e", "WHO=flags", "-u", "0:0", "-w", "/tmp", conf]);
     common::assert_ok(&out);
     assert_eq!(common::stdout(&out), "flags 0:0 /tmp\n");
     // Arguments after the image replace its Cmd; the image's Env is still there.
-    let out = run_image(&data, &[&conf, "sh", "-c", "echo $WHO; id -u"]);
+    let out = run_image(&data, &[conf, "sh", "-c", "echo $WHO; id -u"]);
     common::assert_ok(&out);
     assert_eq!(common::stdout(&out), "image\n1000\n");
     // --entrypoint replaces the Entrypoint and drops the Cmd, as in Docker.
-    let out = run_image(&data, &["--entrypoint", "/bin/echo", &conf, "a", "b"]);
+    let out = run_image(&data, &["--entrypoint", "/bin/echo", conf, "a", "b"]);
     common::assert_ok(&out);
     assert_eq!(common::stdout(&out), "a b\n");
-    let out = run_image(&data, &["--entrypoint", "", &conf]);
+    let out = run_image(&data, &["--entrypoint", "", conf]);
     assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
     assert!(
         common::stderr(&out).contains("no command: the image has no Cmd/Entrypoint"),
@@ -810,20 +828,24 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         common::stderr(&out)
     );
     // The layers need the overlay.
-    let out = run_image(&data, &["--no-overlay", &conf, "true"]);
+    let out = run_image(&data, &["--no-overlay", conf, "true"]);
     assert_eq!(out.status.code(), Some(125));
     let err = common::stderr(&out);
     assert!(
         err.contains("--no-overlay cannot run the image") && err.contains("hint:"),
         "{err}"
     );
+}
 
+/// Auto-pull, the layers stacked (a whiteout hides a base file), --pull, --read-only.
+fn auto_pull_and_layers(data: &Path, app: &str) {
+    let data = data.to_path_buf();
     // Not in the store: pulled first (progress on stderr, stdout is the container's), then run
     // with its two layers stacked — the whiteout in the upper layer hides the base's /bin/ls.
     let out = run_image(
         &data,
         &[
-            &app,
+            app,
             "sh",
             "-c",
             "test ! -e /bin/ls && echo no-ls; cat /etc/app.conf; stat -c %u /bin/busybox",
@@ -844,7 +866,7 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         "{err}"
     );
     // In the store now: no second pull.
-    let out = run_image(&data, &[&app, "true"]);
+    let out = run_image(&data, &[app, "true"]);
     common::assert_ok(&out);
     assert!(
         !common::stderr(&out).contains("Pulling"),
@@ -852,7 +874,7 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         common::stderr(&out)
     );
     // --pull always: asks the registry again; the layers are there already.
-    let out = run_image(&data, &["--pull", "always", &app, "true"]);
+    let out = run_image(&data, &["--pull", "always", app, "true"]);
     common::assert_ok(&out);
     assert!(
         common::stderr(&out).contains("Already exists"),
@@ -864,7 +886,7 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         &data,
         &[
             "--read-only",
-            &app,
+            app,
             "sh",
             "-c",
             "cat /etc/app.conf; touch /x 2>/dev/null || echo ro",
@@ -872,10 +894,15 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
     );
     common::assert_ok(&out);
     assert_eq!(common::stdout(&out), "from the app layer\nro\n");
+}
+
+/// A kept container's `diff` against the image; its layers stay through `rmi` until `rm`.
+fn kept_container_keeps_layers(data: &Path, app: &str) {
+    let data = data.to_path_buf();
     // A kept container on the image: `diff` sees its change against the image's layers, and the
     // layers stay (kept) when the image is untagged, until the container is removed.
     let name = common::unique("kept");
-    let out = run_image(&data, &["--name", &name, &app, "rm", "/etc/app.conf"]);
+    let out = run_image(&data, &["--name", &name, app, "rm", "/etc/app.conf"]);
     common::assert_ok(&out);
     let out = minictr(&data, &["diff", &name]);
     common::assert_ok(&out);
@@ -884,8 +911,8 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
         "{}",
         common::stdout(&out)
     );
-    let img = inspect(&data, &app);
-    let out = minictr(&data, &["rmi", &app]);
+    let img = inspect(&data, app);
+    let out = minictr(&data, &["rmi", app]);
     common::assert_ok(&out);
     // The base layer is conf's too; the app's own layer stays for the kept container.
     assert_eq!(
@@ -898,8 +925,12 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
     common::assert_ok(&minictr(&data, &["rm", &name]));
     assert!(!img.layers[1].exists() && img.layers[0].is_dir());
     // Pulled again for what follows.
-    common::assert_ok(&minictr(&data, &["pull", &app]));
+    common::assert_ok(&minictr(&data, &["pull", app]));
+}
 
+/// Unknown images (auto-pull fails, --pull never) and bad references: 125 with a hint.
+fn unknown_images(data: &Path, reg: &Registry) {
+    let data = data.to_path_buf();
     // Unknown: in the registry (auto-pull fails) and with --pull never; bad references.
     let nope = format!("{}/nope:1", reg.host());
     for (opts, want) in [
@@ -927,18 +958,6 @@ fn run_image_takes_its_config_and_the_flags_override_it() {
             "{opts:?}: {err}"
         );
     }
-    assert_consistent(&data);
-    // Nothing of the runs is left in the runtime directory.
-    let left: Vec<String> = names(&common::run_dir())
-        .into_iter()
-        .filter(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .filter(|n| {
-            std::fs::read_to_string(common::run_dir().join(n).join("state.json"))
-                .is_ok_and(|s| s.contains(&reg.host()))
-        })
-        .collect();
-    assert_eq!(left, Vec::<String>::new());
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]

@@ -330,25 +330,8 @@ fn pull_into(
         r.repository,
         r.manifest_ref()
     );
-    let (mut body, mut ct, mut digest) = reg.manifest(r.manifest_ref())?;
-    // What the reference names: an index (Docker prints its digest) or the manifest itself.
-    let named_digest = digest.clone();
+    let (m, body, digest, named_digest) = resolve_manifest(&mut reg, r)?;
     let want = manifest::host_platform();
-    let m = loop {
-        match manifest::parse_document(&ct, &body)? {
-            Document::Manifest(m) => break m,
-            Document::Index(index) => {
-                let d = manifest::select_platform(&index, &want)?;
-                reference::validate_digest(&d.digest)?;
-                crate::explain!(CHAPTER, "index: {want} → manifest {}", d.digest);
-                let (b, c, dg) = reg.manifest(&d.digest)?;
-                if matches!(manifest::parse_document(&c, &b)?, Document::Index(_)) {
-                    bail!("the registry sent an index inside an index for {r}");
-                }
-                (body, ct, digest) = (b, c, dg);
-            }
-        }
-    };
     // The manifest itself is a blob too (kept so the store holds the whole image).
     let mpath = store.blob_path(&digest);
     if !mpath.exists() {
@@ -360,25 +343,7 @@ fn pull_into(
 
     fetch_blob(&store, &mut reg, &m.config, &Progress::quiet())?;
     let cfg = read_config(&store, &m.config.digest)?;
-    if (!cfg.architecture.is_empty() && cfg.architecture != want.architecture)
-        || (!cfg.os.is_empty() && cfg.os != want.os)
-    {
-        bail!(crate::error::hint(
-            format!(
-                "{r} is built for {}/{}, this machine is {want}",
-                cfg.os, cfg.architecture
-            ),
-            "pull a tag built for this platform (or a multi-platform image)"
-        ));
-    }
-    if cfg.rootfs.diff_ids.len() != m.layers.len() {
-        bail!(
-            "{r}: the manifest has {} layers, the config lists {} diff_ids",
-            m.layers.len(),
-            cfg.rootfs.diff_ids.len()
-        );
-    }
-
+    check_config(r, &cfg, &m, &want)?;
     let mut layers = Vec::new();
     for (d, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
         let progress = Progress::new(short(&d.digest).to_string(), d.size);
@@ -416,6 +381,64 @@ fn pull_into(
     let _ = writeln!(out, "Status: Downloaded {r}");
     Ok(0)
 }
+
+/// The manifest the reference names, for this platform: an index is resolved to the host's
+/// entry. Returns the manifest, its bytes, its digest and the digest the reference named.
+fn resolve_manifest(
+    reg: &mut registry::Registry,
+    r: &reference::Reference,
+) -> Result<(manifest::Manifest, Vec<u8>, String, String)> {
+    let (mut body, mut ct, mut digest) = reg.manifest(r.manifest_ref())?;
+    // What the reference names: an index (Docker prints its digest) or the manifest itself.
+    let named_digest = digest.clone();
+    let want = manifest::host_platform();
+    let m = loop {
+        match manifest::parse_document(&ct, &body)? {
+            Document::Manifest(m) => break m,
+            Document::Index(index) => {
+                let d = manifest::select_platform(&index, &want)?;
+                reference::validate_digest(&d.digest)?;
+                crate::explain!(CHAPTER, "index: {want} → manifest {}", d.digest);
+                let (b, c, dg) = reg.manifest(&d.digest)?;
+                if matches!(manifest::parse_document(&c, &b)?, Document::Index(_)) {
+                    bail!("the registry sent an index inside an index for {r}");
+                }
+                (body, ct, digest) = (b, c, dg);
+            }
+        }
+    };
+    Ok((m, body, digest, named_digest))
+}
+
+/// The config must be for this platform and list one diff_id per layer.
+fn check_config(
+    r: &reference::Reference,
+    cfg: &ConfigBlob,
+    m: &manifest::Manifest,
+    want: &manifest::Platform,
+) -> Result<()> {
+    if (!cfg.architecture.is_empty() && cfg.architecture != want.architecture)
+        || (!cfg.os.is_empty() && cfg.os != want.os)
+    {
+        bail!(crate::error::hint(
+            format!(
+                "{r} is built for {}/{}, this machine is {want}",
+                cfg.os, cfg.architecture
+            ),
+            "pull a tag built for this platform (or a multi-platform image)"
+        ));
+    }
+    if cfg.rootfs.diff_ids.len() != m.layers.len() {
+        bail!(
+            "{r}: the manifest has {} layers, the config lists {} diff_ids",
+            m.layers.len(),
+            cfg.rootfs.diff_ids.len()
+        );
+    }
+
+    Ok(())
+}
+
 // ANCHOR_END: pull
 
 fn dir_size(p: &Path) -> u64 {
