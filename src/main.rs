@@ -27,6 +27,7 @@ mod spec;
 mod state;
 mod sync;
 mod userns;
+mod workshop;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -274,6 +275,8 @@ pub struct RunArgs {
     pub security: security::SecurityArgs,
     #[command(flatten)]
     pub lifecycle: lifecycle::LifecycleArgs,
+    #[command(flatten)]
+    pub workshop: workshop::WorkshopArgs,
 }
 
 /// Undo what crashed runs left behind, before any command that reads or creates containers
