@@ -37,7 +37,9 @@ impl Host {
                 .and_then(|h| h.into_string().ok()),
             run_dir: crate::state::base_dir(),
             cgroup_layout: crate::cgroups::Layout::detect,
-            until: std::env::var("MINICTR_UNTIL").ok().filter(|v| !v.is_empty()),
+            until: std::env::var("MINICTR_UNTIL")
+                .ok()
+                .filter(|v| !v.is_empty()),
         }
     }
 

@@ -24,7 +24,11 @@ pub struct WorkshopArgs {
 
 /// What each chapter's stage is, and the switches that turn it off (for `--explain`).
 const STAGES: [(u8, &str, &str); 7] = [
-    (2, "the root filesystem (pivot_root, /proc, /sys, /dev)", "the command runs in the host's files"),
+    (
+        2,
+        "the root filesystem (pivot_root, /proc, /sys, /dev)",
+        "the command runs in the host's files",
+    ),
     (3, "the user namespace", "--userns=host"),
     (4, "cgroups", "--no-cgroup"),
     (5, "the overlay", "--no-overlay"),
@@ -140,7 +144,12 @@ mod tests {
 
     #[test]
     fn the_stub_says_where_and_what_to_read() {
-        let e = todo(3, "write the maps", "src/userns.rs:120", "chapters/03-user-namespaces.md");
+        let e = todo(
+            3,
+            "write the maps",
+            "src/userns.rs:120",
+            "chapters/03-user-namespaces.md",
+        );
         assert_eq!(crate::error::exit_code(&e), 125);
         assert_eq!(
             crate::error::one_line(&e),
