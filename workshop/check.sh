@@ -22,7 +22,7 @@ fi
 nn=$(printf '%02d' "$n")
 export MINICTR_RUN_DIR=${MINICTR_RUN_DIR:-/run/minictr-workshop}
 export MINICTR_DATA_DIR=${MINICTR_DATA_DIR:-/var/lib/minictr-workshop}
-export MINICTR_TEST_UNTIL=$n
+export MINICTR_TEST_UNTIL=$n RUST_BACKTRACE=0
 log=$(mktemp /tmp/minictr-check.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
@@ -50,7 +50,7 @@ while IFS=$'\t' read -r ch prefix exercise function text; do
     for t in $bad; do
       # The assertion's message: the line after "panicked at", up to the first blank line.
       msg=$(awk -v t="$t" '$0 ~ "^---- "t" stdout ----" {on=1; next} on && /^---- / {exit} on && seen && /^$/ {exit} on && seen {print} on && /panicked at/ {seen=1}' "$log" | head -4)
-      printf '      %s: %s\n' "$t" "${msg:-see the test's output (cargo test --test workshop -- $t)}"
+      printf '      %s: %s\n' "$t" "${msg:-see the output of (cargo test --test workshop -- $t)}"
     done
     printf '      hint: %s explains it; the EXERCISE comment in %s says what the body does\n' "$text" "$function"
   else
@@ -60,7 +60,7 @@ done <"$here/exercises.tsv"
 
 # Nothing left behind, also when a check failed (the tests remove what they start; a crashed
 # minictr's leftovers are removed by the next minictr command).
-MINICTR_UNTIL= "${MINICTR_TEST_BIN:-$root/target/debug/minictr}" ps -a >/dev/null 2>&1 || true
+MINICTR_UNTIL= "${MINICTR_TEST_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/minictr}" ps -a >/dev/null 2>&1 || true
 if [ -d "$MINICTR_RUN_DIR" ] && [ -n "$(ls -A "$MINICTR_RUN_DIR" | grep -vxE 'network|probes.json|.*\.lock' || true)" ]; then
   echo "LEFT  runtime directories in $MINICTR_RUN_DIR: $(ls "$MINICTR_RUN_DIR" | tr '\n' ' ')"
   fail=1
