@@ -30,7 +30,7 @@ say() { printf '[%4ds] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 bad() { say "PROOF FAILED: $*"; failures=$((failures + 1)); }
 
 # The tests, built once from this tree (they only start the minictr MINICTR_TEST_BIN names).
-exe=$(cd "$root" && cargo test --quiet --test workshop --no-run 2>&1 | sed -n 's/.*Executable tests\/workshop.rs (\(.*\))/\1/p')
+exe=$(cd "$root" && cargo test --test workshop --no-run 2>&1 | sed -n 's/.*Executable tests\/workshop.rs (\(.*\))/\1/p')
 [ -x "$exe" ] || { echo "prove.sh: could not build tests/workshop.rs" >&2; exit 1; }
 export WORKSHOP_TEST_EXE=$exe
 
