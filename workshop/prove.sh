@@ -39,9 +39,10 @@ build() { # build the copy; the binary is copied to $1
     cat "$work/build.log" >&2
     return 1
   fi
-  if grep -q '^warning' "$work/build.log"; then
-    say "warnings in $2:"; grep -A5 '^warning' "$work/build.log" | head -20
-    [ "${3:-}" = any ] || bad "$2 builds with warnings"
+  # A level must build without warnings; a mistake may leave an import unused.
+  if [ "${3:-}" != any ] && grep -q '^warning' "$work/build.log"; then
+    grep -A5 '^warning' "$work/build.log" | head -20
+    bad "$2 builds with warnings"
   fi
   cp "$CARGO_TARGET_DIR/debug/minictr" "$1"
 }
