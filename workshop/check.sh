@@ -58,9 +58,22 @@ while IFS=$'\t' read -r ch prefix exercise function text; do
   fi
 done <"$here/exercises.tsv"
 
+# minictr selftest's own checks of chapter N (each container run with --until N), on the rootfs the
+# tests built. (WORKSHOP_SELFTEST=0 skips them: prove.sh runs them only on the solutions.)
+bin=${MINICTR_TEST_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/minictr}
+rootfs=${MINICTR_TEST_ROOTFS:-${CARGO_TARGET_DIR:-$root/target}/tmp/busybox-rootfs}
+if [ "${WORKSHOP_SELFTEST:-1}" != 0 ]; then
+  if "$bin" selftest --chapter "$n" "$rootfs" >"$log" 2>&1; then
+    printf 'PASS  minictr selftest --chapter %s (%s checks)\n' "$n" "$(grep -c '^PASS' "$log")"
+  else
+    printf 'FAIL  minictr selftest --chapter %s\n' "$n"; fail=1
+    grep -E '^FAIL|^minictr:' "$log" | sed 's/^/      /' | cut -c1-300
+  fi
+fi
+
 # Nothing left behind, also when a check failed (the tests remove what they start; a crashed
 # minictr's leftovers are removed by the next minictr command).
-MINICTR_UNTIL= "${MINICTR_TEST_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/minictr}" ps -a >/dev/null 2>&1 || true
+MINICTR_UNTIL= "$bin" ps -a >/dev/null 2>&1 || true
 if [ -d "$MINICTR_RUN_DIR" ] && [ -n "$(ls -A "$MINICTR_RUN_DIR" | grep -vxE 'network|probes.json|.*\.lock' || true)" ]; then
   echo "LEFT  runtime directories in $MINICTR_RUN_DIR: $(ls "$MINICTR_RUN_DIR" | tr '\n' ' ')"
   fail=1

@@ -46,8 +46,10 @@ build() { # build the copy; the binary is copied to $1
   fi
   cp "$CARGO_TARGET_DIR/debug/minictr" "$1"
 }
-check() { # check N BIN → output in $work/check.log, exit status of check.sh
-  MINICTR_TEST_BIN=$2 "$root/workshop/check.sh" "$1" >"$work/check.log" 2>&1
+check() { # check N BIN [selftest] → output in $work/check.log, exit status of check.sh
+  # (selftest's chapter checks only where a check must pass on a solution: they cost seconds)
+  WORKSHOP_SELFTEST=$([ "${3:-}" = selftest ] && echo 1 || echo 0) MINICTR_TEST_BIN=$2 \
+    "$root/workshop/check.sh" "$1" >"$work/check.log" 2>&1
 }
 
 for level in 1 2 3 4 5 6 7 8 9; do
@@ -63,7 +65,7 @@ for level in 1 2 3 4 5 6 7 8 9; do
     fi
   fi
   for k in $(seq 1 $((level - 1))); do
-    if check "$k" "$bin"; then
+    if check "$k" "$bin" $([ "$k" = $((level - 1)) ] && echo selftest); then
       [ "$k" = $((level - 1)) ] && say "chapter $k passes on level $level (= chapter $k's solution)"
     else
       bad "chapter $k fails on level $level:"; cat "$work/check.log"
