@@ -80,7 +80,8 @@ pub fn gate(mut args: RunArgs, host: &Host) -> Result<(RunArgs, Host)> {
     if n < 5 {
         args.overlay.no_overlay = true;
     }
-    if n < 6 {
+    // The bridge is chapter 6's; sharing the host's network (--no-net, --network host) is not.
+    if n < 6 && !args.namespaces.no_net && args.network.network.as_deref() != Some("host") {
         args.network.network = Some("none".into());
         args.network.publish.clear();
     }
