@@ -308,7 +308,12 @@ fn ch05_overlay_writes_land_in_the_layer_not_the_image() {
             &format!("echo hi > /{f} && cat /{f} && echo x >> /etc/passwd"),
         ],
     );
-    assert_ok(&out);
+    assert!(
+        out.status.success(),
+        "writing in the container failed (exit {:?}): is the overlay writable — upperdir and workdir given? {}",
+        code(&out),
+        stderr(&out).trim()
+    );
     assert_eq!(stdout(&out).trim(), "hi");
     assert!(
         !rootfs().join(&f).exists(),
