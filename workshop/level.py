@@ -87,6 +87,10 @@ def main():
                           cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            capture_output=True, cwd=root, check=True).stdout.decode().split("\0")
+    # A copy made inside the clone (./level1) is not copied into the next one.
+    inside = os.path.relpath(os.path.abspath(dest), root)
+    if not inside.startswith(".."):
+        files = [f for f in files if not (f + "/").startswith(inside.rstrip("/") + "/")]
     stubs = 0
     for f in filter(None, files):
         src = os.path.join(root, f)
