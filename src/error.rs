@@ -78,12 +78,14 @@ pub fn one_line(err: &anyhow::Error) -> String {
 
 /// Exit status of a process the way a shell reports it: the code, or 128 + the signal.
 pub fn status_code(status: nix::sys::wait::WaitStatus) -> Option<i32> {
+    // EXERCISE(ch01, "report the exit status like a shell", hint = "Exited(code) -> code, Signaled(sig) -> 128 + sig, anything else -> None")
     use nix::sys::wait::WaitStatus;
     match status {
         WaitStatus::Exited(_, code) => Some(code),
         WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
         _ => None,
     }
+    // EXERCISE_END
 }
 
 #[cfg(test)]

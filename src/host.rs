@@ -18,6 +18,9 @@ pub struct Host {
     pub run_dir: PathBuf,
     /// How to find the host's cgroup layout (chapter 4), asked only when a cgroup is planned.
     pub cgroup_layout: fn() -> anyhow::Result<crate::cgroups::Layout>,
+    /// `MINICTR_UNTIL`: the workshop level, the last chapter whose stage runs (`--until` wins; see
+    /// `workshop::gate`). Kept as given: the gate checks it.
+    pub until: Option<String>,
 }
 
 impl Host {
@@ -34,6 +37,9 @@ impl Host {
                 .and_then(|h| h.into_string().ok()),
             run_dir: crate::state::base_dir(),
             cgroup_layout: crate::cgroups::Layout::detect,
+            until: std::env::var("MINICTR_UNTIL")
+                .ok()
+                .filter(|v| !v.is_empty()),
         }
     }
 

@@ -27,6 +27,7 @@ mod spec;
 mod state;
 mod sync;
 mod userns;
+mod workshop;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -289,6 +290,8 @@ pub struct RunArgs {
     pub lifecycle: lifecycle::LifecycleArgs,
     #[command(flatten)]
     pub image: image::ImageArgs,
+    #[command(flatten)]
+    pub workshop: workshop::WorkshopArgs,
 }
 
 /// Undo what crashed runs left behind, before any command that reads or creates containers

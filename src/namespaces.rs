@@ -152,6 +152,7 @@ pub fn clone_child(
     cgroup_fd: Option<RawFd>,
     child: impl FnOnce() -> i32,
 ) -> Result<Pid> {
+    // EXERCISE(ch01, "clone3 the child into its namespaces", hint = "clone3(flags, cgroup_fd): 0 = parent, the child runs child() and leaves with exit_child; EPERM/EINVAL -> clone_error")
     let shown = flags | cgroup_fd.map_or(0, |_| CLONE_INTO_CGROUP);
     crate::explain!(
         CHAPTER,
@@ -165,6 +166,7 @@ pub fn clone_child(
         Ok(Forked::Child) => clone3::exit_child(child()),
         Ok(Forked::Parent(pid)) => Ok(pid),
     }
+    // EXERCISE_END
 }
 // ANCHOR_END: clone
 

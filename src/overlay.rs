@@ -469,6 +469,7 @@ fn create(
     layer: Option<&WritableLayer>,
     lowers: impl FnOnce(&FsContext) -> Result<()>,
 ) -> Result<OwnedFd> {
+    // EXERCISE(ch05, "build the overlay: fsopen, fsconfig, fsmount", hint = "FsContext::open("overlay"), lowers(&ctx), upperdir and workdir of the layer, ctx.mount(read-only without a layer)")
     crate::explain!(
         CHAPTER,
         "fsopen(\"overlay\") — a new overlay filesystem context"
@@ -495,6 +496,7 @@ fn create(
     };
     ctx.mount(attrs)
         .context("failed to create the overlay root")
+    // EXERCISE_END
 }
 
 /// The kernel's overlayfs does not take this lower layer by fd: EINVAL for an unknown parameter or a
@@ -655,6 +657,7 @@ fn is_opaque(p: &Path) -> bool {
 
 // ANCHOR: diff_walk
 fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, String)>) -> Result<()> {
+    // EXERCISE(ch05, "walk the upper layer for diff", hint = "each entry: a 0:0 char device is D; else C if a lower layer has it, A if not; recurse into directories (an opaque one hides the lowers' entries)")
     let rd = std::fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
     for entry in rd {
         let entry = entry.with_context(|| format!("failed to read {}", dir.display()))?;
@@ -690,6 +693,7 @@ fn walk(upper: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<(char, Strin
         }
     }
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: diff_walk
 

@@ -30,6 +30,9 @@ pub fn run(args: RunArgs, host: &Host) -> Result<i32> {
     if args.explain {
         crate::explain::enable();
     }
+    // Workshop levels: `--until N` turns off the stages of the chapters after N (src/workshop.rs).
+    let (args, host) = crate::workshop::gate(args, host)?;
+    let host = &host;
     // 1. Validate everything before creating anything. ch09: an image is found in the store (or
     // pulled) first; its layers and config go into the spec.
     let in_use = || images_in_use(host);
@@ -552,7 +555,10 @@ fn child_setup(
     }
     // 9.–10. Mounts in chapter 2's order, private first, pivot_root last: from then on the host's
     // files are out of reach.
-    mount_everything(spec, layer_dir, fds)?;
+    // (`--until 1`: no root filesystem stage — the command runs in the host's files.)
+    if crate::workshop::stage_on(&spec.host, 2) {
+        mount_everything(spec, layer_dir, fds)?;
+    }
     if spec.namespaces.net {
         namespaces::loopback_up()?;
     }

@@ -18,6 +18,9 @@ pub struct SelftestArgs {
     /// Run every container with this --network (bridge, none or host) [default: minictr's default]
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// Workshop: only chapter N's checks, every container run with `--until N` (workshop/check.sh)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub chapter: Option<u8>,
 }
 
 /// What a container printed and how it exited.
@@ -187,6 +190,11 @@ fn image_unchanged_check(rootfs: &Path, net: &[&str]) -> std::result::Result<(),
 
 /// Every check, in the order of the book.
 fn checks(root: bool) -> Vec<Check> {
+    // `--chapter 1|2` (workshop levels): the user namespace is chapter 3's, still off.
+    let own_userns = std::env::var("MINICTR_UNTIL")
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok())
+        .map_or(true, |n| n >= 3);
     let host_ns: Vec<(String, String)> = crate::namespaces::TABLE
         .iter()
         .map(|k| k.name)
@@ -234,6 +242,7 @@ fn checks(root: bool) -> Vec<Check> {
             move |o| {
                 let same: Vec<&str> = host_ns
                     .iter()
+                    .filter(|(n, _)| own_userns || n != "user")
                     .filter(|(n, l)| o.out.lines().any(|x| x == format!("{n} {l}")))
                     .map(|(n, _)| n.as_str())
                     .collect();
@@ -556,7 +565,13 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         Some(m) => vec!["--network", m],
         None => Vec::new(),
     };
-    for c in checks(root) {
+    let chapter = args.chapter.map(|n| format!("ch{n:02}"));
+    if let Some(n) = args.chapter {
+        // Inherited by every `minictr run` below: the stages after chapter N are off.
+        std::env::set_var("MINICTR_UNTIL", n.to_string());
+    }
+    let mine = |ch: &str| chapter.as_deref().map_or(true, |c| c == ch);
+    for c in checks(root).into_iter().filter(|c| mine(c.chapter)) {
         let mut opts = net.clone();
         opts.extend(&c.opts);
         let r = match run_container(&rootfs, &opts, &c.script) {
@@ -565,16 +580,20 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         };
         report(c.chapter, &c.what, r);
     }
-    report(
-        "ch02",
-        "a mount made inside never shows in the host's mount table",
-        propagation_check(&rootfs, &net),
-    );
-    report(
-        "ch05",
-        "the image is unchanged after a container wrote to its root",
-        image_unchanged_check(&rootfs, &net),
-    );
+    if mine("ch02") {
+        report(
+            "ch02",
+            "a mount made inside never shows in the host's mount table",
+            propagation_check(&rootfs, &net),
+        );
+    }
+    if mine("ch05") {
+        report(
+            "ch05",
+            "the image is unchanged after a container wrote to its root",
+            image_unchanged_check(&rootfs, &net),
+        );
+    }
     if failed == 0 {
         println!("all checks passed");
         Ok(0)

@@ -343,6 +343,7 @@ mod tests {
             hostname: Some("the-host".into()),
             run_dir: std::env::temp_dir().join("minictr-spec-test"),
             cgroup_layout: v1_host,
+            until: None,
         }
     }
 

@@ -248,6 +248,7 @@ type Ranges = (Option<(u32, u32)>, Option<(u32, u32)>);
 
 /// As root: the user's subordinate ranges, else 100000–165535.
 fn root_plan(ranges: Ranges, name: &str) -> Plan {
+    // EXERCISE(ch03, "choose the id maps", hint = "container 0..65536 -> host uid/gid of the subordinate range (else 100000), never host 0")
     let (u, g, origin) = match ranges {
         (Some((us, _)), Some((gs, _))) => (us, gs, format!("the {name} ranges of /etc/subuid and /etc/subgid")),
         _ => (
@@ -270,6 +271,7 @@ fn root_plan(ranges: Ranges, name: &str) -> Plan {
         writer: Writer::Direct,
         origin,
     }
+    // EXERCISE_END
 }
 
 /// Rootless: our own id becomes root; with helpers, 1–65536 come from our subordinate range.
@@ -307,6 +309,7 @@ fn rootless_plan(ranges: Ranges, name: &str, euid: u32, egid: u32) -> Plan {
 // ANCHOR: write_maps
 /// Parent, after clone and before "go": write the maps of the blocked child.
 pub fn write_maps(pid: Pid, plan: &Plan) -> Result<()> {
+    // EXERCISE(ch03, "write the uid and gid maps", hint = "write /proc/PID/uid_map, "deny" to setgroups when only your own id is mapped, then gid_map; or run newuidmap/newgidmap")
     crate::explain!(CHAPTER, "id maps from {}", plan.origin);
     let proc_dir = format!("/proc/{pid}");
     match plan.writer {
@@ -354,12 +357,14 @@ pub fn write_maps(pid: Pid, plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: write_maps
 
 // ANCHOR: become_root
 /// Child, after the maps exist: become uid/gid 0 inside the user namespace.
 pub fn become_root(setgroups_allowed: bool) -> Result<()> {
+    // EXERCISE(ch03, "become root inside", hint = "setresgid(0,0,0), setgroups([]) if allowed, setresuid(0,0,0) — in that order")
     crate::explain!(
         CHAPTER,
         "setresgid(0, 0, 0); {}setresuid(0, 0, 0) — root, inside only",
@@ -379,6 +384,7 @@ pub fn become_root(setgroups_allowed: bool) -> Result<()> {
     nix::unistd::setresuid(zero_u, zero_u, zero_u)
         .context("failed to become uid 0 in the user namespace")?;
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: become_root
 

@@ -24,6 +24,12 @@ fn code(out: &std::process::Output) -> Option<i32> {
 
 #[test]
 fn the_first_process_is_pid_1_and_ps_shows_only_the_container() {
+    if !common::needs_chapter(
+        2,
+        "the_first_process_is_pid_1_and_ps_shows_only_the_container",
+    ) {
+        return;
+    }
     if !common::need_root("the_first_process_is_pid_1_and_ps_shows_only_the_container") {
         return;
     }
@@ -46,6 +52,9 @@ fn the_first_process_is_pid_1_and_ps_shows_only_the_container() {
 
 #[test]
 fn every_namespace_differs_from_the_hosts() {
+    if !common::needs_chapter(3, "every_namespace_differs_from_the_hosts") {
+        return;
+    }
     if !common::need_root("every_namespace_differs_from_the_hosts") {
         return;
     }
@@ -68,6 +77,9 @@ fn every_namespace_differs_from_the_hosts() {
 
 #[test]
 fn stage_switches_keep_the_hosts_namespace() {
+    if !common::needs_chapter(2, "stage_switches_keep_the_hosts_namespace") {
+        return;
+    }
     if !common::need_root("stage_switches_keep_the_hosts_namespace") {
         return;
     }
@@ -97,6 +109,12 @@ fn stage_switches_keep_the_hosts_namespace() {
 
 #[test]
 fn no_net_shows_the_hosts_interfaces_and_network_none_only_lo() {
+    if !common::needs_chapter(
+        2,
+        "no_net_shows_the_hosts_interfaces_and_network_none_only_lo",
+    ) {
+        return;
+    }
     if !common::need_root("no_net_shows_the_hosts_interfaces_and_network_none_only_lo") {
         return;
     }
@@ -341,6 +359,9 @@ fn environment_defaults_overrides_and_host_values() {
 
 #[test]
 fn user_by_number_and_by_name() {
+    if !common::needs_chapter(2, "user_by_number_and_by_name") {
+        return;
+    }
     if !common::need_root("user_by_number_and_by_name") {
         return;
     }
@@ -388,6 +409,9 @@ fn arguments_after_the_command_are_passed_verbatim() {
 
 #[test]
 fn help_version_and_explain() {
+    if !common::needs_chapter(2, "help_version_and_explain") {
+        return;
+    }
     let help = common::minictr().args(["run", "--help"]).output().unwrap();
     assert_ok(&help);
     assert!(
@@ -435,6 +459,9 @@ fn help_version_and_explain() {
 /// Every bad input: exit 125, one line naming the problem with a hint, and nothing left behind.
 #[test]
 fn bad_input_exits_125_with_one_line_and_leaves_nothing() {
+    if !common::needs_chapter(2, "bad_input_exits_125_with_one_line_and_leaves_nothing") {
+        return;
+    }
     if !common::need_root("bad_input_exits_125_with_one_line_and_leaves_nothing") {
         return;
     }

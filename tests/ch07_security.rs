@@ -599,6 +599,9 @@ fn no_security_turns_every_wall_off_and_explain_names_each() {
 
 #[test]
 fn selftest_passes_on_the_busybox_rootfs() {
+    if !common::needs_chapter(8, "selftest_passes_on_the_busybox_rootfs") {
+        return;
+    }
     if !common::need_root("selftest_passes_on_the_busybox_rootfs") {
         return;
     }

@@ -475,6 +475,7 @@ impl Cgroup {
 
     /// Step 5, v1: move the child (still waiting for "go") into every hierarchy.
     pub fn attach(&self, pid: Pid) -> Result<()> {
+        // EXERCISE(ch04, "put the container into its cgroup", hint = "v2: CLONE_INTO_CGROUP did it (self.fd); v1: write the pid to cgroup.procs of every hierarchy")
         if self.fd.is_some() {
             return Ok(()); // CLONE_INTO_CGROUP did it
         }
@@ -482,6 +483,7 @@ impl Cgroup {
             write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+        // EXERCISE_END
     }
 
     /// Step 13: the counters, read before the cgroup goes.

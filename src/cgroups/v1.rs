@@ -160,6 +160,7 @@ pub fn plan_dirs(hs: &[Hierarchy], l: &Limits, parent: Option<&str>, id: &str) -
 // ANCHOR: create
 /// Step 2: create the directory in every hierarchy, then write the limits.
 pub fn create(dirs: &[Dir], l: &Limits, created: &mut Vec<PathBuf>) -> Result<()> {
+    // EXERCISE(ch04, "create the cgroup and write its limits", hint = "mkdir in every hierarchy (a new cpuset inherits its parent's cpus and mems), then write each limit file writes(l) names")
     for d in dirs {
         let is_cpuset = d.controllers.iter().any(|c| c == "cpuset");
         let rel = d
@@ -203,6 +204,7 @@ pub fn create(dirs: &[Dir], l: &Limits, created: &mut Vec<PathBuf>) -> Result<()
         }
     }
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: create
 

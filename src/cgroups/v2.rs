@@ -151,6 +151,7 @@ pub fn plan_dir(u: &Unified, l: &Limits, parent: Option<&str>, id: &str) -> Resu
 // ANCHOR: create
 /// Step 2: enable the controllers on the way down, create the leaf, write the limits.
 pub fn create(d: &Dir, l: &Limits, created: &mut Vec<PathBuf>) -> Result<()> {
+    // EXERCISE(ch04, "create the cgroup and write its limits", hint = "enable the controllers in each parent's cgroup.subtree_control, mkdir the leaf, write each limit file writes(l) names")
     let rel = d
         .path
         .strip_prefix(&d.anchor)
@@ -197,6 +198,7 @@ pub fn create(d: &Dir, l: &Limits, created: &mut Vec<PathBuf>) -> Result<()> {
         ));
     }
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: create
 

@@ -34,6 +34,7 @@ const FORWARDED: [Signal; 8] = {
 /// Become the init: fork; the child restores `mask` and runs `exec` (which returns only on failure);
 /// this process forwards signals and reaps until the command exits, then returns its exit code.
 pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
+    // EXERCISE(ch08, "become the init", hint = "close fds from 3, block FORWARDED + SIGCHLD into a signalfd, fork: the child restores the mask and execs; the parent calls reap_and_forward")
     // Init never execs, so close-on-exec protects nothing here: close every inherited descriptor
     // but stdio for real (minictr's lock, channel and pipes must not live on in the container).
     let _ = crate::fds::close_from(3);
@@ -73,6 +74,7 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
         let _ = nix::unistd::tcsetpgrp(&stdin, child);
     }
     reap_and_forward(child, &sfd)
+    // EXERCISE_END
 }
 // ANCHOR_END: init
 
@@ -80,6 +82,7 @@ pub fn run(mask: &SigSet, exec: impl FnOnce() -> CommandError) -> i32 {
 /// PID 1's loop: reap every child (the command, and orphans re-parented to us) and pass signals on
 /// to the command; return the command's exit code.
 fn reap_and_forward(child: Pid, sfd: &SignalFd) -> i32 {
+    // EXERCISE(ch08, "reap and forward", hint = "on SIGCHLD waitpid(-1, WNOHANG) until StillAlive, return the command's status_code; any other signal: kill(child, sig)")
     loop {
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
@@ -118,5 +121,6 @@ fn reap_and_forward(child: Pid, sfd: &SignalFd) -> i32 {
             Err(_) => {}
         }
     }
+    // EXERCISE_END
 }
 // ANCHOR_END: reap

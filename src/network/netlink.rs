@@ -381,6 +381,7 @@ impl Socket {
         netns: BorrowedFd<'_>,
         netns_shown: &str,
     ) -> Result<()> {
+        // EXERCISE(ch06, "create the veth pair", hint = "RTM_NEWLINK: ifname, mtu, IFLA_MASTER = bridge, IFF_UP, linkinfo kind veth, peer { ifname, mtu, IFLA_NET_NS_FD }")
         crate::explain!(
             super::CHAPTER,
             "RTM_NEWLINK {{ifname={host:?}, kind=\"veth\", mtu={mtu}, master=#{bridge_index}, flags=IFF_UP, peer={{ifname={peer:?}, IFLA_NET_NS_FD={netns_shown}}}}} \
@@ -406,6 +407,7 @@ impl Socket {
         self.request(m)
             .with_context(|| format!("failed to create the veth pair {host} <-> {peer}"))?;
         Ok(())
+        // EXERCISE_END
     }
 
     /// `ip link set NAME up` (by index).
@@ -438,6 +440,7 @@ impl Socket {
 
     /// `ip addr add ADDR/PREFIX dev NAME`.
     pub fn add_addr(&mut self, name: &str, index: i32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        // EXERCISE(ch06, "give eth0 its address", hint = "RTM_NEWADDR with struct ifaddrmsg { AF_INET, prefixlen, index } and IFA_LOCAL = IFA_ADDRESS = the address")
         crate::explain!(
             super::CHAPTER,
             "RTM_NEWADDR {{index={index}, IFA_LOCAL={addr}, prefixlen={prefix}}} — ip addr add {addr}/{prefix} dev {name}"
@@ -453,6 +456,7 @@ impl Socket {
         self.request(m)
             .with_context(|| format!("failed to add {addr}/{prefix} to {name}"))?;
         Ok(())
+        // EXERCISE_END
     }
 
     /// The first IPv4 address of an interface (`ip -4 addr show dev NAME`): RTM_GETADDR dump.

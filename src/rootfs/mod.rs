@@ -157,6 +157,7 @@ pub(crate) fn mount_in(
 // ANCHOR: private
 /// First thing in the new mount namespace: stop mount events from propagating back to the host.
 pub fn make_private() -> Result<()> {
+    // EXERCISE(ch02, "make the mount namespace private", hint = "mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL): nothing mounted later propagates back to the host")
     crate::explain!(
         CHAPTER,
         "mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE, NULL) — nothing we mount leaks to the host"
@@ -169,6 +170,7 @@ pub fn make_private() -> Result<()> {
         None::<&str>,
     )
     .context("failed to make / private in the new mount namespace")
+    // EXERCISE_END
 }
 // ANCHOR_END: private
 
@@ -217,6 +219,7 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
 // ANCHOR: kernel_fs
 /// /proc: a fresh procfs shows the container's PID namespace.
 pub fn mount_proc(root: &Root, fresh: bool) -> Result<()> {
+    // EXERCISE(ch02, "mount a fresh /proc", hint = "fresh: mount_in(root, "/proc", "proc", Some("proc"), MS_NOSUID|MS_NOEXEC|MS_NODEV); else bind the host's /proc (MS_BIND|MS_REC)")
     let at = Path::new("/proc");
     if fresh {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
@@ -233,6 +236,7 @@ pub fn mount_proc(root: &Root, fresh: bool) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )
+    // EXERCISE_END
 }
 
 /// /sys, read-only: a fresh sysfs shows the network devices of the namespace that mounts it.
@@ -322,6 +326,7 @@ pub fn prepare_workdir(root: &Root, workdir: &Path) -> Result<()> {
 /// The `pivot_root(".", ".")` trick stacks the old root on top of the new one, so no `.oldroot`
 /// directory has to be created in the image.
 pub fn pivot(root: Root) -> Result<()> {
+    // EXERCISE(ch02, "pivot_root into the new root", hint = "fchdir(new root); pivot_root(".", "."); umount2(".", MNT_DETACH); chdir("/") — not chroot")
     crate::explain!(
         CHAPTER,
         "fchdir({:?}); pivot_root(\".\", \".\"); umount2(\".\", MNT_DETACH); chdir(\"/\")",
@@ -340,5 +345,6 @@ pub fn pivot(root: Root) -> Result<()> {
     umount2(".", MntFlags::MNT_DETACH).context("failed to detach the old root")?;
     nix::unistd::chdir("/").context("failed to chdir to the new /")?;
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: pivot

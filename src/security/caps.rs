@@ -193,6 +193,7 @@ pub fn current() -> Result<(CapSet, CapSet, CapSet)> {
 /// setuid-root or file-capability binary) can get them back. Needs CAP_SETPCAP, so this runs while
 /// the process is still root with every capability.
 pub fn drop_bounding(keep: CapSet) -> Result<()> {
+    // EXERCISE(ch07, "drop the bounding set", hint = "prctl(PR_CAPBSET_DROP, cap) for every cap not kept; EINVAL = past the last cap this kernel knows")
     for cap in (0..64usize).filter(|c| !keep.has(*c)) {
         // SAFETY: prctl with plain integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
@@ -205,6 +206,7 @@ pub fn drop_bounding(keep: CapSet) -> Result<()> {
         }
     }
     Ok(())
+    // EXERCISE_END
 }
 // ANCHOR_END: drop_bounding
 
@@ -213,6 +215,7 @@ pub fn drop_bounding(keep: CapSet) -> Result<()> {
 /// left after setuid, and that is right), inheritable to empty, and clear the ambient set: the
 /// command starts with exactly these and can pass none of them on through exec except as root.
 pub fn set_process_caps(keep: CapSet) -> Result<CapSet> {
+    // EXERCISE(ch07, "set the capability sets", hint = "capset: permitted = effective = keep & current permitted, inheritable 0; then PR_CAP_AMBIENT_CLEAR_ALL")
     let (_, permitted, _) = current()?;
     let want = CapSet(keep.0 & permitted.0);
     let mut hdr = CapHeader {
@@ -245,6 +248,7 @@ pub fn set_process_caps(keep: CapSet) -> Result<CapSet> {
             .context("prctl(PR_CAP_AMBIENT_CLEAR_ALL) failed");
     }
     Ok(want)
+    // EXERCISE_END
 }
 // ANCHOR_END: set_caps
 

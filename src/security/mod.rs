@@ -325,11 +325,19 @@ pub fn after_user_switch(cfg: &Config) -> Result<()> {
     nondumpable()?;
     close_fds_on_exec()?;
     if cfg.no_new_privs {
-        crate::explain!(CHAPTER, "prctl(PR_SET_NO_NEW_PRIVS, 1) — execve can never grant more (setuid bits and file capabilities are ignored)");
-        prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS) failed")?;
-        install_seccomp(cfg)?;
+        lock_down(cfg)?;
     }
     Ok(())
+}
+
+/// The last two walls, in this order: no_new_privs (so that an unprivileged process may install a
+/// filter, and no execve grants more), then the seccomp filter.
+fn lock_down(cfg: &Config) -> Result<()> {
+    // EXERCISE(ch07, "no_new_privs, then seccomp", hint = "prctl(PR_SET_NO_NEW_PRIVS, 1), then install_seccomp(cfg) — the filter last of all")
+    crate::explain!(CHAPTER, "prctl(PR_SET_NO_NEW_PRIVS, 1) — execve can never grant more (setuid bits and file capabilities are ignored)");
+    prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS) failed")?;
+    install_seccomp(cfg)
+    // EXERCISE_END
 }
 // ANCHOR_END: after_user
 

@@ -7,17 +7,46 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The binary under test.
+/// The binary under test (`MINICTR_TEST_BIN` names another build of it: workshop/prove.sh runs one
+/// test binary against each level's minictr).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_minictr"))
+    std::env::var_os("MINICTR_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_minictr")))
 }
 
-/// `minictr` as a Command with stdin closed, started in the test's own network namespace.
+/// `minictr` as a Command with stdin closed, started in the test's own network namespace. In
+/// workshop mode (`MINICTR_TEST_UNTIL=N`, set by workshop/check.sh) every minictr runs with
+/// `MINICTR_UNTIL=N`: the stages of later chapters are off.
 pub fn minictr() -> Command {
     enter_test_netns();
     let mut c = Command::new(bin());
     c.stdin(Stdio::null());
+    if let Some(n) = test_until() {
+        c.env("MINICTR_UNTIL", n.to_string());
+    }
     c
+}
+
+/// The workshop level the tests run at (`MINICTR_TEST_UNTIL`), `None` for every stage.
+pub fn test_until() -> Option<u8> {
+    std::env::var("MINICTR_TEST_UNTIL")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A test that needs chapter `chapter`'s stage is skipped (with the reason printed) when the
+/// workshop level is below it.
+pub fn needs_chapter(chapter: u8, test: &str) -> bool {
+    match test_until() {
+        Some(n) if n < chapter => {
+            eprintln!(
+                "SKIPPED {test}: needs chapter {chapter}'s stage, and MINICTR_TEST_UNTIL={n}"
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Integration tests run real containers and need root. When not root they say so loudly and pass
