@@ -367,9 +367,11 @@ fn redact(line: &str) -> String {
         if i + 12 > c.len()
             || (i > 0 && c[i - 1].is_alphanumeric())
             || (i + 12 < c.len() && c[i + 12].is_alphanumeric())
+            || !c[i..i + 12].iter().all(char::is_ascii)
         {
             return false;
         }
+        // ASCII only from here: byte indices are character indices
         let s: String = c[i..i + 12].iter().collect();
         let b = s.as_bytes();
         MONTHS.contains(&&s[..3])
@@ -786,6 +788,11 @@ fn bless_keeps_placeholders_and_ellipses() {
     assert_eq!(
         redact("/run/minictr/08893cd2eb7c/root and deadbeefdeadbeef"),
         "/run/minictr/[ID]/root and deadbeefdeadbeef"
+    );
+    // a multi-byte character near where a date could start (found by a `--explain` line)
+    assert_eq!(
+        redact("[ch01 namespaces] clone3(…) — the child"),
+        "[ch01 namespaces] clone3(…) — the child"
     );
 }
 
