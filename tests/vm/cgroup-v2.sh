@@ -32,6 +32,13 @@ done
 say "building minictr, tests/ch04_cgroups.rs and tests/sessions.rs for x86_64-unknown-linux-musl"
 rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
   rustup target add x86_64-unknown-linux-musl
+# chapter 9's HTTPS client (ureq with rustls) builds `ring`, which has C and assembly: it needs a C
+# compiler for musl (Debian: musl-tools, which installs musl-gcc)
+if [ -z "${CC_x86_64_unknown_linux_musl:-}" ]; then
+  command -v musl-gcc >/dev/null ||
+    { echo "$0: musl-gcc is missing (apt-get install -y musl-tools): the crate ring needs a C compiler for musl" >&2; exit 1; }
+  export CC_x86_64_unknown_linux_musl=musl-gcc
+fi
 cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups --test sessions
 built=$(cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups --test sessions \
   --message-format=json 2>/dev/null)
