@@ -586,12 +586,14 @@ impl Lab {
             std::env::var("PATH").unwrap_or_default()
         );
         let mut c = Command::new("nsenter");
+        // `cd` inside, not nsenter's --wd: nsenter opens that directory before it enters the mount
+        // namespace, and a working directory of another mount namespace is "(unreachable)" to
+        // getcwd — musl's realpath then fails (the VM's static minictr did)
         c.arg("-t")
             .arg(self.holder.id().to_string())
             .args(["-m", "-n"])
-            .arg(format!("--wd={}", self.dir.display()))
             .args(["--", "timeout", "-k", "5", "300", shell, "-c"])
-            .arg(format!("exec 2>&1\n{cmd}"))
+            .arg(format!("cd '{}' || exit 1\nexec 2>&1\n{cmd}", self.dir.display()))
             .env("PATH", path)
             // a reader types in a terminal: minictr passes its TERM on (chapter 1)
             .env("TERM", "xterm")
