@@ -593,7 +593,10 @@ impl Lab {
             .arg(self.holder.id().to_string())
             .args(["-m", "-n"])
             .args(["--", "timeout", "-k", "5", "300", shell, "-c"])
-            .arg(format!("cd '{}' || exit 1\nexec 2>&1\n{cmd}", self.dir.display()))
+            .arg(format!(
+                "cd '{}' || exit 1\nexec 2>&1\n{cmd}",
+                self.dir.display()
+            ))
             .env("PATH", path)
             // a reader types in a terminal: minictr passes its TERM on (chapter 1)
             .env("TERM", "xterm")
@@ -669,7 +672,7 @@ fn sessions() {
                 continue;
             }
         };
-        if !required.is_empty() && !session.requires.iter().any(|r| *r == required) {
+        if !required.is_empty() && !session.requires.contains(&required) {
             continue;
         }
         if let Some(why) = unmet(&session.requires) {
