@@ -7,11 +7,14 @@
 #   #fragment names an id (or a name) on the page it points at;
 # - no page holds a path of the machine that built it (this clone's directory, a home directory, a
 #   temporary directory of a test); the reader's clone is written /home/you/minictr;
+# - `mdbook test chapters` passes (a piece of the crate is fenced ```rust,ignore);
 # - with Graphviz installed, chapters/pictures/build.sh --check: no SVG is older than its source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/check-includes.sh
 if ! out=$(mdbook build chapters 2>&1); then echo "$out" >&2; exit 1; fi
+# every ```rust block either compiles on its own or says ```rust,ignore (about 2 s)
+if ! out=$(mdbook test chapters 2>&1); then echo "$out" >&2; echo "book-check: mdbook test failed (a \`\`\`rust block that is a piece of the crate needs \`\`\`rust,ignore)" >&2; exit 1; fi
 if command -v dot >/dev/null; then
   bash chapters/pictures/build.sh --check
 else

@@ -3,6 +3,12 @@
 # machines are cgroup v1 hybrid; most students' machines are v2), and `minictr doctor` there.
 #
 #   sudo tests/vm/cgroup-v2.sh            # from the repository root; exits non-zero if a test fails
+#   sudo MINICTR_BLESS=1 tests/vm/cgroup-v2.sh   # also rewrite the book's cgroup v2 sessions
+#
+# After the tests, the guest re-runs the book's sessions marked `<!-- requires: cgroup-v2 -->`
+# (tests/sessions.rs; chapters/sessions/) with --network none as the default; with MINICTR_BLESS=1 it
+# blesses them and prints each file on the console, and this script writes them back to
+# chapters/sessions/ (read `git diff chapters/sessions` before committing).
 #
 # How: minictr and the test binary are built as static musl binaries; Debian's kernel is downloaded
 # with `apt-get download` and unpacked (nothing is installed in /boot); a busybox initramfs holds the
@@ -23,15 +29,23 @@ done
 [ -x /bin/busybox ] && file_bb=/bin/busybox || file_bb=$(command -v busybox)
 
 # 1. Static binaries: minictr and the ch04 test binary.
-say "building minictr and tests/ch04_cgroups.rs for x86_64-unknown-linux-musl"
+say "building minictr, tests/ch04_cgroups.rs and tests/sessions.rs for x86_64-unknown-linux-musl"
 rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
   rustup target add x86_64-unknown-linux-musl
-cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups
-test_bin=$(cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups \
-  --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*ch04_cgroups[^"]*\)".*/\1/p' | tail -n1)
+# chapter 9's HTTPS client (ureq with rustls) builds `ring`, which has C and assembly: it needs a C
+# compiler for musl (Debian: musl-tools, which installs musl-gcc)
+if [ -z "${CC_x86_64_unknown_linux_musl:-}" ]; then
+  command -v musl-gcc >/dev/null ||
+    { echo "$0: musl-gcc is missing (apt-get install -y musl-tools): the crate ring needs a C compiler for musl" >&2; exit 1; }
+  export CC_x86_64_unknown_linux_musl=musl-gcc
+fi
+cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups --test sessions
+built=$(cargo test --no-run --target x86_64-unknown-linux-musl --test ch04_cgroups --test sessions \
+  --message-format=json 2>/dev/null)
+test_bin=$(echo "$built" | sed -n 's/.*"executable":"\([^"]*ch04_cgroups[^"]*\)".*/\1/p' | tail -n1)
+sessions_bin=$(echo "$built" | sed -n 's/.*"executable":"\([^"]*\/sessions-[^"]*\)".*/\1/p' | tail -n1)
 minictr_bin=$repo/target/x86_64-unknown-linux-musl/debug/minictr
-[ -x "$test_bin" ] && [ -x "$minictr_bin" ] || { echo "$0: the musl build failed (run the cargo command above to see why)" >&2; exit 1; }
+[ -x "$test_bin" ] && [ -x "$sessions_bin" ] && [ -x "$minictr_bin" ] || { echo "$0: the musl build failed (run the cargo command above to see why)" >&2; exit 1; }
 
 # 2. A Debian kernel, unpacked (cached in target/vm).
 kdir=$work/kernel
@@ -62,7 +76,16 @@ done
 mkdir -p "$img$(dirname "$minictr_bin")" "$img/tests"
 cp "$minictr_bin" "$img$minictr_bin"
 cp "$test_bin" "$img/tests/ch04_cgroups"
-strip "$img$minictr_bin" "$img/tests/ch04_cgroups" 2>/dev/null || true
+cp "$sessions_bin" "$img/tests/sessions"
+strip "$img$minictr_bin" "$img/tests/ch04_cgroups" "$img/tests/sessions" 2>/dev/null || true
+# The sessions, where tests/sessions.rs looks for them (CARGO_MANIFEST_DIR), and an ext4 scratch
+# filesystem for its CARGO_TARGET_TMPDIR (target/<triple>/tmp for a --target build): a session's
+# ./rootfs is the lower layer of an idmapped overlay, and tmpfs cannot be idmapped before Linux 6.3.
+mkdir -p "$img$repo/chapters/sessions" "$img$repo/target/x86_64-unknown-linux-musl/tmp"
+cp chapters/sessions/*.md "$img$repo/chapters/sessions/"
+rm -f "$work/scratch.img"
+mkfs.ext4 -q -F -O ^metadata_csum,^has_journal "$work/scratch.img" 64M
+cp --sparse=always "$work/scratch.img" "$img/scratch.img"
 # setpriv (util-linux, dynamically linked) for the rootless test, with its libraries.
 if command -v setpriv >/dev/null; then
   sp=$(command -v setpriv)
@@ -147,12 +170,26 @@ if [ "$doctor_rc" != 1 ] || ! grep -q '^FAIL user namespaces: .*(fix: user.max_u
   echo "[guest] doctor FAILED: exit $doctor_rc, no FAIL line naming user.max_user_namespaces"
   status=1
 fi
+# The book's cgroup v2 sessions (chapters 1 and 4), with --network none as the default.
+echo "[guest] the book's sessions marked requires: cgroup-v2"
+mount -o loop /scratch.img SESSIONS_REPO/target/x86_64-unknown-linux-musl/tmp
+MINICTR_TEST_ROOTFS=/rootfs MINICTR_SESSIONS_REQUIRES=cgroup-v2 MINICTR_SESSIONS_NETWORK=none \
+  MINICTR_BLESS=SESSIONS_BLESS /tests/sessions --exact sessions --nocapture || status=1
+if [ SESSIONS_BLESS = 1 ]; then
+  for f in SESSIONS_REPO/chapters/sessions/*.md; do
+    grep -q 'requires:.*cgroup-v2' "$f" || continue
+    echo "=== SESSION-FILE ${f##*/}"
+    cat "$f"
+    echo "=== SESSION-END"
+  done
+fi
 echo "MINICTR-VM-TESTS-EXIT=$status"
 sync
 poweroff -f
 EOF
 sed -i "s|MINICTR_DEMO_BIN|$minictr_bin run|" "$img/init"
 sed -i "s|MINICTR_BIN|$minictr_bin|" "$img/init"
+sed -i "s|SESSIONS_REPO|$repo|g; s|SESSIONS_BLESS|${MINICTR_BLESS:-0}|g" "$img/init"
 chmod +x "$img/init"
 (cd "$img" && find . | "$file_bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.cpio.gz"
 
@@ -173,6 +210,14 @@ for attempt in 1 2; do
   [ -n "$status" ] && break
   say "the guest did not finish (attempt $attempt)"
 done
+if [ "${MINICTR_BLESS:-0}" = 1 ]; then
+  # the blessed sessions, from the console back into chapters/sessions/
+  tr -d '\r' <"$log" | awk -v dir="$repo/chapters/sessions" '
+    /^=== SESSION-FILE / { out = dir "/" $3; printf "" > out; next }
+    /^=== SESSION-END/ { close(out); out = ""; next }
+    out != "" { print >> out }'
+  say "wrote the blessed cgroup v2 sessions back (git diff chapters/sessions)"
+fi
 if [ "$status" = 0 ]; then
   say "cgroup v2 tests passed (console: $log)"
   exit 0
