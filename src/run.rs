@@ -1,6 +1,6 @@
 //! The orchestrator: `minictr run`'s start sequence. It is the only place that knows the order of
 //! the stages; each stage is a module that knows nothing of the others. The numbered steps are
-//! chapter 0's picture:
+//! the start sequence of chapter 0 and its appendix:
 //!
 //! parent: 1 validate → 2 reserve → 3 clone → 4 map ids → 5 prepare the root, attach cgroup and
 //! network → 6 go → child: 7 become root → 8 hostname → 9 mounts → 10 pivot_root → 11 user, env,

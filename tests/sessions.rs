@@ -700,6 +700,60 @@ impl Drop for Lab {
     }
 }
 
+/// The session files, sorted, whose name contains `only` (MINICTR_SESSIONS).
+fn session_files(only: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sessions_dir())
+        .expect("chapters/sessions")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(only))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Run one session in a lab of its own; returns what differs (empty when it matches). With
+/// `bless_mode`, the expected output is rewritten instead.
+fn run_session(name: &str, session: &mut Session, bless_mode: bool) -> String {
+    // `requires: bash`: job specs (%1), the `time` keyword and bash's own messages
+    let shell = if session.requires.iter().any(|r| r == "bash") {
+        "bash"
+    } else {
+        "sh"
+    };
+    let mut lab = Lab::new(name);
+    if session.requires.iter().any(|r| r == "registry") {
+        lab.start_registry();
+    }
+    let mut report = String::new();
+    for step in &mut session.steps {
+        let lines = lab.run(shell, &step.cmd);
+        if !lines_match(&step.expected, &lines) {
+            if bless_mode {
+                step.expected = bless(&step.expected, &lines);
+            } else {
+                report.push_str(&format!(
+                    "# {}\n{}",
+                    step.cmd.replace('\n', "\n> "),
+                    diff(&step.expected, &lines)
+                ));
+            }
+        }
+    }
+    let left = lab.leftovers();
+    if !left.is_empty() {
+        report.push_str(&format!(
+            "the session left containers behind: {}\n",
+            left.join(" ")
+        ));
+    }
+    drop(lab);
+    report
+}
+
 #[test]
 fn sessions() {
     if !common::need_root("sessions") {
@@ -709,16 +763,7 @@ fn sessions() {
     let only = std::env::var("MINICTR_SESSIONS").unwrap_or_default();
     // MINICTR_SESSIONS_REQUIRES=cgroup-v2: only the sessions that say they need it (the VM runs these)
     let required = std::env::var("MINICTR_SESSIONS_REQUIRES").unwrap_or_default();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(sessions_dir())
-        .expect("chapters/sessions")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().contains(&only))
-        })
-        .collect();
-    files.sort();
+    let files = session_files(&only);
     let mut failures = Vec::new();
     for file in files {
         let name = file
@@ -742,39 +787,7 @@ fn sessions() {
             continue;
         }
         eprintln!("session {name}: {} commands", session.steps.len());
-        // `requires: bash`: job specs (%1), the `time` keyword and bash's own messages
-        let shell = if session.requires.iter().any(|r| r == "bash") {
-            "bash"
-        } else {
-            "sh"
-        };
-        let mut lab = Lab::new(&name);
-        if session.requires.iter().any(|r| r == "registry") {
-            lab.start_registry();
-        }
-        let mut report = String::new();
-        for step in &mut session.steps {
-            let lines = lab.run(shell, &step.cmd);
-            if !lines_match(&step.expected, &lines) {
-                if bless_mode {
-                    step.expected = bless(&step.expected, &lines);
-                } else {
-                    report.push_str(&format!(
-                        "# {}\n{}",
-                        step.cmd.replace('\n', "\n> "),
-                        diff(&step.expected, &lines)
-                    ));
-                }
-            }
-        }
-        let left = lab.leftovers();
-        if !left.is_empty() {
-            report.push_str(&format!(
-                "the session left containers behind: {}\n",
-                left.join(" ")
-            ));
-        }
-        drop(lab);
+        let report = run_session(&name, &mut session, bless_mode);
         if bless_mode {
             let new = render(&session);
             if new != text {
