@@ -80,12 +80,26 @@ enum Command {
         containers: Vec<String>,
     },
 
-    /// List containers: running ones, or all with -a
-    #[command(after_help = "Example:\n  sudo minictr ps -a")]
+    /// List containers: running ones, or all with -a (exited, kept and named ones too)
+    #[command(
+        after_help = "Examples:\n  sudo minictr ps -a\n  sudo minictr rm $(sudo minictr ps -aq)   # remove every container"
+    )]
     Ps {
-        /// Also show exited containers
+        /// Also show exited containers and kept ones (--name, --keep)
         #[arg(short, long)]
         all: bool,
+        /// Print the ids only
+        #[arg(short, long)]
+        quiet: bool,
+    },
+
+    /// Print a container's record as JSON (its state; for a kept container, its layer's record)
+    #[command(
+        after_help = "Examples:\n  sudo minictr inspect web\n  sudo minictr inspect web | jq .resources"
+    )]
+    Inspect {
+        #[arg(value_name = "ID|NAME")]
+        container: String,
     },
 
     /// Show the output of a detached container
@@ -371,7 +385,8 @@ fn main() {
         Command::Run(args) => run::run(*args, &host),
         Command::Diff { container } => manage::diff(&container),
         Command::Rm { force, containers } => manage::rm(&containers, force),
-        Command::Ps { all } => lifecycle::commands::ps(all),
+        Command::Ps { all, quiet } => manage::ps(all, quiet),
+        Command::Inspect { container } => manage::inspect(&container),
         Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
         Command::Exec {
             tty,
