@@ -100,27 +100,43 @@ pub fn print_ps(rows: &[PsRow], quiet: bool) -> Result<i32> {
         }
         return Ok(0);
     }
-    writeln!(
-        out,
-        "{:<12}  {:<16}  {:>7}  {:<28}  {:<24}  {:<20}  ADDRESS",
-        "ID", "NAME", "PID", "STATUS", "COMMAND", "CREATED"
-    )?;
+    let mut table = vec![[
+        "ID", "NAME", "PID", "STATUS", "COMMAND", "CREATED", "ADDRESS",
+    ]
+    .map(String::from)];
     for r in rows {
         let mut cmd = r.command.join(" ");
         if cmd.chars().count() > 24 {
             cmd = cmd.chars().take(23).collect::<String>() + "…";
         }
-        writeln!(
-            out,
-            "{:<12}  {:<16}  {:>7}  {:<28}  {:<24}  {:<20}  {}",
-            r.id,
-            r.name.as_deref().unwrap_or("-"),
+        table.push([
+            r.id.clone(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
             r.pid.map_or_else(|| "-".into(), |p| p.to_string()),
-            r.status,
+            r.status.clone(),
             cmd,
             ago(r.created),
-            r.address.as_deref().unwrap_or("-")
-        )?;
+            r.address.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    // Each column as wide as its widest cell (like `docker ps`); the pid right-aligned.
+    let mut width = [0usize; 7];
+    for row in &table {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &table {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(width[i] - cell.chars().count());
+            match i {
+                2 => line.push_str(&format!("{pad}{cell}   ")),
+                6 => line.push_str(cell),
+                _ => line.push_str(&format!("{cell}{pad}   ")),
+            }
+        }
+        writeln!(out, "{line}")?;
     }
     Ok(0)
 }
