@@ -76,9 +76,9 @@ fn lo_up() {
         for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
             *d = *s as libc::c_char;
         }
-        let get = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        let get = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req);
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        let set = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        let set = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
         let err = std::io::Error::last_os_error();
         libc::close(fd);
         assert!(get == 0 && set == 0, "bringing lo up: {err}");
