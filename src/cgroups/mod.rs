@@ -586,11 +586,18 @@ pub fn remove(paths: &[String]) -> Result<()> {
                     }));
                 }
                 Err(e) => {
-                    last = Some(anyhow::Error::new(e).context(format!(
-                        "failed to remove the cgroup {} (processes still in it after {} s)",
-                        d.display(),
-                        REMOVE_TIMEOUT.as_secs()
-                    )));
+                    let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                        format!(
+                            " (processes still in it after {} s)",
+                            REMOVE_TIMEOUT.as_secs()
+                        )
+                    } else {
+                        String::new()
+                    };
+                    last = Some(
+                        anyhow::Error::new(e)
+                            .context(format!("failed to remove the cgroup {}{why}", d.display())),
+                    );
                     break;
                 }
             }
@@ -703,7 +710,8 @@ pub fn stats_of(paths: &Paths) -> Result<Stats> {
 // ANCHOR_END: stats_of
 
 /// The cgroups recorded by a minictr that died: kill what is left and remove them. False when one
-/// could not be removed (its record should stay, so that a later command tries again).
+/// still holds processes after [`REMOVE_TIMEOUT`] (its record should stay, so that a later command
+/// tries again); any other error is only warned about.
 pub fn remove_stale(paths: &Paths) -> bool {
     let paths = &paths.0[..];
     if paths.is_empty() {
@@ -718,7 +726,11 @@ pub fn remove_stale(paths: &Paths) -> bool {
         Ok(()) => true,
         Err(e) => {
             eprintln!("minictr: warning: {}", crate::error::one_line(&e));
-            false
+            let busy = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.raw_os_error())
+                == Some(libc::EBUSY);
+            !busy
         }
     }
 }
