@@ -292,7 +292,7 @@ fn detached_containers_and_their_commands() {
         .lines()
         .find(|l| l.starts_with(&id))
         .unwrap_or_else(|| panic!("{id} not in ps:\n{ps}"));
-    assert!(line.contains(&name) && line.contains("running"), "{line}");
+    assert!(line.contains(&name) && line.contains(" Up "), "{line}");
     let pid: i32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
 
@@ -313,7 +313,7 @@ fn detached_containers_and_their_commands() {
     let ps = ok(&["ps", "-a"]);
     assert!(
         ps.lines()
-            .any(|l| l.starts_with(&id) && l.contains("exited (0)")),
+            .any(|l| l.starts_with(&id) && l.contains(" Exited (0) ")),
         "{ps}"
     );
     assert!(!ok(&["ps"]).contains(&id), "ps without -a hides it");
