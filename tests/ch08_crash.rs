@@ -8,21 +8,7 @@ mod common;
 use std::process::Command;
 
 fn steps(opts: &[&str]) -> Vec<String> {
-    let out = common::minictr()
-        .env("MINICTR_CRASH_AT", "none")
-        .args(["run", "--explain"])
-        .args(opts)
-        .arg(common::rootfs())
-        .arg("true")
-        .output()
-        .unwrap();
-    common::assert_ok(&out);
-    common::stderr(&out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("[ch08 lifecycle] step \""))
-        .filter_map(|l| l.split('"').next())
-        .map(str::to_string)
-        .collect()
+    common::checkpoints(common::minictr(), "MINICTR_CRASH_AT", opts)
 }
 
 /// Everything of container `id` (hostname `host`) that could be left on the host.

@@ -23,25 +23,6 @@ fn id_from_explain(out: &Output) -> String {
         .to_string()
 }
 
-/// The checkpoints of a successful start, as `--explain` lists them with MINICTR_FAIL_AT set.
-fn steps(dirs: &PrivateDirs) -> Vec<String> {
-    let out = dirs
-        .minictr()
-        .env("MINICTR_FAIL_AT", "none")
-        .args(["run", "--explain"])
-        .arg(common::rootfs())
-        .arg("true")
-        .output()
-        .unwrap();
-    common::assert_ok(&out);
-    common::stderr(&out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("[ch08 lifecycle] step \""))
-        .filter_map(|l| l.split('"').next())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Nothing of container `id` is left: nothing `ps -a` or the directories show (see
 /// [`PrivateDirs::assert_empty`]), no cgroup, no veth, no mount.
 fn assert_gone(dirs: &PrivateDirs, id: &str, what: &str) {
@@ -66,7 +47,7 @@ fn a_failure_at_any_step_leaves_nothing() {
         return;
     }
     let dirs = PrivateDirs::new("failstep");
-    let all = steps(&dirs);
+    let all = common::checkpoints(dirs.minictr(), "MINICTR_FAIL_AT", &[]);
     assert!(all.len() >= 8, "steps named: {all:?}");
     dirs.assert_empty("after a successful run");
     for detach in [false, true] {
@@ -118,6 +99,41 @@ fn a_failure_at_any_step_leaves_nothing() {
     dirs.assert_empty("after rm");
 }
 
+/// A start refused because `first` holds what it asks for (`opts`): 125 naming the conflict
+/// (`msg`), in the foreground and with -d, and nothing of it is left beside `first`: `ps -aq` lists
+/// `first` alone, no cgroup, layer or veth of the refused one exists.
+fn assert_refused_beside(dirs: &PrivateDirs, first: &str, opts: &[&str], msg: &str) {
+    let rootfs = common::rootfs();
+    for detach in [&["-d"][..], &[][..]] {
+        let mut args = vec!["run", "--explain"];
+        args.extend_from_slice(detach);
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[rootfs.to_str().unwrap(), "true"]);
+        let out = dirs.cmd(&args);
+        let err = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+        let id = id_from_explain(&out);
+        assert_eq!(
+            dirs.ids(),
+            vec![first.to_string()],
+            "{args:?}: only {first} is listed"
+        );
+        assert!(
+            common::cgroups_of(&id).is_empty(),
+            "{args:?}: cgroup of {id} left"
+        );
+        assert!(
+            !dirs.data.join("containers").join(&id).exists(),
+            "{args:?}: layer left"
+        );
+        let veth = format!("mc{id}");
+        common::wait_until(10, "the veth of the refused start to go", || {
+            !common::links().contains(&veth)
+        });
+    }
+}
+
 /// `minictr run -d --name web` while "web" is taken: exit 125 and no second record (it used to stay
 /// in `ps -a` as "exited (minictr died)", carrying the name).
 #[test]
@@ -131,34 +147,12 @@ fn a_taken_name_leaves_nothing() {
     let first = dirs.cmd(&["run", "-d", "--name", "web", r, "sleep", "30"]);
     common::assert_ok(&first);
     let web = common::stdout(&first).trim().to_string();
-    for opts in [&["-d"][..], &[][..]] {
-        let mut args = vec!["run", "--explain"];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&["--name", "web", r, "true"]);
-        let out = dirs.cmd(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "{opts:?}: {}",
-            common::stderr(&out)
-        );
-        assert!(
-            common::stderr(&out).contains("already in use by container"),
-            "{opts:?}: {}",
-            common::stderr(&out)
-        );
-        let id = id_from_explain(&out);
-        assert_eq!(
-            dirs.ids(),
-            vec![web.clone()],
-            "{opts:?}: only web is listed"
-        );
-        assert!(
-            common::cgroups_of(&id).is_empty(),
-            "{opts:?}: cgroup of {id} left"
-        );
-        assert!(!dirs.data.join("containers").join(&id).exists());
-    }
+    assert_refused_beside(
+        &dirs,
+        &web,
+        &["--name", "web"],
+        "already in use by container",
+    );
     let ps = common::stdout(&dirs.cmd(&["ps", "-a"]));
     assert!(
         ps.lines()
@@ -183,37 +177,7 @@ fn a_published_port_leaves_nothing() {
     let first = dirs.cmd(&["run", "-d", "-p", "18081:80", r, "sleep", "30"]);
     common::assert_ok(&first);
     let a = common::stdout(&first).trim().to_string();
-    for opts in [&["-d"][..], &[][..]] {
-        let mut args = vec!["run", "--explain"];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&["-p", "18081:80", r, "true"]);
-        let out = dirs.cmd(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "{opts:?}: {}",
-            common::stderr(&out)
-        );
-        assert!(
-            common::stderr(&out).contains("already published"),
-            "{opts:?}: {}",
-            common::stderr(&out)
-        );
-        let id = id_from_explain(&out);
-        assert_eq!(
-            dirs.ids(),
-            vec![a.clone()],
-            "{opts:?}: only the first is listed"
-        );
-        assert!(
-            common::cgroups_of(&id).is_empty(),
-            "{opts:?}: cgroup of {id} left"
-        );
-        let veth = format!("mc{id}");
-        common::wait_until(10, "the veth of the failed start to go", || {
-            !common::links().contains(&veth)
-        });
-    }
+    assert_refused_beside(&dirs, &a, &["-p", "18081:80"], "already published");
     // The first container still has its port: a third start on it fails the same way.
     let out = dirs.cmd(&["run", "-p", "18081:80", r, "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));

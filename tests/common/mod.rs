@@ -470,3 +470,24 @@ pub fn cgroups_of(id: &str) -> Vec<String> {
         .expect("find");
     stdout(&out).lines().map(str::to_string).collect()
 }
+
+/// The checkpoints of the start sequence (chapter 8) in the order `--explain` lists them when `var`
+/// (MINICTR_CRASH_AT or MINICTR_FAIL_AT) names no step: `minictr` is the command to run (with its
+/// environment), `opts` are run's options.
+pub fn checkpoints(mut minictr: Command, var: &str, opts: &[&str]) -> Vec<String> {
+    let out = minictr
+        .env(var, "none")
+        .args(["run", "--explain"])
+        .args(opts)
+        .arg(rootfs())
+        .arg("true")
+        .output()
+        .expect("run minictr");
+    assert_ok(&out);
+    stderr(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("[ch08 lifecycle] step \""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
