@@ -263,6 +263,15 @@ fn exec_sees_the_container(name: &str, id: &str) {
     assert_eq!(code(&["exec", name, "nosuchcommand"]).0, Some(127));
 }
 
+/// `minictr rm -f ID` when dropped (a no-op once the test removed it itself).
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = common::minictr().args(["rm", "-f", &self.0]).output();
+    }
+}
+
 #[test]
 fn detached_containers_and_their_commands() {
     if !common::need_root("detached_containers_and_their_commands") {
@@ -285,6 +294,8 @@ fn detached_containers_and_their_commands() {
     ]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 12, "-d prints the id: {id:?}");
+    // If an assertion below fails, the detached container must not outlive the test.
+    let _cleanup = RemoveOnDrop(id.clone());
 
     // ps lists it running, with name and pid.
     let ps = ok(&["ps"]);
