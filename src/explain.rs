@@ -36,22 +36,33 @@ macro_rules! explain {
 }
 
 // ANCHOR: checkpoint
-/// A named point of the start sequence, in its numbered step. Test-only hook (chapter 8): when the environment variable
-/// `MINICTR_CRASH_AT` names this step, minictr SIGKILLs itself right here — proving that whatever
-/// step a crash interrupts, the next minictr command leaves the host clean. With `MINICTR_CRASH_AT`
-/// set to anything, `--explain` also lists the steps. Without the variable this costs one getenv.
-pub fn checkpoint(number: u8, step: &str) {
-    let Some(target) = std::env::var_os("MINICTR_CRASH_AT") else {
-        return;
-    };
+/// A named point of the start sequence, in its numbered step. Test-only hooks (chapter 8): when the
+/// environment variable `MINICTR_CRASH_AT` names this step, minictr SIGKILLs itself right here —
+/// proving that whatever step a crash interrupts, the next minictr command leaves the host clean.
+/// When `MINICTR_FAIL_AT` names it, the step fails with an error instead — proving that a failed
+/// start undoes everything itself. With either variable set, `--explain` also lists the steps.
+/// Without them this costs two getenvs.
+pub fn checkpoint(number: u8, step: &str) -> anyhow::Result<()> {
+    let crash = std::env::var_os("MINICTR_CRASH_AT");
+    let fail = std::env::var_os("MINICTR_FAIL_AT");
+    if crash.is_none() && fail.is_none() {
+        return Ok(());
+    }
     if enabled() {
         say(
             "ch08 lifecycle",
             format_args!("step {step:?} (step {number} of the start sequence; a crash-test point)"),
         );
     }
-    if target == step {
+    if crash.is_some_and(|t| t == step) {
         let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
     }
+    if fail.is_some_and(|t| t == step) {
+        return Err(crate::error::hint(
+            format!("failure injected at step {step:?} of the start sequence"),
+            "MINICTR_FAIL_AT is a test hook: unset it",
+        ));
+    }
+    Ok(())
 }
 // ANCHOR_END: checkpoint

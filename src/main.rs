@@ -84,12 +84,26 @@ enum Command {
         containers: Vec<String>,
     },
 
-    /// List containers: running ones, or all with -a
-    #[command(after_help = "Example:\n  sudo minictr ps -a")]
+    /// List containers: running ones, or all with -a (exited, kept and named ones too)
+    #[command(
+        after_help = "Examples:\n  sudo minictr ps -a\n  sudo minictr rm $(sudo minictr ps -aq)   # remove every container"
+    )]
     Ps {
-        /// Also show exited containers
+        /// Also show exited containers and kept ones (--name, --keep)
         #[arg(short, long)]
         all: bool,
+        /// Print the ids only
+        #[arg(short, long)]
+        quiet: bool,
+    },
+
+    /// Print a container's record as JSON (its state; for a kept container, its layer's record)
+    #[command(
+        after_help = "Examples:\n  sudo minictr inspect web\n  sudo minictr inspect web | jq .resources"
+    )]
+    Inspect {
+        #[arg(value_name = "ID|NAME")]
+        container: String,
     },
 
     /// Show the output of a detached container
@@ -391,7 +405,8 @@ fn main() {
             // ch09: layers an `rmi -f` left to these containers go with them.
             image::run::collect_after(&overlay::data_dir(), &|| run::images_in_use(&host))
         }),
-        Command::Ps { all } => lifecycle::commands::ps(all),
+        Command::Ps { all, quiet } => manage::ps(all, quiet),
+        Command::Inspect { container } => manage::inspect(&container),
         Command::Logs { follow, container } => lifecycle::commands::logs(&container, follow),
         Command::Exec {
             tty,

@@ -1,7 +1,9 @@
-//! The commands that manage containers after `minictr run` started them — `exec` (chapter 8), `rm`,
+//! The commands that manage containers after `minictr run` started them — `ps`, `inspect`, `exec`
+//! (chapter 8), `rm`,
 //! `diff` (chapter 5) and `stats` (chapter 4). Like `run.rs` they are orchestration: they wire the
 //! stages together and know nothing the stages do not tell them.
 
+use crate::lifecycle::commands::{self, PsRow};
 use crate::lifecycle::pty;
 use crate::lifecycle::supervise::{self, block_signals, wait_forwarding, Started};
 use crate::state::Status;
@@ -12,6 +14,81 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+
+// ANCHOR: ps
+/// `minictr ps [-a] [-q]`: the running containers; with -a also the detached ones that exited and
+/// the kept ones (`--name`, `--keep`) that only have their writable layer and record left.
+pub fn ps(all: bool, quiet: bool) -> Result<i32> {
+    let entries = state::list(&state::base_dir());
+    let mut rows: Vec<PsRow> = entries
+        .iter()
+        .filter(|e| all || commands::is_running(e))
+        .map(PsRow::of)
+        .collect();
+    if all {
+        for (_, kept) in overlay::list_kept() {
+            if rows.iter().any(|r| r.id == kept.id) || entries.iter().any(|e| e.state.id == kept.id)
+            {
+                continue; // still has its runtime directory: listed above
+            }
+            rows.push(PsRow {
+                status: commands::exited_status(
+                    kept.exit_code,
+                    kept.finished.unwrap_or(kept.created),
+                ),
+                id: kept.id,
+                name: kept.name,
+                pid: None,
+                command: kept.command,
+                created: kept.created,
+                address: None,
+            });
+        }
+    }
+    rows.sort_by_key(|r| r.created);
+    commands::print_ps(&rows, quiet)
+}
+// ANCHOR_END: ps
+
+// ANCHOR: inspect
+/// `minictr inspect ID|NAME`: the container's record as JSON — its state.json, and for a kept
+/// container the record of its writable layer (`kept`, with the layer's directory).
+pub fn inspect(what: &str) -> Result<i32> {
+    let (mut json, id) = match state::find(&state::base_dir(), what) {
+        Ok(e) => {
+            let mut v = serde_json::to_value(&e.state).context("failed to serialise the state")?;
+            v["runtime_dir"] = serde_json::json!(e.path);
+            v["live"] = serde_json::json!(e.live);
+            (v, e.state.id)
+        }
+        Err(not_found) => {
+            let Ok((_, kept)) = overlay::find_kept(what) else {
+                return Err(not_found);
+            };
+            // Only the layer is left: the record stands for the state.
+            let v = serde_json::json!({
+                "id": kept.id,
+                "name": kept.name,
+                "status": "exited",
+                "exit_code": kept.exit_code,
+                "created": kept.created,
+                "finished": kept.finished,
+                "command": kept.command,
+                "live": false,
+            });
+            (v, kept.id)
+        }
+    };
+    if let Some((dir, kept)) = overlay::list_kept().into_iter().find(|(_, k)| k.id == id) {
+        let mut k = serde_json::to_value(&kept).context("failed to serialise the kept record")?;
+        k["layer"] = serde_json::json!(dir);
+        json["kept"] = k;
+    }
+    let text = serde_json::to_string_pretty(&json).context("failed to serialise the record")?;
+    println!("{text}");
+    Ok(0)
+}
+// ANCHOR_END: inspect
 
 /// `minictr diff ID|NAME`.
 pub fn diff(what: &str) -> Result<i32> {
@@ -26,57 +103,70 @@ pub fn diff(what: &str) -> Result<i32> {
 /// `minictr rm [-f] ID|NAME…`: a stopped (or, with -f, running) container's runtime directory, writable
 /// layer and name; or a kept container that only has a layer.
 pub fn rm(what: &[String], force: bool) -> Result<i32> {
+    // Like `docker rm`: every container is tried; the last error is minictr's exit (125), the
+    // others are printed as they happen.
+    let mut failed = None;
     for w in what {
-        match state::find(&state::base_dir(), w) {
-            Ok(e) => {
-                if e.live {
-                    if !force {
-                        bail!(error::hint(
-                            format!("container {w} is running"),
-                            "stop it first (`minictr stop`), or use rm -f"
-                        ));
-                    }
-                    if let Some(pid) = e.state.container_pid {
-                        crate::explain!(state::CHAPTER, "kill({pid}, SIGKILL) — rm -f");
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    }
-                    if !crate::lifecycle::commands::wait_gone(
-                        &e,
-                        std::time::Duration::from_secs(10),
-                    ) {
-                        bail!("container {w} did not stop within 10 s");
-                    }
-                }
-                if let Some(layer) = &e.state.resources.overlay {
-                    overlay::cleanup_stale(&overlay::LayerRecord {
-                        keep: false,
-                        ..layer.clone()
-                    });
-                }
-                // A foreground minictr removes its own directory when its container dies.
-                match std::fs::remove_dir_all(&e.path) {
-                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(err)
-                            .with_context(|| format!("failed to remove {}", e.path.display()));
-                    }
-                    _ => {}
-                }
-                println!("{}", e.state.id);
-            }
-            Err(_) => {
-                let (dir, kept) = overlay::find_kept(w)?;
-                if running_ids().contains(&kept.id) {
-                    bail!(error::hint(
-                        format!("container {w} is running"),
-                        "stop it first"
-                    ));
-                }
-                overlay::remove_kept(&dir, &kept)?;
-                println!("{}", kept.id);
+        if let Err(e) = rm_one(w, force) {
+            if let Some(prev) = failed.replace(e) {
+                eprintln!("minictr: {}", error::one_line(&prev));
             }
         }
     }
-    Ok(0)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+/// `minictr rm` of one container.
+fn rm_one(w: &str, force: bool) -> Result<()> {
+    match state::find(&state::base_dir(), w) {
+        Ok(e) => {
+            if e.live {
+                if !force {
+                    bail!(error::hint(
+                        format!("container {w} is running"),
+                        "stop it first (`minictr stop`), or use rm -f"
+                    ));
+                }
+                if let Some(pid) = e.state.container_pid {
+                    crate::explain!(state::CHAPTER, "kill({pid}, SIGKILL) — rm -f");
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                if !crate::lifecycle::commands::wait_gone(&e, std::time::Duration::from_secs(10)) {
+                    bail!("container {w} did not stop within 10 s");
+                }
+            }
+            if let Some(layer) = &e.state.resources.overlay {
+                overlay::cleanup_stale(&overlay::LayerRecord {
+                    keep: false,
+                    ..layer.clone()
+                });
+            }
+            // A foreground minictr removes its own directory when its container dies.
+            match std::fs::remove_dir_all(&e.path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(err)
+                        .with_context(|| format!("failed to remove {}", e.path.display()));
+                }
+                _ => {}
+            }
+            println!("{}", e.state.id);
+        }
+        Err(_) => {
+            let (dir, kept) = overlay::find_kept(w)?;
+            if running_ids().contains(&kept.id) {
+                bail!(error::hint(
+                    format!("container {w} is running"),
+                    "stop it first"
+                ));
+            }
+            overlay::remove_kept(&dir, &kept)?;
+            println!("{}", kept.id);
+        }
+    }
+    Ok(())
 }
 // ANCHOR_END: rm
 

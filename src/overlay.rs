@@ -201,6 +201,12 @@ pub struct Kept {
     pub lowers: Vec<PathBuf>,
     pub command: Vec<String>,
     pub created: u64,
+    /// The command's exit status and when it ended (`minictr ps -a`); none while it runs, or if
+    /// its minictr died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<u64>,
 }
 
 // ANCHOR: writable_layer
@@ -284,6 +290,19 @@ impl WritableLayer {
     /// The container started: from now on a kept layer outlives it.
     pub fn commit(&mut self, keep: bool) {
         self.keep = keep;
+    }
+
+    /// A kept container ended: its record gets the exit status (`minictr ps -a` shows it).
+    pub fn record_exit(&self, code: i32, finished: u64) -> Result<()> {
+        let f = self.dir.join("container.json");
+        let Ok(data) = std::fs::read(&f) else {
+            return Ok(()); // not kept by name or --keep (-d alone): its runtime directory says it
+        };
+        let mut kept: Kept =
+            serde_json::from_slice(&data).with_context(|| format!("{} is corrupt", f.display()))?;
+        kept.exit_code = Some(code);
+        kept.finished = Some(finished);
+        self.save_kept(&kept)
     }
 
     /// Record a kept container so `minictr diff` and `minictr rm` can find it.
@@ -717,7 +736,7 @@ pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {
             1 => matches.remove(0),
             0 => bail!(crate::error::hint(
                 format!("no such container: {what}"),
-                "list kept containers with `ls /var/lib/minictr/containers` (or `minictr ps -a`)"
+                "list containers with `minictr ps -a`"
             )),
             _ => bail!(crate::error::hint(
                 format!("{what:?} matches several containers"),
@@ -737,6 +756,22 @@ pub fn find_kept(what: &str) -> Result<(PathBuf, Kept)> {
     let kept: Kept = serde_json::from_slice(&data)
         .with_context(|| format!("{}/container.json is corrupt", dir.display()))?;
     Ok((dir, kept))
+}
+
+/// Every kept container's layer directory and record (`minictr ps -a`), oldest first.
+pub fn list_kept() -> Vec<(PathBuf, Kept)> {
+    let Ok(rd) = std::fs::read_dir(containers_dir()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, Kept)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let data = std::fs::read(e.path().join("container.json")).ok()?;
+            Some((e.path(), serde_json::from_slice(&data).ok()?))
+        })
+        .collect();
+    out.sort_by_key(|(_, k)| k.created);
+    out
 }
 
 /// `minictr rm` of a kept container: its writable layer and its name.

@@ -104,13 +104,13 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
         image::run::check_still_there(&overlay::data_dir(), img)?;
     }
     if spec.lifecycle.detach {
-        rt.persist = true;
+        // (The directory outlives the container only once it ran: see `go`.)
         detach::redirect_output(&rt.path().join("log"))?;
     }
     // The container's "/" is mounted on root/ here (chapter 2).
     std::fs::create_dir(&spec.rootfs.mountpoint)
         .with_context(|| format!("failed to create {}", spec.rootfs.mountpoint.display()))?;
-    crate::explain::checkpoint(2, "runtime-dir");
+    crate::explain::checkpoint(2, "runtime-dir")?;
     let layer = reserve_layer(spec, &mut rt)?;
     let cgroup = reserve_cgroup(spec, &mut rt)?;
     // ch06: the bridge (made once), an address, the /etc files; recorded before the veth exists.
@@ -127,7 +127,7 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
     if let Some(lease) = net.record() {
         rt.record(|r| r.network = Some(lease))?;
     }
-    crate::explain::checkpoint(2, "network-reserved");
+    crate::explain::checkpoint(2, "network-reserved")?;
     Ok(Reserved {
         net,
         cgroup,
@@ -185,7 +185,7 @@ fn reserve_layer(
     rt.record(|r| r.overlay = Some(record))?;
     let layer = overlay::WritableLayer::create(dir, root_owner(spec), ov.name.clone())?;
     layer.set_owner(rt.path())?;
-    crate::explain::checkpoint(2, "writable-layer");
+    crate::explain::checkpoint(2, "writable-layer")?;
     Ok(Some(layer))
 }
 
@@ -195,7 +195,7 @@ fn reserve_cgroup(spec: &Spec, rt: &mut state::RuntimeDir) -> Result<Option<cgro
         cgroups::Decision::Use(plan) => {
             rt.record(|r| r.cgroup = Some(plan.paths()))?;
             let cg = cgroups::Cgroup::create(plan)?;
-            crate::explain::checkpoint(2, "cgroup");
+            crate::explain::checkpoint(2, "cgroup")?;
             Ok(Some(cg))
         }
         cgroups::Decision::Skip(why) => {
@@ -260,7 +260,7 @@ fn clone(
     let child = Child { pid, armed: true };
     r.rt.state.container_pid = Some(pid.as_raw());
     r.rt.save()?;
-    crate::explain::checkpoint(3, "clone");
+    crate::explain::checkpoint(3, "clone")?;
     Ok((child, parent_end))
 }
 // ANCHOR_END: clone
@@ -275,7 +275,7 @@ fn map_ids(spec: &Spec, pid: Pid) -> Result<Vec<OwnedFd>> {
         return Ok(fds);
     };
     userns::write_maps(pid, plan)?;
-    crate::explain::checkpoint(4, "id-maps");
+    crate::explain::checkpoint(4, "id-maps")?;
     if spec.host.is_root() {
         for v in &spec.rootfs.volumes {
             fds.push(if v.idmap {
@@ -327,9 +327,9 @@ fn attach(r: &mut Reserved, pid: Pid) -> Result<()> {
     if let Some(cg) = &r.cgroup {
         cg.attach(pid)?;
     }
-    crate::explain::checkpoint(5, "root-prepared");
+    crate::explain::checkpoint(5, "root-prepared")?;
     r.net.attach(pid.as_raw())?;
-    crate::explain::checkpoint(5, "network-attached");
+    crate::explain::checkpoint(5, "network-attached")?;
     Ok(())
 }
 // ANCHOR_END: attach
@@ -360,30 +360,38 @@ fn go(
             return Err(e);
         }
     };
-    crate::explain::checkpoint(6, "running");
-    if let (Some(layer), Some(ov)) = (r.layer.as_mut(), &spec.overlay) {
-        let keep = ov.keep || spec.lifecycle.detach;
+    crate::explain::checkpoint(6, "running")?;
+    // The container runs. Until the single save below, a failure (or a crash) still removes
+    // everything; after it, the state says "running" and names the layer as kept.
+    let mut keep_layer = false;
+    if let (Some(layer), Some(ov)) = (r.layer.as_ref(), &spec.overlay) {
+        keep_layer = ov.keep || spec.lifecycle.detach;
         if ov.keep {
             layer.save_kept(&overlay::Kept {
                 id: spec.id.clone(),
                 name: ov.name.clone(),
                 lowers: ov.lowers.clone(),
                 command: spec.command.clone(),
-                created: state::now(),
+                created: r.rt.state.created,
+                exit_code: None,
+                finished: None,
             })?;
         }
-        if keep {
+        if keep_layer {
             let name = ov.name.clone().filter(|_| ov.keep);
-            let record = overlay::LayerRecord {
+            r.rt.state.resources.overlay = Some(overlay::LayerRecord {
                 dir: layer.dir.clone(),
                 keep: true,
                 name,
-            };
-            r.rt.record(|res| res.overlay = Some(record))?;
+            });
         }
-        layer.commit(keep);
     }
     r.rt.set_status(Status::Running)?;
+    // Committed: a detached container's directory (log, state) and any kept layer outlive it.
+    r.rt.persist = spec.lifecycle.detach;
+    if let Some(layer) = r.layer.as_mut() {
+        layer.commit(keep_layer);
+    }
     Ok(relay)
 }
 // ANCHOR_END: go
@@ -412,9 +420,16 @@ fn tear_down(spec: &Spec, r: Reserved, code: i32) -> i32 {
         }
         drop(cg);
     }
-    crate::explain::checkpoint(13, "teardown");
+    let _ = crate::explain::checkpoint(13, "teardown"); // (the container ran: nothing to fail)
     drop(net); // ch06: ports, veth, address
     rt.state.resources.network = None; // released (`ps -a` shows no address)
+    let finished = state::now();
+    rt.state.finished = Some(finished);
+    if let Some(l) = &layer {
+        if let Err(e) = l.record_exit(code, finished) {
+            eprintln!("minictr: warning: {}", error::one_line(&e));
+        }
+    }
     drop(layer);
     drop(rt);
     // ch09: layers an `rmi -f` (or a moved tag) left to this container go with it.
@@ -430,11 +445,13 @@ fn tear_down(spec: &Spec, r: Reserved, code: i32) -> i32 {
 pub struct Stages<'a>(pub &'a Host);
 
 impl state::UndoStale for Stages<'_> {
-    fn undo(&self, st: &state::State) {
+    fn undo(&self, st: &state::State) -> bool {
         let r = &st.resources;
         // ch04: kill what is left in the dead run's cgroups and remove them.
         if let Some(paths) = &r.cgroup {
-            cgroups::remove_stale(paths);
+            if !cgroups::remove_stale(paths) {
+                return false;
+            }
         }
         if let Some(layer) = &r.overlay {
             overlay::cleanup_stale(layer);
@@ -443,6 +460,7 @@ impl state::UndoStale for Stages<'_> {
         if let Some(lease) = &r.network {
             network::cleanup_stale(lease, &network_dir(self.0), state::is_live);
         }
+        true
     }
 
     fn finish(&self) {

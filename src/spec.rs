@@ -63,10 +63,13 @@ impl Spec {
             Some(img) => (image_root(img, &args.overlay)?, &img.layers[1..]),
             None => (rootfs::check_rootfs(&args.rootfs)?, &[][..]),
         };
-        // ch06 + --read-only: the mount points of /etc/hosts, /etc/hostname, /etc/resolv.conf are
-        // made in a writable layer that is thrown away (never in the image), then "/" goes read-only.
-        let etc_files = network.has_etc_files();
-        let overlay = args.overlay.config(&rootfs_path, image_layers, etc_files)?;
+        // --read-only: the mount points of the network's /etc/hosts, /etc/hostname,
+        // /etc/resolv.conf (ch06), of volumes (ch02) and of --tmpfs (ch05) are made in a writable
+        // layer that is thrown away (never in the image), then "/" goes read-only.
+        let mount_points = network.has_etc_files()
+            || !args.root.volumes.is_empty()
+            || !args.overlay.tmpfs.is_empty();
+        let overlay = args.overlay.config(&rootfs_path, image_layers, mount_points)?;
         if args.overlay.read_only && overlay.is_none() {
             // No layer to make the /etc files' mount points in: the image must already have them.
             if let Some(missing) = network::missing_mount_points(&network, &rootfs_path) {

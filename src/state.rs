@@ -258,7 +258,7 @@ impl Drop for RuntimeDir {
     fn drop(&mut self) {
         if self.persist {
             self.state.status = Status::Exited;
-            self.state.finished = Some(now());
+            self.state.finished.get_or_insert_with(now);
             let _ = self.save();
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
@@ -355,8 +355,9 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
 /// What the stages undo for a runtime directory whose minictr died. The orchestrator implements it
 /// (this module knows the record types, not how to undo them).
 pub trait UndoStale {
-    /// Undo what `state` recorded, before its directory goes.
-    fn undo(&self, state: &State);
+    /// Undo what `state` recorded, before its directory goes. False when something could not be
+    /// undone yet: the directory (and its record) then stays for the next command to try again.
+    fn undo(&self, state: &State) -> bool;
     /// After every stale directory: what no directory names any more (orphaned layers).
     fn finish(&self) {}
 }
@@ -372,7 +373,9 @@ pub fn cleanup_stale(stages: &dyn UndoStale) {
             stale.path
         );
         if let Some(st) = &stale.state {
-            stages.undo(st);
+            if !stages.undo(st) {
+                continue; // (warned) the record stays; the next minictr command tries again
+            }
         }
         // A detached container that was running when its monitor died stays listed as exited
         // (its log and kept layer wait for `minictr rm`); anything else goes entirely.

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 # The tests run minictr with its defaults (the bridge network as root): tests/common/mod.rs moves
 # every test into a network namespace of its own first, so the machine's own network is never
-# changed. The integration tests run in tests/ch*.rs, minictr's start path runs no program (no nft).
+# changed. The integration tests run in tests/ch*.rs, minictr's start path runs no program (no nft:
+# tests/ch00_quickstart.rs checks it under strace).
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -25,9 +26,10 @@ step "install what the tests need"
 need_pkgs=""
 # ch09: docker-registry (a local registry on 127.0.0.1), umoci and skopeo (build and push test images),
 # runc (`runc spec` writes the bundle of tests/ch09_bundle.rs); the book: graphviz
-# (chapters/pictures/build.sh --check), chromium (tests/book-screenshots.sh)
-# python3: workshop/level.py generates the workshop's levels (workshop/prove.sh below)
-for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc graphviz chromium python3; do
+# (chapters/pictures/build.sh --check), chromium (tests/book-screenshots.sh); strace
+# (tests/ch00_quickstart.rs: nothing on the start path executes a program); python3: workshop/level.py
+# generates the workshop's levels (workshop/prove.sh below)
+for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc graphviz chromium strace python3; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then

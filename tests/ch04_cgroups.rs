@@ -187,13 +187,24 @@ fn fork_bomb_is_held_by_pids_limit() {
     let h = common::unique("bomb");
     let events = inside("pids", "pids.events", "pids.events");
     let current = inside("pids", "pids.current", "pids.current");
-    // Each bomb process starts two more and waits for them, so the tree grows until forks fail and
-    // then stays at the limit. The bomb runs while the container's init samples pids.current with shell builtins only (no
-    // fork needed); then init exits and the kernel kills the rest of its PID namespace. minictr
-    // itself is bounded by wait_exit below.
+    // Each bomb process starts two more and waits for them, so the tree grows until forks fail.
+    // The container's init samples pids.current with shell builtins only (no fork needed) until
+    // the kernel reports a refused fork (pids.events "max" > 0), then 2000 times more; then init
+    // exits and the kernel kills the rest of its PID namespace. minictr itself is bounded by
+    // wait_exit below.
+    //
+    // What the test asserts comes from the kernel's own records, not from the samples: the bomb
+    // is a transient. It reaches the limit within milliseconds and then collapses — busybox sh
+    // exits when a fork fails, and its parent's `wait` returns — so on a loaded machine the whole
+    // tree can grow, hit the limit and die while the sampling init is not scheduled at all (it
+    // then "observed 2"). Sampling cannot see the count reliably; the kernel's counters can.
     let script = format!(
-        "f() {{ f & f & wait; }}; f 2>/dev/null & max=0; i=0; \
-         while [ $i -lt 20000 ]; do read n < {current}; [ $n -gt $max ] && max=$n; i=$((i+1)); done; \
+        "f() {{ f & f & wait; }}; f 2>/dev/null & max=0; i=0; hit=0; after=0; \
+         while [ $i -lt 300000 ] && [ $after -lt 2000 ]; do \
+           read n < {current}; [ $n -gt $max ] && max=$n; i=$((i+1)); \
+           if [ $hit = 0 ]; then while read k v; do [ \"$k\" = max ] && [ \"$v\" -gt 0 ] && hit=1; done < {events}; \
+           else after=$((after+1)); fi; \
+         done; \
          echo observed $max; while read l; do echo $l; done < {events}; exit 0"
     );
     let mut child = spawn(
@@ -214,31 +225,40 @@ fn fork_bomb_is_held_by_pids_limit() {
     let err = common::stderr(&out);
     let so = common::stdout(&out);
     assert!(st.success(), "{so}\n{err}");
-    let observed: u64 = so
-        .lines()
-        .find_map(|l| l.strip_prefix("observed "))
-        .unwrap_or_else(|| panic!("{so}\n{err}"))
-        .parse()
-        .unwrap();
-    assert!(
-        observed <= 32,
-        "pids.current {observed} passed the limit\n{so}"
-    );
-    assert!(observed >= 8, "the bomb never got going ({observed})\n{so}");
-    // The kernel's own peak, where it keeps one (pids.peak: v1 on recent kernels, v2 since 6.13).
-    let peak = stat(&err, "pids peak");
-    if !peak.starts_with("unavailable") {
-        let peak: u64 = peak.parse().unwrap();
-        assert!(peak <= 32, "pids peak {peak} passed the limit\n{err}");
-    }
-    // pids.events counts the forks the limit refused.
+    // pids.events counts the forks the limit refused: the kernel refuses a fork only when the
+    // count is at the limit, so this says the bomb got there and was stopped.
     let max: u64 = so
         .lines()
         .find_map(|l| l.strip_prefix("max "))
         .unwrap_or_else(|| panic!("no max line in {events}: {so}"))
         .parse()
         .unwrap();
-    assert!(max > 0, "{so}");
+    assert!(
+        max > 0,
+        "the kernel refused no fork: the bomb never reached the limit\n{so}"
+    );
+    // The kernel's own peak, where it keeps one (pids.peak: v1 on recent kernels, v2 since 6.13):
+    // exactly the limit — reached (forks were refused) and never passed.
+    let peak = stat(&err, "pids peak");
+    if !peak.starts_with("unavailable") {
+        let peak: u64 = peak.parse().unwrap();
+        assert_eq!(peak, 32, "pids peak is not the limit\n{err}");
+    }
+    // Without a peak, the samples bound it — loosely: pids.current may read above the limit for
+    // an instant, because the kernel adds a fork's charge before it compares with pids.max and
+    // takes it back when refused (pids_try_charge in kernel/cgroup/pids.c), one charge per CPU
+    // forking at that moment.
+    let observed: u64 = so
+        .lines()
+        .find_map(|l| l.strip_prefix("observed "))
+        .unwrap_or_else(|| panic!("{so}\n{err}"))
+        .parse()
+        .unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    assert!(
+        observed <= 32 + cpus,
+        "pids.current {observed} passed the limit by more than one refused fork per CPU\n{so}"
+    );
     common::assert_no_leftovers(&h);
 }
 

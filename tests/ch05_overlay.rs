@@ -300,6 +300,46 @@ fn read_only_root_and_tmpfs() {
             "{out}"
         );
     }
+    // The mount points of volumes and --tmpfs that the image lacks are made in a layer that is
+    // thrown away, never in the image (with every network mode; --network none has no /etc files
+    // to mount and used to write /data and /cache into the image itself).
+    let image = common::rootfs_copy("read-only-mount-points");
+    let vol = common::scratch("read-only-vol");
+    let before = std::fs::read_dir(&image).unwrap().count();
+    for net in [
+        &["--network", "none"][..],
+        &["--network", "none", "--userns=host"],
+        &["--network", "host"],
+        &["--network", "bridge"],
+    ] {
+        let v = format!("{}:/data:ro", vol.display());
+        let mut opts = vec!["--read-only", "-v", &v, "--tmpfs", "/cache"];
+        opts.extend_from_slice(net);
+        let out = common::run_on(
+            &image,
+            &opts,
+            &["sh", "-c", "ls -d /data /cache && touch /x"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{net:?}: {}",
+            common::stderr(&out)
+        );
+        assert_eq!(common::stdout(&out), "/cache\n/data\n", "{net:?}");
+        assert!(
+            common::stderr(&out).contains("Read-only file system"),
+            "{net:?}"
+        );
+        for p in ["data", "cache", "x"] {
+            assert!(
+                !image.join(p).exists(),
+                "{net:?}: /{p} was made in the image"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_dir(&image).unwrap().count(), before);
+    std::fs::remove_dir_all(&image).unwrap();
     for bad in [
         &["--tmpfs", "relative"][..],
         &["--tmpfs", "/x:size=12Q"],

@@ -8,21 +8,7 @@ mod common;
 use std::process::Command;
 
 fn steps(opts: &[&str]) -> Vec<String> {
-    let out = common::minictr()
-        .env("MINICTR_CRASH_AT", "none")
-        .args(["run", "--explain"])
-        .args(opts)
-        .arg(common::rootfs())
-        .arg("true")
-        .output()
-        .unwrap();
-    common::assert_ok(&out);
-    common::stderr(&out)
-        .lines()
-        .filter_map(|l| l.strip_prefix("[ch08 lifecycle] step \""))
-        .filter_map(|l| l.split('"').next())
-        .map(str::to_string)
-        .collect()
+    common::checkpoints(common::minictr(), "MINICTR_CRASH_AT", opts)
 }
 
 /// Everything of container `id` (hostname `host`) that could be left on the host.
@@ -47,12 +33,18 @@ fn leftovers(id: &str, host: &str) -> Vec<String> {
     for l in String::from_utf8_lossy(&cg.stdout).lines() {
         found.push(format!("cgroup: {l}"));
     }
-    let links = std::fs::read_dir("/sys/class/net").unwrap();
-    for l in links.flatten() {
-        let n = l.file_name().to_string_lossy().into_owned();
-        if n.starts_with("mc") && id.starts_with(&n[2..]) {
-            found.push(format!("link: {n}"));
+    // The test's own network namespace (/sys/class/net would show the host's). The veth goes with
+    // the container's namespace, or by a helper process: give the kernel a moment.
+    let veth = format!("mc{id}");
+    let gone = (0..250).any(|_| {
+        let present = common::links().contains(&veth);
+        if present {
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        !present
+    });
+    if !gone {
+        found.push(format!("link: {veth}"));
     }
     let ps = Command::new("pgrep").args(["-f", host]).output().unwrap();
     for l in String::from_utf8_lossy(&ps.stdout).lines() {

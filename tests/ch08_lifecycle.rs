@@ -263,6 +263,15 @@ fn exec_sees_the_container(name: &str, id: &str) {
     assert_eq!(code(&["exec", name, "nosuchcommand"]).0, Some(127));
 }
 
+/// `minictr rm -f ID` when dropped (a no-op once the test removed it itself).
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = common::minictr().args(["rm", "-f", &self.0]).output();
+    }
+}
+
 #[test]
 fn detached_containers_and_their_commands() {
     if !common::need_root("detached_containers_and_their_commands") {
@@ -285,6 +294,8 @@ fn detached_containers_and_their_commands() {
     ]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 12, "-d prints the id: {id:?}");
+    // If an assertion below fails, the detached container must not outlive the test.
+    let _cleanup = RemoveOnDrop(id.clone());
 
     // ps lists it running, with name and pid.
     let ps = ok(&["ps"]);
@@ -292,7 +303,7 @@ fn detached_containers_and_their_commands() {
         .lines()
         .find(|l| l.starts_with(&id))
         .unwrap_or_else(|| panic!("{id} not in ps:\n{ps}"));
-    assert!(line.contains(&name) && line.contains("running"), "{line}");
+    assert!(line.contains(&name) && line.contains(" Up "), "{line}");
     let pid: i32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
 
@@ -313,7 +324,7 @@ fn detached_containers_and_their_commands() {
     let ps = ok(&["ps", "-a"]);
     assert!(
         ps.lines()
-            .any(|l| l.starts_with(&id) && l.contains("exited (0)")),
+            .any(|l| l.starts_with(&id) && l.contains(" Exited (0) ")),
         "{ps}"
     );
     assert!(!ok(&["ps"]).contains(&id), "ps without -a hides it");

@@ -3,58 +3,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use common::PrivateDirs;
+use std::process::Stdio;
 
-struct Dirs {
-    run: PathBuf,
-    data: PathBuf,
-}
-
-impl Dirs {
-    fn new(name: &str) -> Dirs {
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique(name));
-        let d = Dirs {
-            run: base.join("run"),
-            data: base.join("data"),
-        };
-        std::fs::create_dir_all(&d.run).unwrap();
-        std::fs::create_dir_all(&d.data).unwrap();
-        d
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = common::minictr();
-        c.env("MINICTR_RUN_DIR", &self.run)
-            .env("MINICTR_DATA_DIR", &self.data);
-        c
-    }
-
-    fn assert_empty(&self) {
-        // The bridge, its NAT table and the (empty) address table stay for the next container, as
-        // Docker's docker0 does; `network rm` removes them — and then nothing may be left.
-        common::assert_ok(&self.cmd().args(["network", "rm"]).output().unwrap());
-        let entries = |p: &Path| -> Vec<String> {
-            std::fs::read_dir(p)
-                .map(|r| {
-                    r.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        // probes.json is the kernel-feature cache, kept for the boot on purpose (src/probe.rs).
-        let left: Vec<String> = entries(&self.run)
-            .into_iter()
-            .filter(|e| e != "probes.json")
-            .collect();
-        assert_eq!(left, Vec::<String>::new(), "runtime directories left");
-        assert_eq!(
-            entries(&self.data.join("containers")),
-            Vec::<String>::new(),
-            "writable layers left"
-        );
-    }
+/// Nothing is left in `d`: no container, and after `network rm` no network state either.
+fn assert_all_gone(d: &PrivateDirs) {
+    // The bridge, its NAT table and the (empty) address table stay for the next container, as
+    // Docker's docker0 does; `network rm` removes them — and then nothing may be left but the
+    // kernel probes' cache of this boot.
+    common::assert_ok(&d.cmd(&["network", "rm"]));
+    d.assert_empty("after the runs");
+    let left: Vec<String> = std::fs::read_dir(&d.run)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "probes.json")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(left, Vec::<String>::new(), "left in the runtime directory");
 }
 
 #[test]
@@ -62,11 +29,11 @@ fn a_thousand_runs_in_a_row_leave_nothing() {
     if !common::need_root("a_thousand_runs_in_a_row_leave_nothing") {
         return;
     }
-    let d = Dirs::new("seq");
+    let d = PrivateDirs::new("seq");
     let prefix = common::unique("seq");
     for i in 0..1000 {
         let out = d
-            .cmd()
+            .minictr()
             .args(["run", "--hostname", &format!("{prefix}-{i}")])
             .arg(common::rootfs())
             .arg("true")
@@ -79,7 +46,7 @@ fn a_thousand_runs_in_a_row_leave_nothing() {
             common::stderr(&out)
         );
     }
-    d.assert_empty();
+    assert_all_gone(&d);
     assert!(!std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .contains(&prefix));
@@ -90,11 +57,11 @@ fn fifty_at_once_leave_nothing() {
     if !common::need_root("fifty_at_once_leave_nothing") {
         return;
     }
-    let d = Dirs::new("par");
+    let d = PrivateDirs::new("par");
     let prefix = common::unique("par");
     let kids: Vec<_> = (0..50)
         .map(|i| {
-            d.cmd()
+            d.minictr()
                 .args(["run", "--hostname", &format!("{prefix}-{i}")])
                 .arg(common::rootfs())
                 .args([
@@ -121,5 +88,5 @@ fn fifty_at_once_leave_nothing() {
             format!("{prefix}-{i}")
         );
     }
-    d.assert_empty();
+    assert_all_gone(&d);
 }

@@ -182,8 +182,8 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   mode=$(stat -c '%a' "$base")
   eq "the runtime dir in /tmp is ours and not writable by others" "$me 0" "$(stat -c %u "$base") $((0$mode & 022))"
 fi
-# probes.json: the kernel-feature cache, kept for the boot on purpose (src/probe.rs).
-leftover=$(ls -A "$base" 2>/dev/null | grep -v '^probes\.json$')
+# (probes.json is the kernel probes' cache of this boot, not a container's)
+leftover=$(ls -A "$base" 2>/dev/null | grep -vx probes.json)
 eq "no runtime directory left in $base" "" "$leftover"
 mine=$(ps -u "$me" -o args= | grep -c '[s]leep 9139')
 eq "no container process left" 0 "$mine"

@@ -559,26 +559,46 @@ pub fn remove(paths: &[String]) -> Result<()> {
         return Ok(());
     }
     kill_all(&dirs);
+    // A killed process stays in its cgroup until it has finished exiting, and exiting can take
+    // seconds: the last process of a container unmounts its overlay, and unmounting an overlay
+    // syncs the whole filesystem of its writable layer (ovl_sync_fs) — on a busy disk that is
+    // seconds of writeback before the process leaves. So wait for the kernel, killing again now
+    // and then (a process may have forked meanwhile), and give up only after a generous bound.
+    let deadline = std::time::Instant::now() + REMOVE_TIMEOUT;
     let mut last = None;
     for d in &dirs {
-        // Killed processes leave the cgroup when they have finished exiting: retry briefly.
-        let mut tries = 0;
+        let mut tries = 0u32;
         loop {
             crate::explain!(CHAPTER, "rmdir {}", d.display());
             match std::fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && std::time::Instant::now() < deadline =>
+                {
                     tries += 1;
                     if tries % 20 == 0 {
                         kill_all(std::slice::from_ref(d));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    std::thread::sleep(std::time::Duration::from_millis(if tries < 50 {
+                        10
+                    } else {
+                        100
+                    }));
                 }
                 Err(e) => {
+                    let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                        format!(
+                            " (processes still in it after {} s)",
+                            REMOVE_TIMEOUT.as_secs()
+                        )
+                    } else {
+                        String::new()
+                    };
                     last = Some(
                         anyhow::Error::new(e)
-                            .context(format!("failed to remove the cgroup {}", d.display())),
+                            .context(format!("failed to remove the cgroup {}{why}", d.display())),
                     );
                     break;
                 }
@@ -590,6 +610,9 @@ pub fn remove(paths: &[String]) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// How long [`remove`] waits for killed processes to leave their cgroup.
+const REMOVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 // ANCHOR_END: remove
 
@@ -688,19 +711,29 @@ pub fn stats_of(paths: &Paths) -> Result<Stats> {
 }
 // ANCHOR_END: stats_of
 
-/// The cgroups recorded by a minictr that died: kill what is left and remove them.
-pub fn remove_stale(paths: &Paths) {
+/// The cgroups recorded by a minictr that died: kill what is left and remove them. False when one
+/// still holds processes after [`REMOVE_TIMEOUT`] (its record should stay, so that a later command
+/// tries again); any other error is only warned about.
+pub fn remove_stale(paths: &Paths) -> bool {
     let paths = &paths.0[..];
     if paths.is_empty() {
-        return;
+        return true;
     }
     crate::explain!(
         CHAPTER,
         "removing stale cgroups {paths:?} (their minictr died)"
     );
     // Leaves first: the recorded list is in creation order, parents are never recorded.
-    if let Err(e) = remove(paths) {
-        eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+    match remove(paths) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("minictr: warning: {}", crate::error::one_line(&e));
+            let busy = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.raw_os_error())
+                == Some(libc::EBUSY);
+            !busy
+        }
     }
 }
 

@@ -7,69 +7,136 @@ use nix::unistd::Pid;
 use std::io::{Read, Seek, Write};
 use std::time::{Duration, Instant};
 
-fn status_of(e: &Entry) -> String {
-    match (e.live, e.state.status, e.state.exit_code) {
-        (true, Status::Running, _) => "running".into(),
-        (true, _, _) => "starting".into(),
-        (false, Status::Exited, Some(c)) => format!("exited ({c})"),
-        (false, Status::Exited, None) => "exited (minictr died)".into(),
-        (false, _, _) => "dead".into(),
+/// A span of time as Docker prints it (`docker ps`: "Up 3 seconds", "About a minute", "2 hours").
+pub fn human_duration(secs: u64) -> String {
+    let (minutes, hours) = (secs / 60, (secs + 1800) / 3600);
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 14 => format!("{} days", hours / 24),
+        _ if hours < 24 * 60 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 730 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", secs / 3600 / 24 / 365),
     }
 }
 
-fn age(secs: u64) -> String {
-    let d = state::now().saturating_sub(secs);
-    match d {
-        0..=59 => format!("{d}s ago"),
-        60..=3599 => format!("{}m ago", d / 60),
-        3600..=86399 => format!("{}h ago", d / 3600),
-        _ => format!("{}d ago", d / 86400),
+fn ago(secs: u64) -> String {
+    format!("{} ago", human_duration(state::now().saturating_sub(secs)))
+}
+
+/// `Exited (0) 5 seconds ago`; a container whose minictr died has no exit status.
+pub fn exited_status(code: Option<i32>, finished: u64) -> String {
+    match code {
+        Some(c) => format!("Exited ({c}) {}", ago(finished)),
+        None => format!("Exited (minictr died) {}", ago(finished)),
     }
+}
+
+/// The STATUS column, as `docker ps` words it: "Up 3 seconds", "Exited (137) 5 seconds ago",
+/// "Created" (still starting).
+fn status_of(e: &Entry) -> String {
+    let st = &e.state;
+    match (e.live, st.status) {
+        (true, Status::Running) => format!(
+            "Up {}",
+            human_duration(state::now().saturating_sub(st.created))
+        ),
+        (true, _) => "Created".into(),
+        (false, Status::Exited) => exited_status(st.exit_code, st.finished.unwrap_or(st.created)),
+        (false, _) => "Dead".into(),
+    }
+}
+
+/// One line of `minictr ps`.
+pub struct PsRow {
+    pub id: String,
+    pub name: Option<String>,
+    /// The first process, while the container runs.
+    pub pid: Option<i32>,
+    pub status: String,
+    pub command: Vec<String>,
+    pub created: u64,
+    pub address: Option<String>,
+}
+
+impl PsRow {
+    /// A container with a runtime directory (running, starting, or detached and exited).
+    pub fn of(e: &Entry) -> PsRow {
+        let running = e.live && e.state.status == Status::Running;
+        PsRow {
+            id: e.state.id.clone(),
+            name: e.state.name.clone(),
+            pid: e.state.container_pid.filter(|_| running),
+            status: status_of(e),
+            command: e.state.command.clone(),
+            created: e.state.created,
+            address: e
+                .state
+                .resources
+                .network
+                .as_ref()
+                .map(|l| l.addr.to_string()),
+        }
+    }
+}
+
+/// Whether a container's minictr is alive and its command runs (what `ps` without -a lists).
+pub fn is_running(e: &Entry) -> bool {
+    e.live && e.state.status == Status::Running
 }
 
 // ANCHOR: ps
-/// `minictr ps [-a]`: id, name, pid, status, command, created, address.
-pub fn ps(all: bool) -> Result<i32> {
+/// `minictr ps`: id, name, pid, status, command, created, address — or with `-q` the ids alone.
+pub fn print_ps(rows: &[PsRow], quiet: bool) -> Result<i32> {
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<12}  {:<16}  {:>7}  {:<16}  {:<24}  {:<10}  ADDRESS",
-        "ID", "NAME", "PID", "STATUS", "COMMAND", "CREATED"
-    )?;
-    for e in state::list(&state::base_dir()) {
-        let running = e.live && e.state.status == Status::Running;
-        if !all && !running {
-            continue;
+    if quiet {
+        for r in rows {
+            writeln!(out, "{}", r.id)?;
         }
-        let mut cmd = e.state.command.join(" ");
+        return Ok(0);
+    }
+    let mut table = vec![[
+        "ID", "NAME", "PID", "STATUS", "COMMAND", "CREATED", "ADDRESS",
+    ]
+    .map(String::from)];
+    for r in rows {
+        let mut cmd = r.command.join(" ");
         if cmd.chars().count() > 24 {
             cmd = cmd.chars().take(23).collect::<String>() + "…";
         }
-        let pid = if running {
-            e.state
-                .container_pid
-                .map(|p| p.to_string())
-                .unwrap_or_default()
-        } else {
-            "-".into()
-        };
-        let addr = e
-            .state
-            .resources
-            .network
-            .as_ref()
-            .map_or_else(|| "-".into(), |l| l.addr.to_string());
-        writeln!(
-            out,
-            "{:<12}  {:<16}  {:>7}  {:<16}  {:<24}  {:<10}  {}",
-            e.state.id,
-            e.state.name.clone().unwrap_or_else(|| "-".into()),
-            pid,
-            status_of(&e),
+        table.push([
+            r.id.clone(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            r.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            r.status.clone(),
             cmd,
-            age(e.state.created),
-            addr
-        )?;
+            ago(r.created),
+            r.address.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    // Each column as wide as its widest cell (like `docker ps`); the pid right-aligned.
+    let mut width = [0usize; 7];
+    for row in &table {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &table {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(width[i] - cell.chars().count());
+            match i {
+                2 => line.push_str(&format!("{pad}{cell}   ")),
+                6 => line.push_str(cell),
+                _ => line.push_str(&format!("{cell}{pad}   ")),
+            }
+        }
+        writeln!(out, "{line}")?;
     }
     Ok(0)
 }
@@ -195,6 +262,29 @@ pub fn wait_gone(e: &Entry, limit: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_docker_ps() {
+        for (secs, text) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 86400, "2 weeks"),
+            (60 * 86400, "2 months"),
+            (800 * 86400, "2 years"),
+        ] {
+            assert_eq!(human_duration(secs), text, "{secs} s");
+        }
+    }
 
     #[test]
     fn signals_by_name_and_number() {

@@ -390,3 +390,133 @@ pub fn wait_bounded(child: &mut std::process::Child, secs: u64) -> std::process:
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A runtime and a data directory of one test's own (MINICTR_RUN_DIR, MINICTR_DATA_DIR beside the
+/// suite's): its minictr sees no other test's containers, so `ps -a` can be asserted empty and
+/// `rm $(ps -aq)` touches nothing else. Dropping it removes what is left, then the directories.
+pub struct PrivateDirs {
+    pub run: PathBuf,
+    pub data: PathBuf,
+}
+
+impl PrivateDirs {
+    pub fn new(name: &str) -> PrivateDirs {
+        let tag = format!("{name}-{}", std::process::id());
+        let dirs = PrivateDirs {
+            run: PathBuf::from(format!("{}-{tag}", run_dir().display())),
+            data: PathBuf::from(format!("{}-{tag}", data_dir().display())),
+        };
+        let _ = std::fs::remove_dir_all(&dirs.run);
+        let _ = std::fs::remove_dir_all(&dirs.data);
+        dirs
+    }
+
+    /// `minictr` with these directories.
+    pub fn minictr(&self) -> Command {
+        let mut c = minictr();
+        c.env("MINICTR_RUN_DIR", &self.run)
+            .env("MINICTR_DATA_DIR", &self.data);
+        c
+    }
+
+    /// `minictr ARGS…` with these directories, its output.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.minictr().args(args).output().expect("run minictr")
+    }
+
+    /// The ids `minictr ps -aq` prints.
+    pub fn ids(&self) -> Vec<String> {
+        let out = self.cmd(&["ps", "-aq"]);
+        assert_ok(&out);
+        stdout(&out).lines().map(str::to_string).collect()
+    }
+
+    /// Nothing of any container is left: `ps -a` lists none, no runtime directory, writable
+    /// layer or name exists.
+    pub fn assert_empty(&self, what: &str) {
+        let ps = self.cmd(&["ps", "-a"]);
+        assert_ok(&ps);
+        assert_eq!(
+            stdout(&ps).lines().count(),
+            1,
+            "{what}: `ps -a` lists containers:\n{}",
+            stdout(&ps)
+        );
+        let entries = |d: PathBuf| -> Vec<String> {
+            std::fs::read_dir(d)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let runtime: Vec<String> = entries(self.run.clone())
+            .into_iter()
+            .filter(|n| !["network", "probes.json", "bundle-seccomp"].contains(&n.as_str()))
+            .collect();
+        assert!(
+            runtime.is_empty(),
+            "{what}: left in {:?}: {runtime:?}",
+            self.run
+        );
+        for sub in ["containers", "names"] {
+            let left = entries(self.data.join(sub));
+            assert!(left.is_empty(), "{what}: left in {sub}/: {left:?}");
+        }
+    }
+}
+
+impl Drop for PrivateDirs {
+    fn drop(&mut self) {
+        if let Ok(out) = self.minictr().args(["ps", "-aq"]).output() {
+            let ids: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+            if !ids.is_empty() {
+                let _ = self.minictr().args(["rm", "-f"]).args(&ids).output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.run);
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// The network interfaces of the calling thread's network namespace (the test's own).
+pub fn links() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/net/dev")
+        .expect("read /proc/thread-self/net/dev")
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// Every cgroup directory named `id` (the container's cgroups are named by its id).
+pub fn cgroups_of(id: &str) -> Vec<String> {
+    let out = Command::new("find")
+        .args(["/sys/fs/cgroup", "-type", "d", "-name", id])
+        .output()
+        .expect("find");
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+/// The checkpoints of the start sequence (chapter 8) in the order `--explain` lists them when `var`
+/// (MINICTR_CRASH_AT or MINICTR_FAIL_AT) names no step: `minictr` is the command to run (with its
+/// environment), `opts` are run's options.
+pub fn checkpoints(mut minictr: Command, var: &str, opts: &[&str]) -> Vec<String> {
+    let out = minictr
+        .env(var, "none")
+        .args(["run", "--explain"])
+        .args(opts)
+        .arg(rootfs())
+        .arg("true")
+        .output()
+        .expect("run minictr");
+    assert_ok(&out);
+    stderr(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("[ch08 lifecycle] step \""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
+}

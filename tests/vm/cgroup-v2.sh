@@ -103,10 +103,13 @@ mkfs.ext4 -q -F -O ^metadata_csum,^has_journal -d "$work/rootfs" "$work/rootfs.i
 cp --sparse=always "$work/rootfs.img" "$img/rootfs.img"
 mkdir -p "$img/rootfs"
 # Kernel modules, in dependency order, loaded by /init: ext4 and loop for the rootfs image, the
-# overlay of chapter 5.
+# overlay of chapter 5, and chapter 6's bridge, veth and the nf_tables expressions of its NAT table
+# (the guest has no nft binary: the quick start below proves minictr needs none).
 : >"$img/modules.list"
 mkdir -p "$img/lib/modules"
-for m in crc32c_generic crc16 mbcache jbd2 ext4 loop overlay; do
+for m in crc32c_generic crc16 mbcache jbd2 ext4 loop overlay llc stp bridge veth nfnetlink libcrc32c \
+  nf_tables nf_defrag_ipv4 nf_defrag_ipv6 nf_conntrack nf_nat nft_chain_nat nft_masq nft_nat nft_fib \
+  nft_fib_ipv4; do
   ko=$(find "$kdir/lib/modules" -name "$m.ko" | head -n1)
   [ -n "$ko" ] || { echo "$0: $m.ko not found in the kernel package" >&2; exit 1; }
   cp "$ko" "$img/lib/modules/" && echo "$m.ko" >>"$img/modules.list"
@@ -138,8 +141,8 @@ echo "[guest] kernel $(uname -r), /sys/fs/cgroup: $(cat /sys/fs/cgroup/cgroup.co
 cd /tmp
 # Every container runs with the default overlay over an idmapped lower: Debian 12's kernel (6.1)
 # has no "lowerdir+", so this also proves chapter 5's fallback for kernels before 6.8.
-# The guest loads no bridge, veth or nf_tables modules: chapter 4's tests run here with
-# --network none as the default (MINICTR_NETWORK); on the host they run with the bridge.
+# Chapter 4's tests run here with --network none as the default (MINICTR_NETWORK); on the host
+# they run with the bridge (and the quick start below runs with it here).
 MINICTR_NETWORK=none MINICTR_TEST_ROOTFS=/rootfs RUST_BACKTRACE=1 \
   /tests/ch04_cgroups --test-threads=2
 status=$?
@@ -147,18 +150,33 @@ status=$?
 echo "[guest] demo: minictr run --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32"
 MINICTR_DEMO_BIN --network none --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32 /rootfs \
   sh -c 'cat /proc/self/cgroup; timeout 1 sh -c "while :; do :; done"; true' 2>&1 | grep -E '^\[ch04|^[^[]'
-# The preflight on this kernel: `minictr doctor` finds what chapters 3-5 need (the guest loads no
-# bridge, veth or nf_tables module: those lines may say FAIL here), finds by trying that 6.1 takes no
-# overlay layer by descriptor, and with user namespaces switched off by their sysctl it says FAIL
-# with the fix and exits 1.
+# The preflight on this kernel: `minictr doctor` finds what chapters 3-6 need, finds by trying that
+# 6.1 takes no overlay layer by descriptor, says no FAIL and exits 0; with user namespaces switched
+# off by their sysctl it says FAIL with the fix and exits 1.
 echo "[guest] minictr doctor /rootfs"
 MINICTR_BIN doctor /rootfs >/tmp/doctor.out
+doctor_rc=$?
 cat /tmp/doctor.out
 for want in '^OK   user namespaces: yes' '^OK   idmapped mounts: on /rootfs (ext4): yes' \
   '^OK   overlayfs over idmapped lower layers: yes' '^OK   overlayfs layers by file descriptor: no' \
-  '^OK   cgroups: v2'; do
+  '^OK   cgroups: v2' '^OK   bridge and veth: yes' '^OK   netlink NETLINK_NETFILTER'; do
   grep -q "$want" /tmp/doctor.out || { echo "[guest] doctor FAILED: no line $want"; status=1; }
 done
+if [ "$doctor_rc" != 0 ] || grep -q '^FAIL' /tmp/doctor.out; then
+  echo "[guest] doctor FAILED: exit $doctor_rc on a host where minictr run works"
+  status=1
+fi
+# The README's quick start with every default — the bridge network, its NAT table made over
+# nf_tables netlink — on a machine that has no nft binary (nor any other program but busybox).
+echo "[guest] quick start: minictr run /rootfs /bin/sh (no nft binary here)"
+if command -v nft >/dev/null; then echo "[guest] quick start FAILED: this guest has nft"; status=1; fi
+MINICTR_BIN run /rootfs /bin/sh -c 'echo pid $$; ip -4 -o addr show eth0' >/tmp/quick.out 2>&1
+quick_rc=$?
+cat /tmp/quick.out
+if [ "$quick_rc" != 0 ] || ! grep -q '^pid 1$' /tmp/quick.out || ! grep -q 'inet 10\.' /tmp/quick.out; then
+  echo "[guest] quick start FAILED: exit $quick_rc"
+  status=1
+fi
 echo "[guest] minictr doctor /rootfs, with user.max_user_namespaces=0"
 max_userns=$(cat /proc/sys/user/max_user_namespaces)
 echo 0 >/proc/sys/user/max_user_namespaces
