@@ -706,7 +706,7 @@ fn become_process(spec: &Spec, mask: &SigSet) -> Result<Vec<(String, String)>> {
         workdir: &spec.rootfs.workdir,
         hostname: &spec.hostname,
         env: &spec.env,
-        may_setgroups: spec.userns.as_ref().map_or(true, |p| p.setgroups_allowed()),
+        may_setgroups: spec.userns.as_ref().is_none_or(|p| p.setgroups_allowed()),
         mask,
     };
     process::become_process(

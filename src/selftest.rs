@@ -194,7 +194,7 @@ fn checks(root: bool) -> Vec<Check> {
     let own_userns = std::env::var("MINICTR_UNTIL")
         .ok()
         .and_then(|v| v.parse::<u8>().ok())
-        .map_or(true, |n| n >= 3);
+        .is_none_or(|n| n >= 3);
     let host_ns: Vec<(String, String)> = crate::namespaces::TABLE
         .iter()
         .map(|k| k.name)
@@ -570,7 +570,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         // Inherited by every `minictr run` below: the stages after chapter N are off.
         std::env::set_var("MINICTR_UNTIL", n.to_string());
     }
-    let mine = |ch: &str| chapter.as_deref().map_or(true, |c| c == ch);
+    let mine = |ch: &str| chapter.as_deref().is_none_or(|c| c == ch);
     for c in checks(root).into_iter().filter(|c| mine(c.chapter)) {
         let mut opts = net.clone();
         opts.extend(&c.opts);

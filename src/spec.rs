@@ -69,7 +69,9 @@ impl Spec {
         let mount_points = network.has_etc_files()
             || !args.root.volumes.is_empty()
             || !args.overlay.tmpfs.is_empty();
-        let overlay = args.overlay.config(&rootfs_path, image_layers, mount_points)?;
+        let overlay = args
+            .overlay
+            .config(&rootfs_path, image_layers, mount_points)?;
         if args.overlay.read_only && overlay.is_none() {
             // No layer to make the /etc files' mount points in: the image must already have them.
             if let Some(missing) = network::missing_mount_points(&network, &rootfs_path) {

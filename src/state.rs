@@ -329,7 +329,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .map_or(true, |age| age.as_secs() < 30);
+                .is_none_or(|age| age.as_secs() < 30);
             if young {
                 continue;
             }

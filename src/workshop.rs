@@ -58,7 +58,7 @@ pub fn stage_on(host: &Host, chapter: u8) -> bool {
     host.until
         .as_deref()
         .and_then(|v| v.trim().parse::<u8>().ok())
-        .map_or(true, |n| chapter <= n)
+        .is_none_or(|n| chapter <= n)
 }
 
 /// `minictr run --until N`: every stage after chapter N off, as its own `--no-*` switch would turn

@@ -47,7 +47,7 @@ fi
 
 step "format and lint"
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets -- -D warnings -W clippy::too_many_lines   # clippy.toml: at most 80 lines (issue 11)
 
 step "the book: every {{#include}} resolves; the built book's links, fragments, pictures; no machine path"
 bash tests/book-check.sh   # runs tests/check-includes.sh and mdbook build first

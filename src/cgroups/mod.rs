@@ -578,7 +578,7 @@ pub fn remove(paths: &[String]) -> Result<()> {
                         && std::time::Instant::now() < deadline =>
                 {
                     tries += 1;
-                    if tries % 20 == 0 {
+                    if tries.is_multiple_of(20) {
                         kill_all(std::slice::from_ref(d));
                     }
                     std::thread::sleep(std::time::Duration::from_millis(if tries < 50 {

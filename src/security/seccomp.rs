@@ -145,10 +145,10 @@ fn applies(rule: &Rule, caps: CapSet, arch: &Arch, kernel: (u32, u32)) -> bool {
     let exc = &rule.excludes;
     inc.caps.iter().all(|c| caps.has_name(c))
         && (inc.arches.is_empty() || inc.arches.iter().any(|a| arch_matches(arch, a)))
-        && inc.min_kernel.map_or(true, |min| kernel >= min)
+        && inc.min_kernel.is_none_or(|min| kernel >= min)
         && !exc.caps.iter().any(|c| caps.has_name(c))
         && !exc.arches.iter().any(|a| arch_matches(arch, a))
-        && exc.min_kernel.map_or(true, |min| kernel < min)
+        && exc.min_kernel.is_none_or(|min| kernel < min)
 }
 // ANCHOR_END: applies
 
