@@ -249,7 +249,7 @@ fn ch03_become_root_uid_gid_0_and_no_host_groups() {
         .unwrap_or_default();
     assert_eq!(
         groups, "",
-        "the host's supplementary groups are still there (shown as 65534): setgroups(0, []) was forgotten"
+        "minictr's supplementary groups reached the container (shown as 65534): setgroups must clear them before exec (become_root's setgroups(0, []), then step 11 sets the user's own)"
     );
 }
 
