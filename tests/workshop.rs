@@ -154,7 +154,7 @@ fn ch02_pivot_root_not_chroot() {
     assert_eq!(
         code(&out),
         Some(0),
-        "`unshare -U true` failed in the container ({}): the kernel refuses a user namespace to a chrooted process — chroot instead of pivot_root?",
+        "`unshare -U true` failed in the container ({}): the kernel refuses a user namespace to a process whose root is not its mount namespace's root — chroot instead of pivot_root, or the old root left attached?",
         stderr(&out).trim()
     );
 }
