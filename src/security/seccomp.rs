@@ -206,12 +206,15 @@ pub fn install(p: &Program) -> Result<()> {
             )
         };
         if ret < 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
-                crate::error::hint(
-                    "failed to install the seccomp filter",
-                    "the kernel needs CONFIG_SECCOMP_FILTER; --security-opt seccomp=unconfined runs without",
-                )
-            });
+            let e = std::io::Error::last_os_error();
+            // EACCES: neither no_new_privs nor CAP_SYS_ADMIN (seccomp(2)).
+            let why = if e.raw_os_error() == Some(libc::EACCES) {
+                "an unprivileged process may only install a filter with no_new_privs set: prctl(PR_SET_NO_NEW_PRIVS, 1) first"
+            } else {
+                "the kernel needs CONFIG_SECCOMP_FILTER; --security-opt seccomp=unconfined runs without"
+            };
+            return Err(e)
+                .with_context(|| crate::error::hint("failed to install the seccomp filter", why));
         }
     }
     Ok(())

@@ -377,15 +377,20 @@ pub fn read_line(child: &mut std::process::Child) -> String {
 
 /// Wait for a child with a generous bound; kills it and fails the test if it does not exit.
 pub fn wait_bounded(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    wait_within(child, secs).unwrap_or_else(|| panic!("minictr did not exit within {secs} s"))
+}
+
+/// Wait for a child at most `secs` seconds; `None` (and the child killed) if it did not exit.
+pub fn wait_within(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
+            return Some(st);
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("minictr did not exit within {secs} s");
+            return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
