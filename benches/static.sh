@@ -3,7 +3,7 @@
 #
 #   sudo env "PATH=$PATH" benches/static.sh [--no-smoke]
 #
-# Uses the x86_64-unknown-linux-musl target when rustup has it installed, else glibc static-pie
+# Uses the x86_64-unknown-linux-musl target when rustup has it installed (and musl-gcc exists), else glibc static-pie
 # (RUSTFLAGS=-C target-feature=+crt-static on x86_64-unknown-linux-gnu). Cargo profile `static`
 # (release, stripped). Prints the binary's path and size, then runs it: /bin/true, echo and an exit
 # status with --network none, and a bridge run inside a network namespace made for the purpose. With
@@ -14,9 +14,12 @@ cd "$(dirname "$0")/.."
 smoke=1
 [ "${1:-}" = --no-smoke ] && smoke=0
 
-if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+# musl needs a C compiler for it too (the crate ring compiles C): Debian's musl-tools (musl-gcc).
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl &&
+  command -v musl-gcc >/dev/null; then
   target=x86_64-unknown-linux-musl
-  cargo build --profile static --target "$target" >&2
+  CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc} \
+    cargo build --profile static --target "$target" >&2
 else
   target=x86_64-unknown-linux-gnu
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" cargo build --profile static --target "$target" >&2

@@ -29,7 +29,7 @@ need_pkgs=""
 # (chapters/pictures/build.sh --check), chromium (tests/book-screenshots.sh); strace
 # (tests/ch00_quickstart.rs: nothing on the start path executes a program); python3: workshop/level.py
 # generates the workshop's levels (workshop/prove.sh below)
-for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc graphviz chromium strace python3; do
+for p in busybox-static uidmap iproute2 nftables tmux procps util-linux docker-registry umoci skopeo runc graphviz chromium strace python3 curl jq; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
@@ -105,7 +105,7 @@ bash workshop/prove.sh
 # Boots Debian's kernel under qemu with cgroup2 on /sys/fs/cgroup; see tests/vm/cgroup-v2.sh.
 step "cgroup v2: tests/ch04_cgroups.rs in a qemu guest"
 vm_pkgs=""
-for p in qemu-system-x86 busybox-static e2fsprogs; do
+for p in qemu-system-x86 busybox-static e2fsprogs musl-tools; do
   dpkg -s "$p" >/dev/null 2>&1 || vm_pkgs="$vm_pkgs $p"
 done
 if [ -n "$vm_pkgs" ]; then

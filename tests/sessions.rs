@@ -618,11 +618,12 @@ impl Lab {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("registry.log")).expect("registry log"))
             .spawn()
             .expect("start docker-registry");
         self.registry = Some(child);
-        for _ in 0..200 {
+        // Up to a minute: a loaded 2-core CI machine starts the registry slowly.
+        for _ in 0..600 {
             let up = self.run(
                 "sh",
                 "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/ || true",
@@ -632,7 +633,10 @@ impl Lab {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("the session's registry did not answer on 127.0.0.1:5000");
+        panic!(
+            "the session's registry did not answer on 127.0.0.1:5000; its log:\n{}",
+            std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+        );
     }
 
     /// Run one command in the lab, stderr merged into stdout; the output's lines.
