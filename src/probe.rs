@@ -383,15 +383,7 @@ fn userns_with_a_mount() -> std::result::Result<(), i32> {
     std::fs::write("/proc/self/setgroups", "deny").map_err(io)?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).map_err(io)?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(io)?;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e as i32)?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| e as i32)?;
+    private_mount_ns().map_err(|e| e as i32)?;
     let dir = scratch_dir();
     mount(
         Some("tmpfs"),
@@ -506,11 +498,10 @@ fn scratch_dir() -> PathBuf {
     .unwrap_or_else(|| "/tmp".into())
 }
 
-/// In the (child's) own mount namespace: a tmpfs over [`scratch_dir`] with l/, u/, w/, m/.
-fn scratch() -> std::result::Result<PathBuf, i32> {
+/// A mount namespace of the (child's) own whose mounts never propagate back to the host.
+fn private_mount_ns() -> nix::Result<()> {
     use nix::mount::{mount, MsFlags};
-    let dir = scratch_dir();
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|_| SETUP_FAILED)?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
     mount(
         None::<&str>,
         "/",
@@ -518,7 +509,13 @@ fn scratch() -> std::result::Result<PathBuf, i32> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|_| SETUP_FAILED)?;
+}
+
+/// In the (child's) own mount namespace: a tmpfs over [`scratch_dir`] with l/, u/, w/, m/.
+fn scratch() -> std::result::Result<PathBuf, i32> {
+    use nix::mount::{mount, MsFlags};
+    let dir = scratch_dir();
+    private_mount_ns().map_err(|_| SETUP_FAILED)?;
     mount(
         Some("tmpfs"),
         &dir,
