@@ -541,9 +541,9 @@ struct Lab {
 
 impl Lab {
     fn new(name: &str) -> Lab {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("sessions")
-            .join(name);
+        // Not under /tmp (the lab mounts a /tmp of its own over it): a checkout or target
+        // directory there would vanish inside the lab, so the binary is copied in as well.
+        let dir = PathBuf::from("/var/tmp/minictr-sessions").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("scratch dir");
         // /tmp on disk, as on a reader's machine (a tmpfs shows other sizes in `ls -l`)
@@ -561,6 +561,8 @@ impl Lab {
             .expect("cp")
             .success();
         assert!(ok, "copy the busybox rootfs into {}", dir.display());
+        std::fs::create_dir_all(dir.join("bin")).expect("scratch bin/");
+        std::fs::copy(common::bin(), dir.join("bin/minictr")).expect("copy the minictr binary");
         for d in ["/run/minictr", "/var/lib/minictr"] {
             std::fs::create_dir_all(d).expect("mount point");
         }
@@ -614,7 +616,7 @@ impl Lab {
         let child = Command::new("nsenter")
             .arg("-t")
             .arg(self.holder.id().to_string())
-            .args(["-m", "-n", "--", "/usr/bin/docker-registry", "serve"])
+            .args(["-n", "--", "/usr/bin/docker-registry", "serve"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -641,7 +643,7 @@ impl Lab {
 
     /// Run one command in the lab, stderr merged into stdout; the output's lines.
     fn run(&self, shell: &str, cmd: &str) -> Vec<String> {
-        let bin_dir = common::bin().parent().expect("bin dir").to_path_buf();
+        let bin_dir = self.dir.join("bin");
         let path = format!(
             "{}:{}",
             bin_dir.display(),
