@@ -505,7 +505,9 @@ pub fn with_bundle_arg(cli: clap::Command) -> clap::Command {
         run
     })
 }
+// ANCHOR_END: cli
 
+// ANCHOR: words_for
 /// When `argv` is `minictr run --bundle DIR [OPTIONS]`: the words it stands for, and the warning
 /// line naming what the config asks for and minictr ignores. `None` for every other command line.
 pub fn words_for(
@@ -549,6 +551,7 @@ pub fn words_for(
             })
     };
     let (words, ignored) = expand(dir, &argv[..=run_at], &user, given)?;
+    // ANCHOR_END: words_for
     if user.iter().any(|w| w == "--explain") {
         // As a shell would need it: words with spaces or quotes in single quotes.
         let shown: Vec<String> = std::iter::once("minictr".to_string())
@@ -574,7 +577,6 @@ pub fn words_for(
     }
     Ok(Some(words))
 }
-// ANCHOR_END: cli
 
 #[cfg(test)]
 mod tests {

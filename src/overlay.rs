@@ -410,6 +410,8 @@ pub fn mount_detached(
             ctx.set_string("lowerdir", &joined)
         });
     };
+    // ANCHOR_END: mount_detached
+    // ANCHOR: mount_detached_idmapped
     // The detached idmapped trees must stay open until FSCONFIG_CMD_CREATE: closing the last fd of a
     // detached mount unmounts it, and overlayfs clones the lower layers only at create time.
     let trees = idmapped_lowers(lowers, ns.as_fd())?;
@@ -448,8 +450,7 @@ pub fn mount_detached(
         ctx.set_string("lowerdir", &joined)
     })
 }
-
-// ANCHOR_END: mount_detached
+// ANCHOR_END: mount_detached_idmapped
 
 // ANCHOR: idmapped_lowers
 /// Each lower layer as a detached, read-only, idmapped tree of the container's user namespace `ns`.

@@ -610,11 +610,10 @@ pub fn remove(paths: &[String]) -> Result<()> {
         None => Ok(()),
     }
 }
+// ANCHOR_END: remove
 
 /// How long [`remove`] waits for killed processes to leave their cgroup.
 const REMOVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-// ANCHOR_END: remove
 
 // ANCHOR: kill_all
 /// v2: `cgroup.kill` (Linux 5.14) kills everything at once. Otherwise freeze (so nothing forks

@@ -306,7 +306,9 @@ fn disk_full(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<nix::errno::Errno>() == Some(&nix::errno::Errno::ENOSPC)
     })
 }
+// ANCHOR_END: pull
 
+// ANCHOR: pull_into
 fn pull_into(
     data_dir: &Path,
     r: &reference::Reference,
@@ -340,7 +342,9 @@ fn pull_into(
             .with_context(|| format!("failed to write {}", tmp.path.display()))?;
         tmp.persist(&mpath)?;
     }
+    // ANCHOR_END: pull_into
 
+    // ANCHOR: pull_layers
     fetch_blob(&store, &mut reg, &m.config, &Progress::quiet())?;
     let cfg = read_config(&store, &m.config.digest)?;
     check_config(r, &cfg, &m, &want)?;
@@ -381,7 +385,9 @@ fn pull_into(
     let _ = writeln!(out, "Status: Downloaded {r}");
     Ok(0)
 }
+// ANCHOR_END: pull_layers
 
+// ANCHOR: pull_manifest
 /// The manifest the reference names, for this platform: an index is resolved to the host's
 /// entry. Returns the manifest, its bytes, its digest and the digest the reference named.
 fn resolve_manifest(
@@ -438,8 +444,7 @@ fn check_config(
 
     Ok(())
 }
-
-// ANCHOR_END: pull
+// ANCHOR_END: pull_manifest
 
 fn dir_size(p: &Path) -> u64 {
     let mut total = 0;

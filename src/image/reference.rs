@@ -61,6 +61,8 @@ pub fn parse(input: &str) -> Result<Reference> {
     } else {
         repository
     };
+    // ANCHOR_END: reference
+    // ANCHOR: reference_checks
     if registry.is_empty()
         || !registry
             .bytes()
@@ -100,7 +102,7 @@ pub fn parse(input: &str) -> Result<Reference> {
         digest,
     })
 }
-// ANCHOR_END: reference
+// ANCHOR_END: reference_checks
 
 /// `[a-z0-9]+` joined by `.`, `_`, `__` or any number of `-`.
 fn valid_component(c: &str) -> bool {

@@ -107,7 +107,9 @@ impl Registry {
             "minictr pulls public images only (no login yet)"
         ))
     }
+    // ANCHOR_END: get
 
+    // ANCHOR: fetch_token
     /// The token endpoint: `GET realm?service=…&scope=repository:NAME:pull` → `{"token": …}`.
     fn fetch_token(&self, challenge: &str) -> Result<String> {
         let Some((scheme, params)) = parse_challenge(challenge) else {
@@ -163,7 +165,7 @@ impl Registry {
             .or(t.access_token)
             .with_context(|| format!("{realm} sent no token"))
     }
-    // ANCHOR_END: get
+    // ANCHOR_END: fetch_token
 
     fn status_error(&self, code: u16, resp: ureq::Response, url: &str) -> anyhow::Error {
         let body = resp.into_string().unwrap_or_default();

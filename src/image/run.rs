@@ -68,7 +68,9 @@ pub fn is_image(arg: &Path) -> bool {
     };
     !(s.starts_with(['/', '.']) || std::fs::symlink_metadata(arg).is_ok())
 }
+// ANCHOR_END: path_or_image
 
+// ANCHOR: for_run
 /// `minictr run IMAGE`: the image from the local store — pulled first when it is not there (or
 /// always, or never, as `--pull` says), with the same progress lines as `minictr pull`, on stderr.
 pub fn for_run(
@@ -131,7 +133,7 @@ pub fn for_run(
     }
     Ok(Some(image))
 }
-// ANCHOR_END: path_or_image
+// ANCHOR_END: for_run
 
 // ANCHOR: command
 /// The command a container of `config` runs, Docker's way: Entrypoint + Cmd, where the arguments

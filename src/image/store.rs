@@ -303,6 +303,8 @@ impl Store {
         // the containers in `in_use`.
         let kept = self.kept_lowers();
         let mut out = Gc::default();
+        // ANCHOR_END: gc
+        // ANCHOR: gc_remove
         if let Ok(rd) = std::fs::read_dir(self.root.join("layers/sha256")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -351,7 +353,7 @@ impl Store {
         // The blobs of a layer that stayed are not needed to run it: a later pull fetches them.
         Ok(out)
     }
-    // ANCHOR_END: gc
+    // ANCHOR_END: gc_remove
 
     /// Kept containers (chapter 5's container.json): id and lower layers.
     fn kept_lowers(&self) -> Vec<(String, Vec<PathBuf>)> {

@@ -92,6 +92,8 @@ impl Config {
                 Mode::None
             }
         };
+        // ANCHOR_END: config
+        // ANCHOR: config_checks
         let subnet = subnet.map(Subnet::parse).transpose()?;
         if subnet.is_some() && mode != Mode::Bridge {
             bail!(crate::error::hint(
@@ -132,7 +134,7 @@ impl Config {
         self.mode != Mode::Host
     }
 }
-// ANCHOR_END: config
+// ANCHOR_END: config_checks
 
 /// Rootless minictr has no bridge: say so once, where someone reads it.
 fn default_rootless_note() {
@@ -564,7 +566,9 @@ pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
         }
     }
 }
+// ANCHOR_END: stale
 
+// ANCHOR: stale_netns
 /// The subnet of the bridge in the current network namespace, if there is one.
 fn bridge_subnet() -> Option<Subnet> {
     let mut sock = Socket::open(SockProtocol::NetlinkRoute).ok()?;
@@ -595,7 +599,7 @@ fn in_netns(path: &Path, f: impl FnOnce()) -> Result<()> {
     nix::sched::setns(home.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
         .context("failed to return to minictr's network namespace")
 }
-// ANCHOR_END: stale
+// ANCHOR_END: stale_netns
 
 /// `minictr network rm`: delete the bridge and its NAT table in the current network namespace,
 /// unless containers still use them.

@@ -71,7 +71,9 @@ impl Publish {
             udp: proto,
         })
     }
+    // ANCHOR_END: parse_publish
 
+    // ANCHOR: publish_element
     fn proto(&self) -> &'static str {
         if self.udp {
             "udp"
@@ -98,7 +100,7 @@ impl Publish {
         }
     }
 }
-// ANCHOR_END: parse_publish
+// ANCHOR_END: publish_element
 
 /// A recorded publish element, as kept in state.json: `tcp:8080:10.213.0.2:80` or with a host
 /// address first `192.0.2.1:tcp:8080:10.213.0.2:80`.
@@ -163,7 +165,9 @@ pub enum Expr {
     /// Source NAT to the address of the outgoing interface.
     Masquerade,
 }
+// ANCHOR_END: exprs
 
+// ANCHOR: expr_helpers
 // Registers: 0 holds the verdict; 8.. are 4-byte registers ("NFT_REG32_00"), so that the fields of
 // a concatenation (address . protocol . port) sit in consecutive 4-byte cells.
 const REG: u32 = 8;
@@ -228,8 +232,7 @@ fn to_local_jump_publish() -> Vec<Expr> {
         Expr::Jump("publish"),
     ]
 }
-
-// ANCHOR_END: exprs
+// ANCHOR_END: expr_helpers
 
 // ANCHOR: ruleset
 /// The rules of the table, as (chain, expressions). `nft list table ip minictr` shows the table as
@@ -258,6 +261,8 @@ fn to_local_jump_publish() -> Vec<Expr> {
 /// ```
 /// (`nft` prints the l4proto test it adds in front of `th dport`; here the protocol is part of both
 /// map keys, so `th dport` of anything but the published tcp/udp ports finds no element).
+// ANCHOR_END: ruleset
+// ANCHOR: rules
 pub fn rules(bridge: &str, subnet: &Subnet) -> Vec<(&'static str, Vec<Expr>)> {
     let l4proto = |dreg| Expr::Meta {
         key: NFT_META_L4PROTO,
@@ -311,7 +316,7 @@ pub fn rules(bridge: &str, subnet: &Subnet) -> Vec<(&'static str, Vec<Expr>)> {
         ("postrouting", masq_local),
     ]
 }
-// ANCHOR_END: ruleset
+// ANCHOR_END: rules
 
 // nf_tables over netlink (<linux/netfilter/nfnetlink.h>, <linux/netfilter/nf_tables.h>).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;

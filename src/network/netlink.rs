@@ -102,7 +102,9 @@ impl Msg {
         self.buf.resize(pad4(self.buf.len()), 0);
         self
     }
+    // ANCHOR_END: msg
 
+    // ANCHOR: msg_attrs
     /// One attribute: `rtattr` + value + padding.
     pub fn attr(&mut self, ty: u16, value: &[u8]) -> &mut Msg {
         let len = 4 + value.len();
@@ -145,8 +147,7 @@ impl Msg {
         self.buf
     }
 }
-
-// ANCHOR_END: msg
+// ANCHOR_END: msg_attrs
 
 /// `struct ifinfomsg`: family, type, index, flags, change mask.
 fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
@@ -368,7 +369,9 @@ impl Socket {
             .with_context(|| format!("failed to create the bridge {name}"))?;
         Ok(())
     }
+    // ANCHOR_END: requests
 
+    // ANCHOR: requests_veth
     /// `ip link add HOST mtu MTU master BRIDGE up type veth peer name PEER netns NETNS`: both ends in
     /// one request — the peer is created directly inside the container's namespace, already named.
     #[allow(clippy::too_many_arguments)]
@@ -422,7 +425,9 @@ impl Socket {
             .with_context(|| format!("failed to bring {name} up"))?;
         Ok(())
     }
+    // ANCHOR_END: requests_veth
 
+    // ANCHOR: requests_addr
     /// `ip link del NAME`. Deleting one end of a veth pair deletes both.
     pub fn del_link(&mut self, name: &str) -> Result<bool> {
         crate::explain!(
@@ -481,7 +486,9 @@ impl Socket {
         }
         Ok(None)
     }
+    // ANCHOR_END: requests_addr
 
+    // ANCHOR: requests_route
     /// `ip route add default via GATEWAY dev NAME`.
     pub fn add_default_route(&mut self, name: &str, index: i32, gateway: Ipv4Addr) -> Result<()> {
         crate::explain!(
@@ -546,7 +553,7 @@ impl Socket {
         }
     }
 }
-// ANCHOR_END: requests
+// ANCHOR_END: requests_route
 
 #[cfg(test)]
 mod tests {
