@@ -204,7 +204,9 @@ impl RuntimeDir {
             state,
             persist: false,
         };
-        dir.save()?;
+        // Nobody reads the directory under its dot-name: state.json is written in place here.
+        std::fs::write(tmp.join("state.json"), dir.json()?)
+            .with_context(|| format!("failed to write {}/state.json", tmp.display()))?;
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("failed to create {}", path.display()))?;
         dir.path = path;
@@ -221,23 +223,20 @@ impl RuntimeDir {
         &self.path
     }
 
+    fn json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(&self.state).context("failed to serialise the state")
+    }
+
     /// Write state.json atomically (write a temporary file, then rename).
     pub fn save(&self) -> Result<()> {
         let tmp = self.path.join("state.json.tmp");
-        let data =
-            serde_json::to_vec_pretty(&self.state).context("failed to serialise the state")?;
+        let data = self.json()?;
         let mut f =
             File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
         f.write_all(&data)
             .with_context(|| format!("failed to write {}", tmp.display()))?;
         std::fs::rename(&tmp, self.path.join("state.json"))
             .with_context(|| format!("failed to write {}/state.json", self.path.display()))
-    }
-
-    /// Record a reservation before making it (see the module docs): `f` fills in the stage's record.
-    pub fn record(&mut self, f: impl FnOnce(&mut Resources)) -> Result<()> {
-        f(&mut self.state.resources);
-        self.save()
     }
 
     /// A new status, saved.
@@ -485,8 +484,8 @@ mod tests {
         };
         let mut dir = RuntimeDir::create(&base, st.clone()).unwrap();
         assert!(base.join(&st.id).join("state.json").exists());
-        dir.record(|r| r.cgroup = Some(crate::cgroups::Paths(vec!["/sys/fs/cgroup/x".into()])))
-            .unwrap();
+        dir.state.resources.cgroup = Some(crate::cgroups::Paths(vec!["/sys/fs/cgroup/x".into()]));
+        dir.save().unwrap();
         // flock locks belong to the open file description: a second open in this process conflicts.
         assert!(stale_entries(&base).is_empty());
         drop(dir);
