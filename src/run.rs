@@ -437,7 +437,12 @@ impl state::UndoStale for Stages<'_> {
     }
 
     fn finish(&self) {
-        overlay::remove_orphans();
+        // One listing of the runtime directories instead of a link and a stat per layer.
+        let dirs: std::collections::HashSet<std::ffi::OsString> =
+            std::fs::read_dir(&self.0.run_dir)
+                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+        overlay::remove_orphans(&|id| dirs.contains(std::ffi::OsStr::new(id)));
     }
 }
 

@@ -1,10 +1,12 @@
 //! The per-container runtime directory `/run/minictr/<id>/` (chapter 8 builds the lifecycle on it).
 //!
-//! Crash safety: the directory holds `state.json` and a `lock` file that the owning minictr keeps
+//! Crash safety: the directory holds `state.json`, and the owning minictr keeps the directory itself
 //! `flock`ed for as long as it lives. The kernel drops the lock when that process dies — however it
 //! dies, SIGKILL included — so any later minictr command can tell a live container from a stale one
 //! (immune to pid reuse) and undo what the stale one recorded. Every reservation is recorded in
-//! `state.json` *before* it is made.
+//! `state.json` *before* it is made. Because the lock is on the directory, whose inode the listing
+//! of the base directory already gives, one read of /proc/locks tells every command which
+//! containers are alive: only the others are opened and try-locked.
 
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -150,24 +152,57 @@ pub struct RuntimeDir {
     pub persist: bool,
 }
 
-fn lock_file(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("lock"))
-        .with_context(|| format!("failed to open {}/lock", dir.display()))?;
+/// Lock the runtime directory `dir` itself (flock works on a directory's descriptor); `None`:
+/// someone else holds it. A `lock` file inside, held by a minictr from before the directory lock,
+/// counts as held too.
+fn lock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
+    let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
     let arg = if nonblocking {
         FlockArg::LockExclusiveNonblock
     } else {
         FlockArg::LockExclusive
     };
-    match Flock::lock(f, arg) {
-        Ok(l) => Ok(Some(l)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}/lock", dir.display())),
-    }
+    let held = match Flock::lock(f, arg) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+        Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", dir.display())),
+    };
+    let legacy = File::open(dir.join("lock")).ok().map(|f| {
+        matches!(
+            Flock::lock(f, FlockArg::LockExclusiveNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    });
+    Ok(if legacy == Some(true) {
+        None
+    } else {
+        Some(held)
+    })
+}
+
+/// The flocks held right now, as (major, minor, inode), from one read of /proc/locks. Locks of
+/// processes this pid namespace cannot see are not listed there: absent means "try it", never
+/// "stale".
+fn held_flocks() -> std::collections::HashSet<(u64, u64, u64)> {
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    parse_locks(&text)
+}
+
+/// `/proc/locks` lines such as `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF` (a waiter's line
+/// has `->` after the number and is skipped). Pure: unit-tested.
+fn parse_locks(text: &str) -> std::collections::HashSet<(u64, u64, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            let mut id = f.get(5)?.split(':');
+            let major = u64::from_str_radix(id.next()?, 16).ok()?;
+            let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+            Some((major, minor, id.next()?.parse().ok()?))
+        })
+        .collect()
 }
 
 impl RuntimeDir {
@@ -190,7 +225,7 @@ impl RuntimeDir {
                 .create(&tmp)
                 .with_context(|| format!("failed to create {}", tmp.display()))?;
         }
-        let lock = match lock_file(&tmp, false) {
+        let lock = match lock_dir(&tmp, false) {
             Ok(Some(l)) => l,
             Ok(None) => unreachable_lock(&tmp)?,
             Err(e) => {
@@ -305,12 +340,21 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
     let Ok(rd) = std::fs::read_dir(base) else {
         return Vec::new();
     };
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
+    let dev = std::fs::metadata(base).map(|m| m.dev()).unwrap_or(0);
+    let held = held_flocks();
     let mut out = Vec::new();
     for entry in rd.flatten() {
-        let path = entry.path();
-        if !path.is_dir() {
+        // The listing's inode and type: a live container costs no system call at all.
+        let key = (
+            libc::major(dev) as u64,
+            libc::minor(dev) as u64,
+            entry.ino(),
+        );
+        if held.contains(&key) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
+        let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         // Only container directories: `<id>` or `.new-<id>`. Stages keep shared state next to them
         // (ch06: network/ with its own lock), which is not a container.
@@ -330,7 +374,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
                 continue;
             }
         }
-        if let Ok(Some(lock)) = lock_file(&path, true) {
+        if let Ok(Some(lock)) = lock_dir(&path, true) {
             let state = std::fs::read(path.join("state.json"))
                 .ok()
                 .and_then(|d| serde_json::from_slice::<State>(&d).ok());
@@ -391,17 +435,7 @@ pub fn cleanup_stale(stages: &dyn UndoStale) {
 
 /// Whether a runtime directory is owned by a running minictr: it exists and its lock is held.
 pub fn is_live(dir: &Path) -> bool {
-    let Ok(f) = File::options()
-        .read(true)
-        .write(true)
-        .open(dir.join("lock"))
-    else {
-        return false;
-    };
-    matches!(
-        Flock::lock(f, FlockArg::LockExclusiveNonblock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK))
-    )
+    matches!(lock_dir(dir, true), Ok(None))
 }
 
 /// Seconds since the epoch.
@@ -437,7 +471,7 @@ pub fn list(base: &Path) -> Vec<Entry> {
         else {
             continue;
         };
-        let live = matches!(lock_file(&path, true), Ok(None));
+        let live = is_live(&path);
         out.push(Entry { path, state, live });
     }
     out.sort_by_key(|e| e.state.created);
@@ -515,6 +549,18 @@ mod tests {
         // A state.json without a status (or resources) reads as a container being created.
         let old: State = serde_json::from_str(r#"{"id":"x","owner_pid":1,"container_pid":null,"created":0,"rootfs":"/","command":[],"hostname":"h"}"#).unwrap();
         assert_eq!(old.status, Status::Created);
+    }
+
+    #[test]
+    fn proc_locks_lines_give_the_held_flocks() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4243 08:01:1234 0 EOF\n\
+                    2: POSIX  ADVISORY  WRITE 99 00:1a:77 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 5 fd:10:9 0 EOF\n";
+        let held = parse_locks(text);
+        assert_eq!(held.len(), 2);
+        assert!(held.contains(&(8, 1, 1234)));
+        assert!(held.contains(&(0xfd, 0x10, 9)));
     }
 
     #[test]
