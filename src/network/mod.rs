@@ -251,8 +251,16 @@ pub fn reserve(
     }
     let netns = current_netns()?;
     let mut sock = Socket::open(SockProtocol::NetlinkRoute)?;
+    // Every start but the first finds the bridge complete: check that (read-only) before taking
+    // the lock that every other start waits for; anything missing — a bridge another minictr is
+    // making right now, its address, its rules, another subnet — is made or reported under the
+    // lock. (A `minictr network rm` in between makes this start fail when it plugs in the veth.)
+    let ready = bridge_ready(&mut sock, cfg.subnet);
     let mut table = ipam::Allocations::lock(netdir)?;
-    let (bridge_index, mtu, subnet) = ensure_bridge(&mut sock, cfg.subnet)?;
+    let (bridge_index, mtu, subnet) = match ready {
+        Some(b) => b,
+        None => ensure_bridge(&mut sock, cfg.subnet)?,
+    };
     let addr = match ipam::pick(&subnet, &table.entries) {
         Ok(a) => a,
         // Full: only now are the owners of all addresses checked (some may have died).
@@ -395,6 +403,16 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
     made
 }
 // ANCHOR_END: ensure_bridge
+
+/// The bridge's index, MTU and subnet if it exists, is up, has its address (of the subnet `want`,
+/// if given) and its NAT table: nothing to make. Read-only; any error or gap is None.
+fn bridge_ready(sock: &mut Socket, want: Option<Subnet>) -> Option<(i32, u32, Subnet)> {
+    let link = sock.get_link(BRIDGE).ok()??;
+    let (a, prefix) = sock.get_addr(link.index).ok()??;
+    let subnet = Subnet::of(a, prefix);
+    let complete = link.up && want.map_or(true, |w| w == subnet) && nat::table_exists().ok()?;
+    complete.then_some((link.index, link.mtu, subnet))
+}
 
 /// The NAT table, or — where nf_tables or its NAT expressions are missing — one line that says
 /// so: the container still starts with its address on the bridge.
