@@ -46,6 +46,12 @@ pub fn rm(what: &[String], force: bool) -> Result<i32> {
                     ) {
                         bail!("container {w} did not stop within 10 s");
                     }
+                    // Its minictr normally tears everything down before it lets go of the lock; if
+                    // it died instead, what it reserved (address, veth, cgroup) is undone here, as
+                    // the next command would have — before its state.json is removed with it.
+                    if e.path.exists() {
+                        state::cleanup_stale(&crate::run::Stages(&crate::host::Host::detect()));
+                    }
                 }
                 if let Some(layer) = &e.state.resources.overlay {
                     overlay::cleanup_stale(&overlay::LayerRecord {
