@@ -58,6 +58,7 @@ pub fn ps(all: bool) -> Result<i32> {
             .resources
             .network
             .as_ref()
+            .filter(|l| !l.addr.is_unspecified()) // not yet allocated: the start is under way
             .map_or_else(|| "-".into(), |l| l.addr.to_string());
         writeln!(
             out,
