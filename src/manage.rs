@@ -137,6 +137,12 @@ fn rm_one(w: &str, force: bool) -> Result<()> {
                 if !crate::lifecycle::commands::wait_gone(&e, std::time::Duration::from_secs(10)) {
                     bail!("container {w} did not stop within 10 s");
                 }
+                // Its minictr normally tears everything down before it lets go of the lock; if it
+                // died instead, what it reserved (address, veth, cgroup) is undone here, as the
+                // next command would have — before its state.json is removed with it.
+                if e.path.exists() {
+                    state::cleanup_stale(&crate::run::Stages(&crate::host::Host::detect()));
+                }
             }
             if let Some(layer) = &e.state.resources.overlay {
                 overlay::cleanup_stale(&overlay::LayerRecord {

@@ -788,11 +788,15 @@ pub fn remove_kept(dir: &Path, kept: &Kept) -> Result<()> {
 /// Writable layers that belong to no container: not kept, and the runtime directory named in their
 /// `owner` file is gone (removed by hand, or by a minictr of another version). A layer without an
 /// `owner` file is being created right now and is left alone.
-pub fn remove_orphans() {
+pub fn remove_orphans(owned: &dyn Fn(&str) -> bool) {
     let Ok(rd) = std::fs::read_dir(containers_dir()) else {
         return;
     };
     for e in rd.flatten() {
+        // A layer named after a runtime directory that exists is owned: no need to read its link.
+        if owned(&e.file_name().to_string_lossy()) {
+            continue;
+        }
         let f = e.path().join("owner");
         // A symbolic link to the runtime directory (a regular file before: layers of older runs).
         let Ok(owner) = std::fs::read_link(&f)

@@ -98,7 +98,14 @@ struct Reserved {
 /// Step 2: the runtime directory (ch08), the writable layer (ch05), the cgroup with its limits
 /// (ch04), an address (ch06) — each recorded in state.json before it is made, so a crash can be undone.
 fn reserve(spec: &Spec) -> Result<Reserved> {
-    let mut rt = state::RuntimeDir::create(&spec.host.run_dir, initial_state(spec))?;
+    // Every reservation is named in the first state.json (each is undone only if it exists).
+    let mut first = initial_state(spec);
+    first.resources.overlay = layer_record(spec);
+    if let cgroups::Decision::Use(plan) = &spec.cgroup {
+        first.resources.cgroup = Some(plan.paths());
+    }
+    first.resources.network = network::pending_lease(&spec.network, &spec.id)?;
+    let rt = state::RuntimeDir::create(&spec.host.run_dir, first)?;
     // ch09: the image's use is recorded in state.json now; from here on no rmi removes its layers.
     if let Some(img) = &spec.image {
         image::run::check_still_there(&overlay::data_dir(), img)?;
@@ -111,8 +118,8 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
     std::fs::create_dir(&spec.rootfs.mountpoint)
         .with_context(|| format!("failed to create {}", spec.rootfs.mountpoint.display()))?;
     crate::explain::checkpoint(2, "runtime-dir")?;
-    let layer = reserve_layer(spec, &mut rt)?;
-    let cgroup = reserve_cgroup(spec, &mut rt)?;
+    let layer = reserve_layer(spec, &rt)?;
+    let cgroup = reserve_cgroup(spec)?;
     // ch06: the bridge (made once), an address, the /etc files; recorded before the veth exists.
     let net = network::reserve(
         &spec.network,
@@ -124,9 +131,6 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
         state::is_live,
         root_owner(spec),
     )?;
-    if let Some(lease) = net.record() {
-        rt.record(|r| r.network = Some(lease))?;
-    }
     crate::explain::checkpoint(2, "network-reserved")?;
     Ok(Reserved {
         net,
@@ -167,33 +171,33 @@ fn initial_state(spec: &Spec) -> state::State {
     }
 }
 
-/// ch05: the writable layer, recorded as not kept: until the container runs, even a kept layer is
+/// ch05: the writable layer's record, as not kept: until the container runs, even a kept layer is
 /// removed by a failed start or by the next command after a crash.
-fn reserve_layer(
-    spec: &Spec,
-    rt: &mut state::RuntimeDir,
-) -> Result<Option<overlay::WritableLayer>> {
-    let Some(ov) = spec.overlay.as_ref().filter(|o| !o.readonly) else {
-        return Ok(None);
-    };
-    let dir = overlay::containers_dir().join(&spec.id);
-    let record = overlay::LayerRecord {
-        dir: dir.clone(),
+fn layer_record(spec: &Spec) -> Option<overlay::LayerRecord> {
+    let ov = spec.overlay.as_ref().filter(|o| !o.readonly)?;
+    Some(overlay::LayerRecord {
+        dir: overlay::containers_dir().join(&spec.id),
         keep: false,
         name: ov.name.clone(),
+    })
+}
+
+/// ch05: the writable layer (recorded by the first state.json).
+fn reserve_layer(spec: &Spec, rt: &state::RuntimeDir) -> Result<Option<overlay::WritableLayer>> {
+    let Some(record) = layer_record(spec) else {
+        return Ok(None);
     };
-    rt.record(|r| r.overlay = Some(record))?;
-    let layer = overlay::WritableLayer::create(dir, root_owner(spec), ov.name.clone())?;
+    let layer = overlay::WritableLayer::create(record.dir, root_owner(spec), record.name)?;
     layer.set_owner(rt.path())?;
     crate::explain::checkpoint(2, "writable-layer")?;
     Ok(Some(layer))
 }
 
-/// ch04: the cgroup — recorded, created and limited before clone: the child never runs unlimited.
-fn reserve_cgroup(spec: &Spec, rt: &mut state::RuntimeDir) -> Result<Option<cgroups::Cgroup>> {
+/// ch04: the cgroup (recorded by the first state.json), created and limited before clone: the
+/// child never runs unlimited.
+fn reserve_cgroup(spec: &Spec) -> Result<Option<cgroups::Cgroup>> {
     match &spec.cgroup {
         cgroups::Decision::Use(plan) => {
-            rt.record(|r| r.cgroup = Some(plan.paths()))?;
             let cg = cgroups::Cgroup::create(plan)?;
             crate::explain::checkpoint(2, "cgroup")?;
             Ok(Some(cg))
@@ -259,7 +263,12 @@ fn clone(
     drop(child_end);
     let child = Child { pid, armed: true };
     r.rt.state.container_pid = Some(pid.as_raw());
-    r.rt.save()?;
+    // ch06: the address and published ports, recorded before attach makes the veth and rules
+    // (without a bridge the pid is written with "running").
+    if let Some(lease) = r.net.record() {
+        r.rt.state.resources.network = Some(lease);
+        r.rt.save()?;
+    }
     crate::explain::checkpoint(3, "clone")?;
     Ok((child, parent_end))
 }
@@ -458,13 +467,18 @@ impl state::UndoStale for Stages<'_> {
         }
         // ch06: the veth, published ports and address of a crashed run.
         if let Some(lease) = &r.network {
-            network::cleanup_stale(lease, &network_dir(self.0), state::is_live);
+            network::cleanup_stale(lease, &network_dir(self.0));
         }
         true
     }
 
     fn finish(&self) {
-        overlay::remove_orphans();
+        // One listing of the runtime directories instead of a link and a stat per layer.
+        let dirs: std::collections::HashSet<std::ffi::OsString> =
+            std::fs::read_dir(&self.0.run_dir)
+                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+        overlay::remove_orphans(&|id| dirs.contains(std::ffi::OsStr::new(id)));
     }
 }
 

@@ -80,6 +80,7 @@ impl PsRow {
                 .resources
                 .network
                 .as_ref()
+                .filter(|l| !l.addr.is_unspecified()) // not yet allocated: the start is under way
                 .map(|l| l.addr.to_string()),
         }
     }

@@ -138,16 +138,18 @@ pub fn write_all(
     Ok(binds)
 }
 
-/// Rewrite a running container's /etc/hosts in place (truncate + write on the same inode: the
-/// container sees it through a bind mount of that inode, a rename would not reach it).
+/// Rewrite a running container's /etc/hosts in place (write + truncate to the new length on the
+/// same inode: the container sees it through a bind mount of that inode, a rename would not reach
+/// it). Not opened with O_TRUNC: that frees the file's block, and on a file system mounted with
+/// `discard` every freed block is a synchronous discard — under the address table's lock.
 pub fn rewrite_in_place(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .truncate(true)
         .open(path)
         .with_context(|| format!("failed to open {}", path.display()))?;
     f.write_all(text.as_bytes())
+        .and_then(|()| f.set_len(text.len() as u64))
         .with_context(|| format!("failed to write {}", path.display()))
 }
 

@@ -3,9 +3,12 @@
 //! One small text file, `<run dir>/network/allocations`, one line per address in use:
 //! `ADDRESS <tab> ID <tab> HOSTNAME <tab> RUNTIME-DIR <tab> NETNS`. Every change happens under an
 //! exclusive `flock` of `<run dir>/network/lock`, so 50 minictr processes starting at once still
-//! hand out 50 different addresses. A line whose owner is gone (its runtime directory is missing, or
-//! nobody holds that directory's lock any more: its minictr died) is free again — nobody has to
-//! clean up after a crash for the address to come back.
+//! hand out 50 different addresses. The lock is held only for the read-modify-write of this file:
+//! a start takes it once, a teardown once. A line whose owner crashed is removed by the next
+//! minictr command (its runtime directory records the address); should the subnet run out before
+//! that, the lines whose owner is gone (its runtime directory is missing, or nobody holds that
+//! directory's lock any more) are dropped then — the liveness of every owner is checked only when
+//! it matters, not on every start.
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -211,9 +214,8 @@ pub struct Allocations {
 
 impl Allocations {
     // ANCHOR: lock
-    /// Lock `<dir>/lock`, read `<dir>/allocations` and drop the lines whose owner is gone
-    /// (`alive(rundir)` says whether a runtime directory is still owned by a running minictr).
-    pub fn lock(dir: &Path, alive: &dyn Fn(&Path) -> bool) -> Result<Allocations> {
+    /// Lock `<dir>/lock` and read `<dir>/allocations`.
+    pub fn lock(dir: &Path) -> Result<Allocations> {
         crate::explain!(
             super::CHAPTER,
             "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
@@ -228,15 +230,21 @@ impl Allocations {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
         };
-        let entries = parse_file(&text)
-            .into_iter()
-            .filter(|e| alive(&e.rundir))
-            .collect();
+        let entries = parse_file(&text);
         Ok(Allocations {
             path,
             _lock: lock,
             entries,
         })
+    }
+
+    /// Drop the lines whose owner is gone (`alive(rundir)` says whether a runtime directory is
+    /// still owned by a running minictr); true if there was one. A few system calls per line: only
+    /// when the subnet is full, or when the answer matters (`minictr network rm`).
+    pub fn drop_dead(&mut self, alive: &dyn Fn(&Path) -> bool) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| alive(&e.rundir));
+        before != self.entries.len()
     }
     // ANCHOR_END: lock
 
@@ -339,7 +347,7 @@ mod tests {
             .map(|i| {
                 let dir = dir.clone();
                 std::thread::spawn(move || {
-                    let mut a = Allocations::lock(&dir, &|_| true).unwrap();
+                    let mut a = Allocations::lock(&dir).unwrap();
                     let addr = pick(&subnet, &a.entries).unwrap();
                     a.entries.push(entry(&addr.to_string(), &format!("t{i}")));
                     a.save().unwrap();
@@ -351,8 +359,10 @@ mod tests {
         got.sort();
         got.dedup();
         assert_eq!(got.len(), 20);
-        // Every owner "died": the next lock sees an empty table.
-        let a = Allocations::lock(&dir, &|_| false).unwrap();
+        // Every owner "died": dropping the dead leaves an empty table.
+        let mut a = Allocations::lock(&dir).unwrap();
+        assert_eq!(a.entries.len(), 20);
+        assert!(a.drop_dead(&|_| false));
         assert!(a.entries.is_empty());
         drop(a);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -194,7 +194,6 @@ pub fn host_ifname(id: &str) -> String {
 pub struct Network {
     id: String,
     netdir: PathBuf,
-    alive: fn(&Path) -> bool,
     /// Set for `--network bridge` only.
     bridge: Option<BridgeLease>,
 }
@@ -229,8 +228,10 @@ struct BridgeLease {
 
 // ANCHOR: reserve
 /// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
-/// and write the container's /etc files into its runtime directory, owned by `owner` (the host
-/// uid/gid of the container's root, so that it may edit them as Docker's containers can).
+/// write the container's /etc files into its runtime directory, owned by `owner` (the host uid/gid
+/// of the container's root, so that it may edit them as Docker's containers can), and tell the
+/// other containers on the bridge its name — one hold of the address table's lock for all of it.
+/// state.json has the [`pending_lease`] already: a crash from here on is undone.
 #[allow(clippy::too_many_arguments)]
 pub fn reserve(
     cfg: &Config,
@@ -245,7 +246,6 @@ pub fn reserve(
     let mut net = Network {
         id: id.to_string(),
         netdir: netdir.to_path_buf(),
-        alive,
         bridge: None,
     };
     if cfg.mode != Mode::Bridge {
@@ -253,9 +253,22 @@ pub fn reserve(
     }
     let netns = current_netns()?;
     let mut sock = Socket::open(SockProtocol::NetlinkRoute)?;
-    let mut table = ipam::Allocations::lock(netdir, &|p| alive(p))?;
-    let (bridge_index, mtu, subnet) = ensure_bridge(&mut sock, cfg.subnet)?;
-    let addr = ipam::pick(&subnet, &table.entries)?;
+    // Every start but the first finds the bridge complete: check that (read-only) before taking
+    // the lock that every other start waits for; anything missing — a bridge another minictr is
+    // making right now, its address, its rules, another subnet — is made or reported under the
+    // lock. (A `minictr network rm` in between makes this start fail when it plugs in the veth.)
+    let ready = bridge_ready(&mut sock, cfg.subnet);
+    let mut table = ipam::Allocations::lock(netdir)?;
+    let (bridge_index, mtu, subnet) = match ready {
+        Some(b) => b,
+        None => ensure_bridge(&mut sock, cfg.subnet)?,
+    };
+    let addr = match ipam::pick(&subnet, &table.entries) {
+        Ok(a) => a,
+        // Full: only now are the owners of all addresses checked (some may have died).
+        Err(_) if table.drop_dead(&|p| alive(p)) => ipam::pick(&subnet, &table.entries)?,
+        Err(e) => return Err(e),
+    };
     crate::explain!(
         CHAPTER,
         "allocate {addr}/{} for {id} in {}/allocations (lowest free address of {subnet})",
@@ -271,7 +284,6 @@ pub fn reserve(
         netns,
     };
     table.entries.push(entry);
-    table.save()?;
     net.bridge = Some(BridgeLease {
         sock,
         bridge_index,
@@ -284,11 +296,14 @@ pub fn reserve(
         veth_made: false,
         published: Vec::new(),
     });
+    table.save()?;
     let resolv = etc_files::host_resolv_conf(false);
     let peers = peers_of(&table.entries, id, netns, &subnet);
     let own = etc_files::names(hostname, name, id);
     let hosts = etc_files::hosts(Some(addr), &own, &peers);
     etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
+    // The other containers learn its name (it answers a few milliseconds later, once attached).
+    update_peer_hosts(&table.entries, id, netns, &subnet);
     Ok(net)
 }
 // ANCHOR_END: reserve
@@ -391,12 +406,38 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
 }
 // ANCHOR_END: ensure_bridge
 
+/// The bridge's index, MTU and subnet if it exists, is up, has its address (of the subnet `want`,
+/// if given) and its NAT table: nothing to make. Read-only; any error or gap is None.
+fn bridge_ready(sock: &mut Socket, want: Option<Subnet>) -> Option<(i32, u32, Subnet)> {
+    let link = sock.get_link(BRIDGE).ok()??;
+    let (a, prefix) = sock.get_addr(link.index).ok()??;
+    let subnet = Subnet::of(a, prefix);
+    let complete = link.up && want.is_none_or(|w| w == subnet) && nat::table_exists().ok()?;
+    complete.then_some((link.index, link.mtu, subnet))
+}
+
 /// The NAT table, or — where nf_tables or its NAT expressions are missing — one line that says
 /// so: the container still starts with its address on the bridge.
 fn install_nat(subnet: &Subnet) {
     if let Err(e) = nat::install(BRIDGE, subnet) {
         eprintln!("minictr: {}", nat::unavailable_note(&e));
     }
+}
+
+/// What state.json records before [`reserve`] takes an address (`None` unless `--network
+/// bridge`): the address table's key and the veth's name, enough to undo the reservation after a
+/// crash; [`Network::record`] adds the address once it is known.
+pub fn pending_lease(cfg: &Config, id: &str) -> Result<Option<Lease>> {
+    if cfg.mode != Mode::Bridge {
+        return Ok(None);
+    }
+    Ok(Some(Lease {
+        addr: Ipv4Addr::UNSPECIFIED,
+        id: id.to_string(),
+        veth: host_ifname(id),
+        netns: current_netns()?,
+        publish: Vec::new(),
+    }))
 }
 
 impl Network {
@@ -445,10 +486,6 @@ impl Network {
             nat::set_element(&p, b.addr, true)?;
             b.published.push(p);
         }
-        // Now that it answers, the other containers learn its name.
-        let alive = self.alive;
-        let table = ipam::Allocations::lock(&self.netdir, &|p| alive(p))?;
-        update_peer_hosts(&table.entries, &self.id, b.netns, &b.subnet);
         Ok(())
     }
     // ANCHOR_END: attach
@@ -470,8 +507,7 @@ impl Drop for Network {
         if b.veth_made {
             delete_link_in_background(&b.host_if);
         }
-        let alive = self.alive;
-        match ipam::Allocations::lock(&self.netdir, &|p| alive(p)) {
+        match ipam::Allocations::lock(&self.netdir) {
             Ok(mut table) => {
                 crate::explain!(
                     CHAPTER,
@@ -533,7 +569,7 @@ fn delete_link_in_background(name: &str) {
 /// its veth and its address. They live in the network namespace that minictr ran in; if that is not
 /// ours, a named namespace (`ip netns add`, bind-mounted at /run/netns/NAME) with the recorded inode
 /// is entered for the cleanup. A namespace that no longer exists took its veth and rules with it.
-pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
+pub fn cleanup_stale(lease: &Lease, netdir: &Path) {
     let undo = || {
         for rec in &lease.publish {
             if let Some((p, addr)) = nat::parse_record(rec) {
@@ -556,7 +592,7 @@ pub fn cleanup_stale(lease: &Lease, netdir: &Path, alive: fn(&Path) -> bool) {
             eprintln!("minictr: warning: {}", crate::error::one_line(&e));
         }
     }
-    if let Ok(mut table) = ipam::Allocations::lock(netdir, &|p| alive(p)) {
+    if let Ok(mut table) = ipam::Allocations::lock(netdir) {
         if table.remove(&lease.id) {
             let _ = table.save();
             // The others on this bridge forget it (if the bridge is the one minictr runs on).
@@ -605,7 +641,10 @@ fn in_netns(path: &Path, f: impl FnOnce()) -> Result<()> {
 /// unless containers still use them.
 pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
     let netns = current_netns()?;
-    let table = ipam::Allocations::lock(netdir, &|p| alive(p))?;
+    let mut table = ipam::Allocations::lock(netdir)?;
+    if table.drop_dead(&|p| alive(p)) {
+        table.save()?;
+    }
     let users: Vec<&str> = table
         .entries
         .iter()
