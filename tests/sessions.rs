@@ -530,6 +530,22 @@ fn unmet(requires: &[String]) -> Option<String> {
     None
 }
 
+/// Where the labs' scratch directories go: MINICTR_SESSIONS_DIR (the v2 VM mounts an ext4 image
+/// there), else beside the test's build — but never under /tmp: the lab mounts a /tmp of its own over
+/// it, and a checkout there would vanish inside the lab (the binary is copied in for the same reason).
+/// The filesystem must be one the kernel can idmap (the sessions' ./rootfs is an overlay's lower).
+fn lab_base() -> PathBuf {
+    if let Some(d) = std::env::var_os("MINICTR_SESSIONS_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if target.starts_with("/tmp") {
+        PathBuf::from("/var/tmp/minictr-sessions")
+    } else {
+        target.join("sessions")
+    }
+}
+
 /// A process that holds the session's namespaces: a network namespace with `lo` up (the lab), and
 /// a private mount namespace with empty /run/minictr, /var/lib/minictr and /tmp.
 struct Lab {
@@ -541,9 +557,7 @@ struct Lab {
 
 impl Lab {
     fn new(name: &str) -> Lab {
-        // Not under /tmp (the lab mounts a /tmp of its own over it): a checkout or target
-        // directory there would vanish inside the lab, so the binary is copied in as well.
-        let dir = PathBuf::from("/var/tmp/minictr-sessions").join(name);
+        let dir = lab_base().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("scratch dir");
         // /tmp on disk, as on a reader's machine (a tmpfs shows other sizes in `ls -l`)

@@ -79,8 +79,8 @@ cp "$test_bin" "$img/tests/ch04_cgroups"
 cp "$sessions_bin" "$img/tests/sessions"
 strip "$img$minictr_bin" "$img/tests/ch04_cgroups" "$img/tests/sessions" 2>/dev/null || true
 # The sessions, where tests/sessions.rs looks for them (CARGO_MANIFEST_DIR), and an ext4 scratch
-# filesystem for its CARGO_TARGET_TMPDIR (target/<triple>/tmp for a --target build): a session's
-# ./rootfs is the lower layer of an idmapped overlay, and tmpfs cannot be idmapped before Linux 6.3.
+# filesystem for the labs (MINICTR_SESSIONS_DIR): a session's ./rootfs is the lower layer of an
+# idmapped overlay, and tmpfs cannot be idmapped before Linux 6.3.
 mkdir -p "$img$repo/chapters/sessions" "$img$repo/target/x86_64-unknown-linux-musl/tmp"
 cp chapters/sessions/*.md "$img$repo/chapters/sessions/"
 rm -f "$work/scratch.img"
@@ -190,8 +190,8 @@ if [ "$doctor_rc" != 1 ] || ! grep -q '^FAIL user namespaces: .*(fix: user.max_u
 fi
 # The book's cgroup v2 sessions (chapters 1 and 4), with --network none as the default.
 echo "[guest] the book's sessions marked requires: cgroup-v2"
-mount -o loop /scratch.img SESSIONS_REPO/target/x86_64-unknown-linux-musl/tmp
-MINICTR_TEST_ROOTFS=/rootfs MINICTR_SESSIONS_REQUIRES=cgroup-v2 MINICTR_SESSIONS_NETWORK=none \
+mkdir -p /sessions && mount -o loop /scratch.img /sessions
+MINICTR_SESSIONS_DIR=/sessions MINICTR_TEST_ROOTFS=/rootfs MINICTR_SESSIONS_REQUIRES=cgroup-v2 MINICTR_SESSIONS_NETWORK=none \
   MINICTR_BLESS=SESSIONS_BLESS /tests/sessions --exact sessions --nocapture || status=1
 if [ SESSIONS_BLESS = 1 ]; then
   for f in SESSIONS_REPO/chapters/sessions/*.md; do
