@@ -819,6 +819,7 @@ fn sessions() {
             failures.push(format!("{name} ({}):\n{report}", file.display()));
         }
     }
+    let _ = std::fs::remove_dir(lab_base()); // (only when empty: every lab removed its own)
     assert!(
         failures.is_empty(),
         "sessions differ from the book (`-` expected, `+` actual; MINICTR_BLESS=1 rewrites them):\n\n{}",
