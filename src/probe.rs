@@ -376,23 +376,13 @@ pub(crate) fn errno_of(e: &anyhow::Error) -> i32 {
 /// denies the capabilities inside; Debian's `kernel.unprivileged_userns_clone=0` and
 /// `user.max_user_namespaces=0` make unshare fail.
 fn userns_with_a_mount() -> std::result::Result<(), i32> {
-    use nix::mount::{mount, MsFlags};
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     let io = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| e as i32)?;
     std::fs::write("/proc/self/setgroups", "deny").map_err(io)?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).map_err(io)?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(io)?;
-    private_mount_ns().map_err(|e| e as i32)?;
-    let dir = scratch_dir();
-    mount(
-        Some("tmpfs"),
-        &dir,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|e| e as i32)
+    private_tmpfs().map(|_| ()).map_err(|e| e as i32)
 }
 
 /// A user namespace with a mapping (0 → 100000, 65536 ids), held only by the returned descriptor:
@@ -498,6 +488,21 @@ fn scratch_dir() -> PathBuf {
     .unwrap_or_else(|| "/tmp".into())
 }
 
+/// A private mount namespace of the (child's) own with a tmpfs over [`scratch_dir`]: room to try
+/// mounts that the host never sees.
+fn private_tmpfs() -> nix::Result<PathBuf> {
+    let dir = scratch_dir();
+    private_mount_ns()?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )?;
+    Ok(dir)
+}
+
 /// A mount namespace of the (child's) own whose mounts never propagate back to the host.
 fn private_mount_ns() -> nix::Result<()> {
     use nix::mount::{mount, MsFlags};
@@ -513,17 +518,7 @@ fn private_mount_ns() -> nix::Result<()> {
 
 /// In the (child's) own mount namespace: a tmpfs over [`scratch_dir`] with l/, u/, w/, m/.
 fn scratch() -> std::result::Result<PathBuf, i32> {
-    use nix::mount::{mount, MsFlags};
-    let dir = scratch_dir();
-    private_mount_ns().map_err(|_| SETUP_FAILED)?;
-    mount(
-        Some("tmpfs"),
-        &dir,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|_| SETUP_FAILED)?;
+    let dir = private_tmpfs().map_err(|_| SETUP_FAILED)?;
     for d in ["l", "u", "w", "m"] {
         std::fs::create_dir(dir.join(d)).map_err(|_| SETUP_FAILED)?;
     }

@@ -222,7 +222,6 @@ fn run_names_the_missing_feature_before_it_starts_anything() {
     );
     let o = std::process::Command::new("unshare")
         .args(["--user", "--map-root-user", "sh", "-c", &script])
-        .env("MINICTR_NETWORK", "none")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

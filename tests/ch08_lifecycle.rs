@@ -89,7 +89,7 @@ fn an_interactive_shell_behaves_like_docker_run_it() {
     }
     let t = Tmux::new("tty");
     let script = format!(
-        "MINICTR_NETWORK=none {} run -it --hostname ttybox {} /bin/sh; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -o -- '-\\?icanon' | sed 's/^/HOST:/'; sleep 60",
+        "unshare -n {} run -it --hostname ttybox {} /bin/sh; echo EXIT=$?; stty -a | tr ';' '\\n' | grep -o -- '-\\?icanon' | sed 's/^/HOST:/'; sleep 60",
         common::bin().display(),
         common::rootfs().display()
     );

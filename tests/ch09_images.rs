@@ -597,18 +597,7 @@ fn unknown_images_and_bad_references_are_125_with_a_hint() {
         ),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = minictr(&data, &args);
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "{args:?}: {}",
-            common::stderr(&out)
-        );
-        let err = common::stderr(&out);
-        assert!(
-            err.contains(want) && err.contains("hint:"),
-            "{args:?}: {err}"
-        );
+        common::assert_refused(&minictr(&data, &args), want, &args);
     }
     assert_consistent(&data);
     let _ = std::fs::remove_dir_all(&data);

@@ -218,6 +218,17 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
+/// minictr refused the input: exit 125 and one error line that says `want` and carries a hint.
+pub fn assert_refused(out: &Output, want: &str, what: &dyn std::fmt::Debug) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(125), "{what:?}: {err}");
+    assert!(
+        err.contains(want) && err.contains("hint:"),
+        "{what:?}: wanted {want:?} with a hint: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{what:?}: one line: {err}");
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
