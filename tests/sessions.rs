@@ -29,9 +29,8 @@
 //!     sudo env "PATH=$PATH" MINICTR_SESSIONS=05 cargo test --test sessions    # files named *05*
 //!     sudo env "PATH=$PATH" MINICTR_BLESS=1 cargo test --test sessions        # rewrite them
 //!
-//! `MINICTR_SESSIONS_REQUIRES=cgroup-v2` runs only the sessions that require it, and
-//! `MINICTR_SESSIONS_NETWORK=none` gives their commands that default network: `tests/vm/cgroup-v2.sh`
-//! uses both in its guest, whose kernel has no bridge modules loaded.
+//! `MINICTR_SESSIONS_REQUIRES=cgroup-v2` runs only the sessions that require it: `tests/vm/cgroup-v2.sh`
+//! uses it in its guest, with minictr's defaults (bridge network included) like everywhere else.
 //!
 //! A session that fails prints a diff (`-` expected, `+` actual). Blessing keeps a placeholder
 //! wherever the old expectation had one and the text around it still matches.
@@ -683,11 +682,6 @@ impl Lab {
             if k.starts_with("MINICTR_") {
                 c.env_remove(k);
             }
-        }
-        // The cgroup v2 VM (tests/vm/cgroup-v2.sh) loads no bridge, veth or nf_tables module: its
-        // sessions run with the network it names here.
-        if let Ok(n) = std::env::var("MINICTR_SESSIONS_NETWORK") {
-            c.env("MINICTR_NETWORK", n);
         }
         let out = c.output().expect("nsenter");
         let text = String::from_utf8_lossy(&out.stdout);

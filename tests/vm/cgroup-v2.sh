@@ -6,7 +6,7 @@
 #   sudo MINICTR_BLESS=1 tests/vm/cgroup-v2.sh   # also rewrite the book's cgroup v2 sessions
 #
 # After the tests, the guest re-runs the book's sessions marked `<!-- requires: cgroup-v2 -->`
-# (tests/sessions.rs; chapters/sessions/) with --network none as the default; with MINICTR_BLESS=1 it
+# (tests/sessions.rs; chapters/sessions/) with minictr's defaults; with MINICTR_BLESS=1 it
 # blesses them and prints each file on the console, and this script writes them back to
 # chapters/sessions/ (read `git diff chapters/sessions` before committing).
 #
@@ -141,14 +141,14 @@ echo "[guest] kernel $(uname -r), /sys/fs/cgroup: $(cat /sys/fs/cgroup/cgroup.co
 cd /tmp
 # Every container runs with the default overlay over an idmapped lower: Debian 12's kernel (6.1)
 # has no "lowerdir+", so this also proves chapter 5's fallback for kernels before 6.8.
-# Chapter 4's tests run here with --network none as the default (MINICTR_NETWORK); on the host
-# they run with the bridge (and the quick start below runs with it here).
-MINICTR_NETWORK=none MINICTR_TEST_ROOTFS=/rootfs RUST_BACKTRACE=1 \
+# Chapter 4's tests run here with minictr's defaults, the bridge network included, as on the host
+# (every test thread makes a network namespace of its own).
+MINICTR_TEST_ROOTFS=/rootfs RUST_BACKTRACE=1 \
   /tests/ch04_cgroups --test-threads=2
 status=$?
 # What chapter 4 shows for v2: the files written and the same --stats fields.
 echo "[guest] demo: minictr run --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32"
-MINICTR_DEMO_BIN --network none --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32 /rootfs \
+MINICTR_DEMO_BIN --explain --stats -m 64M --cpus 0.5 --cpu-shares 512 --pids-limit 32 /rootfs \
   sh -c 'cat /proc/self/cgroup; timeout 1 sh -c "while :; do :; done"; true' 2>&1 | grep -E '^\[ch04|^[^[]'
 # The preflight on this kernel: `minictr doctor` finds what chapters 3-6 need, finds by trying that
 # 6.1 takes no overlay layer by descriptor, says no FAIL and exits 0; with user namespaces switched
@@ -188,10 +188,10 @@ if [ "$doctor_rc" != 1 ] || ! grep -q '^FAIL user namespaces: .*(fix: user.max_u
   echo "[guest] doctor FAILED: exit $doctor_rc, no FAIL line naming user.max_user_namespaces"
   status=1
 fi
-# The book's cgroup v2 sessions (chapters 1 and 4), with --network none as the default.
+# The book's cgroup v2 sessions (chapters 1 and 4), with minictr's defaults.
 echo "[guest] the book's sessions marked requires: cgroup-v2"
 mkdir -p /sessions && mount -o loop /scratch.img /sessions
-MINICTR_SESSIONS_DIR=/sessions MINICTR_TEST_ROOTFS=/rootfs MINICTR_SESSIONS_REQUIRES=cgroup-v2 MINICTR_SESSIONS_NETWORK=none \
+MINICTR_SESSIONS_DIR=/sessions MINICTR_TEST_ROOTFS=/rootfs MINICTR_SESSIONS_REQUIRES=cgroup-v2 \
   MINICTR_BLESS=SESSIONS_BLESS /tests/sessions --exact sessions --nocapture || status=1
 if [ SESSIONS_BLESS = 1 ]; then
   for f in SESSIONS_REPO/chapters/sessions/*.md; do
