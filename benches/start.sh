@@ -2,6 +2,7 @@
 # How fast does minictr start a container, beside what users would pick instead and beside the floor?
 #
 #   sudo env "PATH=$PATH" benches/start.sh [--short] [--runs N] [--only TEXT] [--out DIR] [--no-install]
+#                                          [--baseline BIN]
 #
 # Every container runs /bin/true on a busybox rootfs and exits. In ONE hyperfine invocation (-N, so
 # all rows share the same moments of a noisy machine): host /bin/true, `unshare … -R`, bwrap
@@ -14,6 +15,8 @@
 #
 # --short: few runs, fewer starts, no targets checked (CI runs this so the script cannot rot).
 # --only TEXT: only the start-time rows whose label contains TEXT (e.g. --only minictr), nothing else.
+# --baseline BIN: two more rows, another minictr binary (e.g. an older build) with `--network none`
+# and with every stage, so a change is measured before/after in the same invocation.
 # --no-install: do not apt-get install what is missing (runc crun bubblewrap hyperfine time gcc jq;
 # linux-perf, optional, for the CPU-time column).
 #
@@ -26,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-short=0; runs=""; out=target/bench; install=1; only=""
+short=0; runs=""; out=target/bench; install=1; only=""; baseline=""
 usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --baseline) baseline=$(realpath "$2"); shift 2 ;;
     --no-install) install=0; shift ;;
     -h|--help) usage ;;
     *) echo "$0: unknown argument $1" >&2; usage ;;
@@ -85,6 +89,7 @@ if [ -z "${MINICTR_BENCH_INNER:-}" ]; then
   [ $short = 1 ] && pass+=(--short)
   [ -n "$runs" ] && pass+=(--runs "$runs")
   [ -n "$only" ] && pass+=(--only "$only")
+  [ -n "$baseline" ] && pass+=(--baseline "$baseline")
   rc=0
   # A private mount namespace for the measuring side: the tmpfs of the "on tmpfs" rows and, on a
   # hybrid host, the missing /sys/fs/cgroup/unified vanish with it.
@@ -146,6 +151,10 @@ rows=(
   "minictr --network none, runtime and data directories on tmpfs (through env)|env MINICTR_RUN_DIR=$tmpfs/run MINICTR_DATA_DIR=$tmpfs/data $minictr run --network none $rootfs /bin/true|floor B, overlay directories on tmpfs (through env)"
   "minictr (every stage, bridge network)|$minictr run $rootfs /bin/true|floor C: B + veth over netlink"
 )
+if [ -n "$baseline" ]; then
+  rows+=("baseline ${baseline##*/} --network none|$baseline run --network none $rootfs /bin/true|floor B: A + userns + cgroup + overlay"
+    "baseline ${baseline##*/} (every stage, bridge network)|$baseline run $rootfs /bin/true|floor C: B + veth over netlink")
+fi
 [ -n "$static" ] && rows+=("minictr static --network none|$static run --network none $rootfs /bin/true|floor B: A + userns + cgroup + overlay")
 if [ $have_oci = 1 ]; then
   command -v crun >/dev/null && rows+=("crun $(crun --version | head -n1 | awk '{print $3}') run|crun run --bundle $bundle bench-crun|")
@@ -213,6 +222,7 @@ for p in 1 "$par"; do
   tput "minictr --network none, runtime and data directories on tmpfs" "$p" \
     env MINICTR_RUN_DIR="$tmpfs/run" MINICTR_DATA_DIR="$tmpfs/data" "$minictr" run --network none "$rootfs" /bin/true
   tput "floor B" "$p" "$floor" -u -c -o "$rootfs" /bin/true
+  [ -n "$baseline" ] && tput "baseline ${baseline##*/} --network none" "$p" "$baseline" run --network none "$rootfs" /bin/true
   [ $have_oci = 1 ] && command -v crun >/dev/null && tput "crun" "$p" crun run --bundle "$bundle" "bench-{}"
 done
 
