@@ -374,11 +374,21 @@ impl MemoryLayer {
     /// A fresh tmpfs holding upper/ and work/, both owned by `owner` (the container's root on the
     /// host) when given. No `size=`: tmpfs's default, half of RAM, bounded by the memory cgroup.
     pub fn create(owner: Option<(u32, u32)>) -> Result<MemoryLayer> {
-        use nix::sys::stat::Mode;
+        let (uid, gid) = owner.unwrap_or((0, 0));
         crate::explain!(
             CHAPTER,
             "fsopen(\"tmpfs\"); fsmount() — a private tmpfs for the writable layer, attached nowhere"
         );
+        crate::explain!(
+            CHAPTER,
+            "mkdirat(tmpfs, upper, work); fchownat({uid}:{gid}) — the container's writable layer, in memory"
+        );
+        Self::create_quietly(owner)
+    }
+
+    /// [`MemoryLayer::create`] without explaining (the probe).
+    pub fn create_quietly(owner: Option<(u32, u32)>) -> Result<MemoryLayer> {
+        use nix::sys::stat::Mode;
         let ctx = FsContext::open("tmpfs")?;
         ctx.set_string("mode", "0700")?;
         let fd = ctx
@@ -399,10 +409,6 @@ impl MemoryLayer {
                 .with_context(|| format!("failed to chown {sub}/ to {uid}:{gid}"))?;
             }
         }
-        crate::explain!(
-            CHAPTER,
-            "mkdirat(tmpfs, upper, work); fchownat({owner:?}) — the container's writable layer, in memory"
-        );
         Ok(MemoryLayer { fd })
     }
 

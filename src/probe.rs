@@ -493,7 +493,7 @@ fn overlay_upper_in_memory(root: bool) -> std::result::Result<(), i32> {
         }
         dir
     };
-    let mem = setup(crate::overlay::MemoryLayer::create(None))?;
+    let mem = setup(crate::overlay::MemoryLayer::create_quietly(None))?;
     let m = mem.dir();
     mount_overlay(&dir, &m.join("upper"), &m.join("work"), !root)
 }
