@@ -381,7 +381,7 @@ impl MemoryLayer {
         );
         crate::explain!(
             CHAPTER,
-            "mkdirat(tmpfs, upper, work); fchownat({uid}:{gid}) — the container's writable layer, in memory"
+            "mkdirat(tmpfs, upper, work), owned by {uid}:{gid} — the container's writable layer, in memory"
         );
         Self::create_quietly(owner)
     }
