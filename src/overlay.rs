@@ -975,9 +975,11 @@ impl OverlayArgs {
         if let Some(n) = &self.name {
             validate_name(n)?;
         }
-        if self.no_overlay && (!self.layers.is_empty() || self.keep || self.name.is_some()) {
+        if self.no_overlay
+            && (!self.layers.is_empty() || self.keep || self.name.is_some() || self.disk_layer)
+        {
             bail!(crate::error::hint(
-                "--layer, --keep and --name need the overlay stage",
+                "--layer, --keep, --name and --disk-layer need the overlay stage",
                 "drop --no-overlay"
             ));
         }
