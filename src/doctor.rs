@@ -221,6 +221,11 @@ fn overlay_lines(root: bool, p: &probe::Probes, rootfs: &Path) -> Vec<Line> {
                 &p.overlay_lower_opath_fd,
                 Feature::OverlayLowerOPathFd,
             ),
+            (
+                "throwaway writable layers in memory",
+                &p.overlay_upper_in_memory,
+                Feature::OverlayUpperInMemory,
+            ),
         ] {
             // Both have a fallback that always works: a "no" is information, not a problem.
             let mut l = feature_line(what, pr, f, Level::Ok, None);

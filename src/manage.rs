@@ -92,7 +92,17 @@ pub fn inspect(what: &str) -> Result<i32> {
 
 /// `minictr diff ID|NAME`.
 pub fn diff(what: &str) -> Result<i32> {
-    let (dir, kept) = overlay::find_kept(what)?;
+    let (dir, kept) = match overlay::find_kept(what) {
+        Ok(found) => found,
+        Err(e) => match state::find(&state::base_dir(), what) {
+            // ch05: a running container that is removed at exit writes into memory.
+            Ok(c) if c.live && c.state.resources.overlay.is_none() => bail!(error::hint(
+                format!("container {what} has no writable layer on disk: it is removed at exit, so its writes stay in memory (or it has no layer at all)"),
+                "start it with --keep or --name to diff it; while it runs its files are under /proc/PID/root"
+            )),
+            _ => return Err(e),
+        },
+    };
     for (kind, path) in overlay::diff(&dir.join("upper"), &kept.lowers)? {
         println!("{kind} {path}");
     }

@@ -7,7 +7,7 @@ use crate::mountapi::{self, FsContext};
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -127,6 +127,8 @@ pub struct Config {
     /// `--keep` or `--name`: the writable layer outlives the container (`minictr diff`, `minictr rm`).
     pub keep: bool,
     pub name: Option<String>,
+    /// `--disk-layer`: a throwaway writable layer goes to the data directory, not into memory.
+    pub disk_layer: bool,
 }
 
 // ANCHOR: check_layers
@@ -186,7 +188,10 @@ pub fn unsuitable_upper_fs(magic: i64) -> Option<&'static str> {
 /// scratch space (it must be on the same filesystem as upper). Dropping it deletes both unless the
 /// container is kept.
 pub struct WritableLayer {
+    /// On disk: `<data>/containers/<id>`. In memory: `/proc/self/fd/N`, the detached tmpfs.
     pub dir: PathBuf,
+    /// A throwaway layer's tmpfs (see [`MemoryLayer`]); `None` on disk.
+    memory: Option<MemoryLayer>,
     /// Set by [`WritableLayer::commit`] once the container has started: a layer whose container
     /// never ran is discarded even with --keep, so a failed start leaves nothing behind.
     keep: bool,
@@ -246,6 +251,7 @@ impl WritableLayer {
         // From here on, Drop undoes everything (the name included) until commit().
         let layer = WritableLayer {
             dir,
+            memory: None,
             keep: false,
             name,
         };
@@ -268,6 +274,21 @@ impl WritableLayer {
     }
 
     // ANCHOR_END: writable_layer
+
+    // ANCHOR: writable_layer_in_memory
+    /// Parent, before clone, for a container that is removed at exit: upper/ and work/ in a
+    /// private tmpfs instead of the data directory — nothing is created on (or deleted from) the
+    /// host's disk. Never kept, so never named.
+    pub fn in_memory(owner: (u32, u32)) -> Result<WritableLayer> {
+        let memory = MemoryLayer::create(Some(owner))?;
+        Ok(WritableLayer {
+            dir: memory.dir(),
+            memory: Some(memory),
+            keep: false,
+            name: None,
+        })
+    }
+    // ANCHOR_END: writable_layer_in_memory
 
     // ANCHOR: writable_layer_use
     pub fn upper(&self) -> PathBuf {
@@ -317,7 +338,12 @@ impl WritableLayer {
 
 impl Drop for WritableLayer {
     fn drop(&mut self) {
-        if !self.keep {
+        if self.memory.is_some() {
+            crate::explain!(
+                CHAPTER,
+                "close(tmpfs) — the in-memory writable layer goes with the overlay, its last user"
+            );
+        } else if !self.keep {
             crate::explain!(
                 CHAPTER,
                 "rm -r {:?} — discarding the writable layer",
@@ -331,6 +357,67 @@ impl Drop for WritableLayer {
     }
 }
 // ANCHOR_END: writable_layer_use
+
+// ANCHOR: memory_layer
+/// The tmpfs of a throwaway writable layer: made with fsopen + fsmount and attached nowhere, so no
+/// other process can see it and nothing is left on the host however minictr ends — the kernel
+/// frees it (and its pages) with the last reference, the overlay's. overlayfs takes `upperdir` and
+/// `workdir` inside it by the path `/proc/self/fd/N/upper`: since Linux 6.15 it accepts an upper
+/// layer on a detached mount (fs/namespace.c `clone_private_mount`, "fs: allow detached mounts in
+/// clone_private_mount()"). Its pages are charged to the memory cgroup of the task that writes
+/// them — the container's, so `--memory` limits the layer too.
+pub struct MemoryLayer {
+    fd: OwnedFd,
+}
+
+impl MemoryLayer {
+    /// A fresh tmpfs holding upper/ and work/, both owned by `owner` (the container's root on the
+    /// host) when given. No `size=`: tmpfs's default, half of RAM, bounded by the memory cgroup.
+    pub fn create(owner: Option<(u32, u32)>) -> Result<MemoryLayer> {
+        let (uid, gid) = owner.unwrap_or((0, 0));
+        crate::explain!(
+            CHAPTER,
+            "fsopen(\"tmpfs\"); fsmount() — a private tmpfs for the writable layer, attached nowhere"
+        );
+        crate::explain!(
+            CHAPTER,
+            "mkdirat(tmpfs, upper, work), owned by {uid}:{gid} — the container's writable layer, in memory"
+        );
+        Self::create_quietly(owner)
+    }
+
+    /// [`MemoryLayer::create`] without explaining (the probe).
+    pub fn create_quietly(owner: Option<(u32, u32)>) -> Result<MemoryLayer> {
+        use nix::sys::stat::Mode;
+        let ctx = FsContext::open("tmpfs")?;
+        ctx.set_string("mode", "0700")?;
+        let fd = ctx
+            .mount(0)
+            .context("failed to create the writable layer's tmpfs")?;
+        for sub in ["upper", "work"] {
+            // 0755 like a directory made with the usual umask: upper/ is the container's "/".
+            nix::sys::stat::mkdirat(&fd, sub, Mode::from_bits_truncate(0o755))
+                .with_context(|| format!("failed to create {sub}/ in the layer's tmpfs"))?;
+            if let Some((uid, gid)) = owner.filter(|o| *o != (0, 0)) {
+                nix::unistd::fchownat(
+                    &fd,
+                    sub,
+                    Some(uid.into()),
+                    Some(gid.into()),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .with_context(|| format!("failed to chown {sub}/ to {uid}:{gid}"))?;
+            }
+        }
+        Ok(MemoryLayer { fd })
+    }
+
+    /// `/proc/self/fd/N`: the tmpfs's root for this process.
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+// ANCHOR_END: memory_layer
 
 /// Remove a writable layer. Rootless, overlayfs leaves its scratch directory `work/work` with mode
 /// 000: its owner cannot list it, so cannot remove it — but may chmod it first.
@@ -862,6 +949,9 @@ pub struct OverlayArgs {
     /// Mount the container's root read-only (no writable layer)
     #[arg(long)]
     pub read_only: bool,
+    /// Put the writable layer of a container removed at exit on disk (the data directory), not in memory
+    #[arg(long)]
+    pub disk_layer: bool,
     /// Mount a tmpfs: PATH[:size=64m,mode=1777,exec,…] (default nosuid,nodev,noexec); repeatable
     #[arg(long, value_name = "PATH[:OPTS]")]
     pub tmpfs: Vec<String>,
@@ -885,9 +975,11 @@ impl OverlayArgs {
         if let Some(n) = &self.name {
             validate_name(n)?;
         }
-        if self.no_overlay && (!self.layers.is_empty() || self.keep || self.name.is_some()) {
+        if self.no_overlay
+            && (!self.layers.is_empty() || self.keep || self.name.is_some() || self.disk_layer)
+        {
             bail!(crate::error::hint(
-                "--layer, --keep and --name need the overlay stage",
+                "--layer, --keep, --name and --disk-layer need the overlay stage",
                 "drop --no-overlay"
             ));
         }
@@ -906,6 +998,7 @@ impl OverlayArgs {
             readonly: self.read_only && !mount_points,
             keep: self.keep || self.name.is_some(),
             name: self.name.clone(),
+            disk_layer: self.disk_layer,
         }))
     }
 }

@@ -47,6 +47,7 @@ pub enum Feature {
     OverlayLowerFd,
     OverlayLowerOPathFd,
     OverlayInUserNs,
+    OverlayUpperInMemory,
     CgroupDelegation,
     BridgeVeth,
 }
@@ -61,6 +62,7 @@ impl Feature {
             Feature::OverlayLowerFd => "overlayfs layers given as file descriptors",
             Feature::OverlayLowerOPathFd => "overlayfs layers given as O_PATH descriptors",
             Feature::OverlayInUserNs => "overlayfs mounted in a user namespace (userxattr)",
+            Feature::OverlayUpperInMemory => "overlayfs upper layers on a detached tmpfs",
             Feature::CgroupDelegation => "cgroup v2 delegation",
             Feature::BridgeVeth => "bridges and veth pairs",
         }
@@ -75,6 +77,7 @@ impl Feature {
             Feature::OverlayLowerFd => "6.13",
             Feature::OverlayLowerOPathFd => "6.15",
             Feature::OverlayInUserNs => "5.11",
+            Feature::OverlayUpperInMemory => "6.15",
             Feature::CgroupDelegation => "4.15 (cgroup v2 with systemd's Delegate=yes)",
             Feature::BridgeVeth => "2.6.24 (the bridge and veth modules)",
         }
@@ -94,6 +97,9 @@ impl Feature {
             Feature::OverlayInUserNs => "run with --no-overlay, or as root",
             Feature::OverlayLowerFd | Feature::OverlayLowerOPathFd => {
                 "none needed: minictr attaches the layers in a mount namespace of its own instead"
+            }
+            Feature::OverlayUpperInMemory => {
+                "none needed: minictr puts a throwaway writable layer in the data directory instead"
             }
             Feature::BridgeVeth => {
                 "run with --network none, or load the modules (modprobe bridge veth)"
@@ -132,6 +138,8 @@ pub struct Probes {
     pub overlay_lower_opath_fd: Probe,
     /// What rootless minictr does: overlayfs with `userxattr` inside a user namespace.
     pub overlay_in_userns: Probe,
+    /// A throwaway writable layer in a detached tmpfs (Linux 6.15; ch05), as this caller mounts it.
+    pub overlay_upper_in_memory: Probe,
     /// Idmapped mounts per filesystem type (statfs magic, hex).
     #[serde(default)]
     pub idmap_fs: BTreeMap<String, Probe>,
@@ -258,6 +266,7 @@ pub fn fresh_with(sample: Option<&Path>) -> Probes {
         overlay_lower_fd,
         overlay_lower_opath_fd,
         overlay_in_userns: in_child(overlay_in_userns),
+        overlay_upper_in_memory: in_child(|| overlay_upper_in_memory(root)),
         idmap_fs: BTreeMap::new(),
     }
 }
@@ -443,11 +452,22 @@ fn overlay_in_userns() -> std::result::Result<(), i32> {
     for d in ["l", "u", "w", "m"] {
         setup(std::fs::create_dir(dir.join(d)))?;
     }
+    mount_overlay(&dir, &dir.join("u"), &dir.join("w"), true)
+}
+
+/// mount(2) an overlay of `dir`/l with `upper` and `work` on `dir`/m (the errno on failure).
+fn mount_overlay(
+    dir: &Path,
+    upper: &Path,
+    work: &Path,
+    userxattr: bool,
+) -> std::result::Result<(), i32> {
     let data = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
+        "lowerdir={},upperdir={},workdir={}{}",
         dir.join("l").display(),
-        dir.join("u").display(),
-        dir.join("w").display()
+        upper.display(),
+        work.display(),
+        if userxattr { ",userxattr" } else { "" }
     );
     nix::mount::mount(
         Some("overlay"),
@@ -457,6 +477,25 @@ fn overlay_in_userns() -> std::result::Result<(), i32> {
         Some(data.as_str()),
     )
     .map_err(|e| e as i32)
+}
+
+/// ch05's throwaway layer: upper/ and work/ in a tmpfs attached nowhere, named by
+/// `/proc/self/fd/N/…` (overlayfs clones the upper layer's mount, which must be attached in our
+/// mount namespace before Linux 6.15). Rootless: in a user namespace of our own, with `userxattr`.
+fn overlay_upper_in_memory(root: bool) -> std::result::Result<(), i32> {
+    let dir = if root {
+        scratch()?
+    } else {
+        setup(userns_with_a_mount())?;
+        let dir = scratch_dir();
+        for d in ["l", "m"] {
+            setup(std::fs::create_dir(dir.join(d)))?;
+        }
+        dir
+    };
+    let mem = setup(crate::overlay::MemoryLayer::create_quietly(None))?;
+    let m = mem.dir();
+    mount_overlay(&dir, &m.join("upper"), &m.join("work"), !root)
 }
 
 /// A detached, read-only idmapped copy of the mount at `path`.
@@ -632,6 +671,7 @@ mod tests {
             overlay_lower_fd: Probe::Yes,
             overlay_lower_opath_fd: Probe::No("EBADF: Bad file number".into()),
             overlay_in_userns: Probe::Yes,
+            overlay_upper_in_memory: Probe::Yes,
             idmap_fs: BTreeMap::from([("ef53".to_string(), Probe::Yes)]),
         }
     }
@@ -662,6 +702,7 @@ mod tests {
             (Feature::OverlayLowerFd, "6.13", "attaches the layers"),
             (Feature::OverlayLowerOPathFd, "6.15", "attaches the layers"),
             (Feature::OverlayInUserNs, "5.11", "--no-overlay"),
+            (Feature::OverlayUpperInMemory, "6.15", "data directory"),
             (Feature::CgroupDelegation, "Delegate=yes", "--no-cgroup"),
             (Feature::BridgeVeth, "2.6.24", "--network none"),
             (Feature::UnprivilegedUserNs, "3.8", "sudo"),

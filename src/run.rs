@@ -174,6 +174,9 @@ fn initial_state(spec: &Spec) -> state::State {
 /// ch05: the writable layer's record, as not kept: until the container runs, even a kept layer is
 /// removed by a failed start or by the next command after a crash.
 fn layer_record(spec: &Spec) -> Option<overlay::LayerRecord> {
+    if layer_in_memory(spec) {
+        return None; // nothing on the host to undo: the tmpfs goes with minictr
+    }
     let ov = spec.overlay.as_ref().filter(|o| !o.readonly)?;
     Some(overlay::LayerRecord {
         dir: overlay::containers_dir().join(&spec.id),
@@ -182,8 +185,30 @@ fn layer_record(spec: &Spec) -> Option<overlay::LayerRecord> {
     })
 }
 
-/// ch05: the writable layer (recorded by the first state.json).
+// ANCHOR: layer_in_memory
+/// ch05: a container removed at exit (no --keep or --name, not -d) writes into memory, not into
+/// the data directory — where the kernel takes an upper layer on a detached tmpfs (probed once per
+/// boot) and unless `--disk-layer` asks for the disk.
+fn layer_in_memory(spec: &Spec) -> bool {
+    spec.overlay
+        .as_ref()
+        .is_some_and(|ov| !ov.readonly && !ov.keep && !ov.disk_layer)
+        && !spec.lifecycle.detach
+        && crate::probe::get().overlay_upper_in_memory == crate::probe::Probe::Yes
+}
+// ANCHOR_END: layer_in_memory
+
+/// ch05: the writable layer (recorded by the first state.json), or in memory (recorded nowhere).
+/// Rootless, a layer in memory is made by the child, inside its user namespace (`mount_everything`).
 fn reserve_layer(spec: &Spec, rt: &state::RuntimeDir) -> Result<Option<overlay::WritableLayer>> {
+    if layer_in_memory(spec) {
+        if !spec.host.is_root() {
+            return Ok(None);
+        }
+        let layer = overlay::WritableLayer::in_memory(root_owner(spec))?;
+        crate::explain::checkpoint(2, "writable-layer")?;
+        return Ok(Some(layer));
+    }
     let Some(record) = layer_record(spec) else {
         return Ok(None);
     };
@@ -657,6 +682,11 @@ fn mount_everything(
     let source = match (&spec.overlay, prepared_root) {
         // Rootless: mount the overlay here, inside the user namespace.
         (Some(ov), None) => rootfs::RootSource::MountedBy(Box::new(|at: &std::path::Path| {
+            if layer_dir.is_none() && layer_in_memory(spec) {
+                // The tmpfs fd may close after the mount: the overlay holds the layer.
+                let memory = overlay::MemoryLayer::create(None)?;
+                return overlay::mount_in_child(&ov.lowers, Some(&memory.dir()), at);
+            }
             overlay::mount_in_child(&ov.lowers, layer_dir, at)
         })),
         (_, Some(fd)) => rootfs::RootSource::Prepared(fd),

@@ -422,9 +422,19 @@ mod tests {
     }
 
     #[test]
+    fn disk_layer_reaches_the_overlay_stage() {
+        let h = host(0, Some("none"));
+        let ov = |flags: &[&str]| spec(&h, flags).unwrap().overlay.unwrap();
+        assert!(!ov(&[]).disk_layer);
+        let d = ov(&["--disk-layer"]);
+        assert!(d.disk_layer && !d.keep);
+    }
+
+    #[test]
     fn stage_switch_conflicts_are_refused() {
         let h = host(0, Some("none"));
         assert!(err(&h, &["--no-overlay", "--keep"]).contains("need the overlay stage"));
+        assert!(err(&h, &["--no-overlay", "--disk-layer"]).contains("need the overlay stage"));
         assert!(err(&h, &["--hostname", "x", "--no-uts"]).contains("--no-uts"));
         assert!(err(&h, &["--read-only", "--name", "x"]).contains("no writable layer"));
         assert!(err(&h, &["-w", "tmp"]).contains("not absolute"));

@@ -72,6 +72,7 @@ fn as_root_every_requirement_is_checked_and_it_passes() {
         "overlayfs over idmapped lower layers: yes",
         "overlayfs layers by file descriptor",
         "overlayfs layers by O_PATH descriptor",
+        "throwaway writable layers in memory",
         "data directory: ",
         "runtime directory: ",
         "cgroups: ",

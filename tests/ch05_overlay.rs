@@ -378,8 +378,9 @@ fn killed_container_and_killed_minictr_leave_no_layer() {
     if !common::need_root("killed_container_and_killed_minictr_leave_no_layer") {
         return;
     }
-    // kill -9 of the container's first process: minictr reports 137 and cleans up.
-    let (mut child, id, pid) = spawn(&[], &["sleep", "100"]);
+    // kill -9 of the container's first process: minictr reports 137 and cleans up. (A layer on
+    // disk: a throwaway one in memory has nothing to clean up, see the test after this one.)
+    let (mut child, id, pid) = spawn(&["--disk-layer"], &["sleep", "100"]);
     assert!(layer_dir(&id).exists());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -393,7 +394,7 @@ fn killed_container_and_killed_minictr_leave_no_layer() {
     );
 
     // kill -9 of minictr itself: the container dies with it; the next minictr command cleans up.
-    let (mut child, id, _) = spawn(&[], &["sleep", "100"]);
+    let (mut child, id, _) = spawn(&["--disk-layer"], &["sleep", "100"]);
     child.kill().unwrap();
     child.wait().unwrap();
     // (Another test's minictr may already have cleaned up: only the state after our next command counts.)
@@ -407,6 +408,147 @@ fn killed_container_and_killed_minictr_leave_no_layer() {
         !common::run_dir().join(&id).exists(),
         "and its runtime directory"
     );
+}
+
+/// The root line of the container's /proc/PID/mountinfo (the overlay and its options).
+fn root_mount(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether the probes of this boot found overlayfs taking an upper layer on a detached tmpfs
+/// (Linux 6.15; cached in probes.json by the first run): where they did not, every layer is on
+/// disk and the memory tests do not apply.
+fn memory_layers() -> bool {
+    common::assert_ok(&common::run(&[], &["true"]));
+    let probes = std::fs::read_to_string(common::run_dir().join("probes.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&probes).unwrap();
+    let yes = v["overlay_upper_in_memory"]["result"] == "yes";
+    if !yes {
+        eprintln!("SKIP: throwaway layers are on disk on this kernel: {probes}");
+    }
+    yes
+}
+
+/// A container removed at exit writes into a tmpfs that only its overlay holds: no directory in
+/// the data directory while it runs, the writes still happen, and nothing is left after a kill
+/// of the container or of minictr. `minictr diff` says why it has nothing to show.
+#[test]
+fn a_throwaway_layer_is_in_memory_and_never_on_disk() {
+    if !common::need_root("a_throwaway_layer_is_in_memory_and_never_on_disk") || !memory_layers() {
+        return;
+    }
+    let entries = || -> Vec<PathBuf> {
+        std::fs::read_dir(layers())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let (mut child, id, pid) = spawn(&[], &["sh", "-c", "echo written > /etc/motd; sleep 100"]);
+    common::wait_until(10, "the container wrote /etc/motd", || {
+        std::fs::read_to_string(format!("/proc/{pid}/root/etc/motd"))
+            .is_ok_and(|s| s == "written\n")
+    });
+    assert!(!layer_dir(&id).exists(), "a layer directory {id} exists");
+    assert!(
+        !entries().iter().any(|p| p.to_string_lossy().contains(&id)),
+        "{:?}",
+        entries()
+    );
+    let root = root_mount(pid);
+    assert!(root.contains("upperdir=/proc/self/fd/"), "{root}");
+    let d = common::minictr().args(["diff", &id]).output().unwrap();
+    common::assert_refused(
+        &d,
+        "no writable layer on disk",
+        &"diff of a throwaway container",
+    );
+    // The image is untouched.
+    assert!(!std::fs::read_to_string(common::rootfs().join("etc/motd"))
+        .unwrap_or_default()
+        .contains("written"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(!layer_dir(&id).exists());
+    assert!(!common::run_dir().join(&id).exists());
+
+    // kill -9 of minictr: nothing to clean up, however it ends.
+    let (mut child, id, pid) = spawn(&[], &["sleep", "100"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    common::wait_until(10, "the container died with minictr", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert!(!layer_dir(&id).exists());
+}
+
+/// `--disk-layer`: a throwaway container's layer in the data directory, as kept ones are.
+#[test]
+fn disk_layer_puts_a_throwaway_layer_on_disk() {
+    if !common::need_root("disk_layer_puts_a_throwaway_layer_on_disk") {
+        return;
+    }
+    let (mut child, id, pid) = spawn(&["--disk-layer"], &["sh", "-c", "echo x > /x; sleep 100"]);
+    common::wait_until(10, "the container wrote /x", || {
+        layer_dir(&id).join("upper/x").exists()
+    });
+    let root = root_mount(pid);
+    assert!(
+        root.contains(&format!(
+            "upperdir={}",
+            layer_dir(&id).join("upper").display()
+        )),
+        "{root}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(!layer_dir(&id).exists(), "the layer is removed at exit");
+}
+
+/// The layer's pages are the container's memory: past `--memory` a write is killed inside (no
+/// swap here: tmpfs pages cannot be reclaimed), the container's shell goes on, the host is fine.
+#[test]
+fn writes_to_a_memory_layer_count_against_the_memory_limit() {
+    if !common::need_root("writes_to_a_memory_layer_count_against_the_memory_limit")
+        || !memory_layers()
+    {
+        return;
+    }
+    let out = common::run(
+        &["--memory", "32m"],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/big bs=1M count=64 2>/dev/null; echo dd=$?",
+        ],
+    );
+    // The OOM killer picks dd (usually) or the shell: either way the write did not complete.
+    let text = common::stdout(&out);
+    assert!(
+        !text.contains("dd=0") && (text.contains("dd=") || out.status.code() == Some(137)),
+        "64 MB written under a 32 MB limit: {text:?} {:?}",
+        out.status
+    );
+    assert!(
+        common::stderr(&out).contains("out of memory"),
+        "{}",
+        common::stderr(&out)
+    );
+    common::assert_ok(&common::run(&[], &["sh", "-c", "echo ok > /x"]));
 }
 
 /// The fallback for kernels whose overlayfs refuses layers by descriptor (before 6.15: EINVAL,

@@ -149,6 +149,16 @@ else
   bad "overlay: writes inside never reach the image" "$out"
 fi
 rm -f "$R/etc/rootless-test"
+# chapter 5: a throwaway layer lives in a tmpfs the child made (upperdir names its fd), and
+# --disk-layer puts it back in the data directory.
+case "$(run "$R" grep ' / / ' /proc/self/mountinfo)" in
+  *"upperdir=/proc/self/fd/"*) ok "overlay: a throwaway layer is in memory";;
+  *) bad "overlay: a throwaway layer is in memory" "$(run "$R" grep ' / / ' /proc/self/mountinfo 2>&1)";;
+esac
+case "$(run --disk-layer "$R" grep ' / / ' /proc/self/mountinfo)" in
+  *"upperdir=/proc/self/fd/"*|"") bad "overlay: --disk-layer puts the layer on disk";;
+  *) ok "overlay: --disk-layer puts the layer on disk";;
+esac
 run "$R" sh -c 'exec 3<>/dev/ptmx; ls /dev/pts' | grep -qx 0 && ok "/dev/pts works" || bad "/dev/pts works"
 err=$(run --userns=host "$R" true 2>&1); code=$?
 case "$code $err" in "125 "*"needs root"*) ok "--userns=host refused with a reason";; *) bad "--userns=host refused" "$code $err";; esac
