@@ -69,7 +69,8 @@ fn start(spec: &Spec, notifier: Option<&mut detach::Notifier>) -> Result<i32> {
     let (mut child, channel) = clone(spec, &mut reserved, &old_mask, &sfd)?;
     // 4. Map ids: the child's root becomes an unprivileged host user (ch03).
     let mut fds = map_ids(spec, child.pid)?;
-    // 5. Prepare the root (ch02/03/05), then attach the cgroup (ch04) and the network (ch06).
+    // 5. Prepare the root (ch02/03/05), then attach the network (ch06). (The cgroup, ch04: v2's
+    // clone3 started the child in it; on v1 the child moves itself after "go".)
     fds.extend(prepare_root(spec, &reserved, child.pid)?);
     attach(&mut reserved, child.pid)?;
     // 6. Go: the child sets itself up (steps 7–11) and execs the command.
@@ -544,7 +545,7 @@ fn root_owner(spec: &Spec) -> (u32, u32) {
     (find(&plan.uid_maps), find(&plan.gid_maps))
 }
 
-/// ch04: whether the child makes its cgroup namespace itself (v1: after being moved into its cgroups).
+/// ch04: whether the child makes its cgroup namespace itself (v1: after moving into its cgroups).
 fn late_cgroupns(spec: &Spec) -> bool {
     spec.namespaces.cgroup && matches!(&spec.cgroup, cgroups::Decision::Use(p) if p.late_cgroupns())
 }
