@@ -251,10 +251,7 @@ fn clone(
     let cgroup_fd = r.cgroup.as_ref().and_then(|c| c.clone_fd());
     // ch04, v1: the `tasks` files the child moves itself with (the parent's copies close with the
     // closure once clone returns).
-    let cgroup_entry = match &r.cgroup {
-        Some(cg) => cg.self_attach()?,
-        None => cgroups::SelfAttach::none(),
-    };
+    let cgroup_entry = r.cgroup.as_ref().map(|cg| cg.self_attach()).transpose()?;
     let layer_dir = r.layer.as_ref().map(|l| l.dir.clone());
     let parent_only = [parent_end.raw_fd(), sfd.as_raw_fd(), r.rt.lock_fd()];
     let pid = namespaces::clone_child(flags, cgroup_fd, || {
@@ -554,8 +551,8 @@ fn late_cgroupns(spec: &Spec) -> bool {
 struct Inherited<'a> {
     /// ch05: the writable layer (rootless mounts the overlay itself).
     layer_dir: Option<&'a std::path::Path>,
-    /// ch04, v1: the `tasks` files to move itself with.
-    cgroup: cgroups::SelfAttach,
+    /// ch04: the `tasks` files to move itself with (v1; v2: none to write), if there is a cgroup.
+    cgroup: Option<cgroups::SelfAttach>,
     /// Descriptors that are the parent's alone: the child closes its copies first.
     parent_only: [i32; 3],
 }
@@ -583,14 +580,16 @@ fn child_main(spec: &Spec, inherited: Inherited, ch: &Channel, mask: &SigSet) ->
 fn child_setup(
     spec: &Spec,
     layer_dir: Option<&std::path::Path>,
-    cgroup: cgroups::SelfAttach,
+    cgroup: Option<cgroups::SelfAttach>,
     ch: &Channel,
     mask: &SigSet,
 ) -> Result<i32> {
     let fds = wait_for_go(ch)?;
     // ch04, v1: into the container's cgroups first — one thread, nothing forked yet, and before
     // become_root makes the cgroup namespace (which must be rooted at the container's cgroup).
-    cgroup.attach()?;
+    if let Some(cgroup) = cgroup {
+        cgroup.attach()?;
+    }
     // ch07: non-dumpable from now until execve. Not earlier: until "go" the parent still opens our
     // /proc/PID files (uid_map when rootless, ns/* for the network), which non-dumpable would make
     // root's. Nothing else runs in the container's namespaces before we exec.
