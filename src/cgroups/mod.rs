@@ -561,7 +561,7 @@ fn move_self(mut tasks: &std::fs::File, path: &Path) -> Result<()> {
     use std::io::Write;
     crate::explain!(
         CHAPTER,
-        "write {} = 0 (the child moves itself)",
+        "write {} = 0 (this process moves itself)",
         path.display()
     );
     tasks.write_all(b"0").map_err(|e| {
