@@ -69,7 +69,8 @@ fn start(spec: &Spec, notifier: Option<&mut detach::Notifier>) -> Result<i32> {
     let (mut child, channel) = clone(spec, &mut reserved, &old_mask, &sfd)?;
     // 4. Map ids: the child's root becomes an unprivileged host user (ch03).
     let mut fds = map_ids(spec, child.pid)?;
-    // 5. Prepare the root (ch02/03/05), then attach the cgroup (ch04) and the network (ch06).
+    // 5. Prepare the root (ch02/03/05), then attach the network (ch06). (The cgroup, ch04: v2's
+    // clone3 started the child in it; on v1 the child moves itself after "go".)
     fds.extend(prepare_root(spec, &reserved, child.pid)?);
     attach(&mut reserved, child.pid)?;
     // 6. Go: the child sets itself up (steps 7–11) and execs the command.
@@ -273,15 +274,21 @@ fn clone(
         flags &= !(libc::CLONE_NEWCGROUP as u64); // ch04: v1 — the child unshares it once moved
     }
     let cgroup_fd = r.cgroup.as_ref().and_then(|c| c.clone_fd());
+    // ch04, v1: the `tasks` files the child moves itself with (the parent's copies close with the
+    // closure once clone returns).
+    let cgroup_entry = r.cgroup.as_ref().map(|cg| cg.self_attach()).transpose()?;
     let layer_dir = r.layer.as_ref().map(|l| l.dir.clone());
     let parent_only = [parent_end.raw_fd(), sfd.as_raw_fd(), r.rt.lock_fd()];
     let pid = namespaces::clone_child(flags, cgroup_fd, || {
         child_main(
             spec,
-            layer_dir.as_deref(),
+            Inherited {
+                layer_dir: layer_dir.as_deref(),
+                cgroup: cgroup_entry,
+                parent_only,
+            },
             &child_end,
             old_mask,
-            parent_only,
         )
     })
     .map_err(|e| userns_disabled_error(e, spec))?;
@@ -355,12 +362,10 @@ fn prepare_root(spec: &Spec, r: &Reserved, pid: Pid) -> Result<Option<OwnedFd>> 
 // ANCHOR_END: prepare_root
 
 // ANCHOR: attach
-/// Step 5, continued: v1 moves the child into its cgroups (v2: CLONE_INTO_CGROUP already did), and
-/// the network stage gives it its veth, address, route and published ports.
+/// Step 5, continued: the network stage gives the child its veth, address, route and published
+/// ports. (The cgroup needs nothing here: v2's clone3 started the child inside it, and on v1 the
+/// child moves itself after "go", through the `tasks` files opened before clone.)
 fn attach(r: &mut Reserved, pid: Pid) -> Result<()> {
-    if let Some(cg) = &r.cgroup {
-        cg.attach(pid)?;
-    }
     crate::explain::checkpoint(5, "root-prepared")?;
     r.net.attach(pid.as_raw())?;
     crate::explain::checkpoint(5, "network-attached")?;
@@ -562,26 +567,30 @@ fn root_owner(spec: &Spec) -> (u32, u32) {
     (find(&plan.uid_maps), find(&plan.gid_maps))
 }
 
-/// ch04: whether the child makes its cgroup namespace itself (v1: after being moved into its cgroups).
+/// ch04: whether the child makes its cgroup namespace itself (v1: after moving into its cgroups).
 fn late_cgroupns(spec: &Spec) -> bool {
     spec.namespaces.cgroup && matches!(&spec.cgroup, cgroups::Decision::Use(p) if p.late_cgroupns())
 }
 
-/// The container's first process, before exec. Runs in the child and never returns normally.
-fn child_main(
-    spec: &Spec,
-    layer_dir: Option<&std::path::Path>,
-    ch: &Channel,
-    mask: &SigSet,
+/// What the child takes over from the parent at clone, besides the spec and the channel.
+struct Inherited<'a> {
+    /// ch05: the writable layer (rootless mounts the overlay itself).
+    layer_dir: Option<&'a std::path::Path>,
+    /// ch04: the `tasks` files to move itself with (v1; v2: none to write), if there is a cgroup.
+    cgroup: Option<cgroups::SelfAttach>,
+    /// Descriptors that are the parent's alone: the child closes its copies first.
     parent_only: [i32; 3],
-) -> i32 {
+}
+
+/// The container's first process, before exec. Runs in the child and never returns normally.
+fn child_main(spec: &Spec, inherited: Inherited, ch: &Channel, mask: &SigSet) -> i32 {
     // The parent's end of the channel is the parent's: closing our copy lets each side see EOF when
     // the other dies. Likewise its signalfd, and the runtime directory's lock: the lock must die
     // with minictr, or a crash would look like a live container until we are gone too.
-    for fd in parent_only {
+    for fd in inherited.parent_only {
         let _ = nix::unistd::close(fd);
     }
-    match child_setup(spec, layer_dir, ch, mask) {
+    match child_setup(spec, inherited.layer_dir, inherited.cgroup, ch, mask) {
         Ok(code) => code,
         Err(e) => {
             let code = error::exit_code(&e);
@@ -596,10 +605,16 @@ fn child_main(
 fn child_setup(
     spec: &Spec,
     layer_dir: Option<&std::path::Path>,
+    cgroup: Option<cgroups::SelfAttach>,
     ch: &Channel,
     mask: &SigSet,
 ) -> Result<i32> {
     let fds = wait_for_go(ch)?;
+    // ch04, v1: into the container's cgroups first — one thread, nothing forked yet, and before
+    // become_root makes the cgroup namespace (which must be rooted at the container's cgroup).
+    if let Some(cgroup) = cgroup {
+        cgroup.attach()?;
+    }
     // ch07: non-dumpable from now until execve. Not earlier: until "go" the parent still opens our
     // /proc/PID files (uid_map when rootless, ns/* for the network), which non-dumpable would make
     // root's. Nothing else runs in the container's namespaces before we exec.

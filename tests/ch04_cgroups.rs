@@ -381,9 +381,32 @@ fn no_cgroup_is_left_after_the_container_is_killed() {
     }
     let pid = state["container_pid"].as_i64().unwrap();
     wait_exec(pid, "sleep");
-    // The host pid is the one the cgroup lists.
-    let procs = std::fs::read_to_string(paths[0].join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    // The container is in every one of its cgroups (v1: one per hierarchy, each joined by the
+    // child itself): each lists the host pid, and the process's own view agrees.
+    for p in &paths {
+        let procs = std::fs::read_to_string(p.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "{pid} is not in {}: {procs:?}",
+            p.display()
+        );
+    }
+    // /proc/PID/cgroup, read from the host: `N:controllers:/path` per v1 hierarchy, `0::/path` on v2.
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for p in &paths {
+        let rel = p.strip_prefix("/sys/fs/cgroup").unwrap();
+        let want = if v2() {
+            format!("::/{}", rel.display())
+        } else {
+            let mut parts = rel.components();
+            let hierarchy = parts.next().unwrap().as_os_str().to_string_lossy();
+            format!(":{hierarchy}:/{}", parts.as_path().display())
+        };
+        assert!(
+            own.lines().any(|l| l.ends_with(&want)),
+            "/proc/{pid}/cgroup has no line ending in {want:?}:\n{own}"
+        );
+    }
     Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -392,6 +415,63 @@ fn no_cgroup_is_left_after_the_container_is_killed() {
     assert_eq!(st.code(), Some(137));
     assert_gone(&paths);
     common::assert_no_leftovers(&h);
+}
+
+#[test]
+fn a_realtime_minictr_is_refused_by_the_cpu_cgroup_and_leaves_nothing() {
+    if !common::need_root("a_realtime_minictr_is_refused_by_the_cpu_cgroup_and_leaves_nothing") {
+        return;
+    }
+    // v1 with real-time group scheduling: the kernel refuses a SCHED_FIFO task in a cpu cgroup
+    // whose cpu.rt_runtime_us is 0 (a new one's) — a natural failure of the child's own move.
+    if v2() || !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+        eprintln!("skipped: needs cgroup v1 with CONFIG_RT_GROUP_SCHED");
+        return;
+    }
+    let h = common::unique("rt");
+    // A parent cgroup of the test's own, so that what the refused start leaves can be seen.
+    let parent = h.clone();
+    let mut c = common::minictr();
+    c.arg("run")
+        .args(opts(&["--hostname", &h, "--cgroup-parent", &parent]))
+        .arg(common::rootfs())
+        .arg("true");
+    // SAFETY: sched_setscheduler between fork and exec, with a valid sched_param.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(|| {
+            let p = libc::sched_param { sched_priority: 1 };
+            match libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = c.output().unwrap();
+    common::assert_refused(&out, "cpu.rt_runtime_us", &"run under SCHED_FIFO");
+    assert!(
+        common::stderr(&out).contains("/tasks"),
+        "{}",
+        common::stderr(&out)
+    );
+    common::assert_no_leftovers(&h);
+    // The container's cgroups are gone; only the parents minictr made (never removed) are left.
+    let found = Command::new("find")
+        .args(["/sys/fs/cgroup", "-type", "d", "-name", &parent])
+        .output()
+        .unwrap();
+    let parents: Vec<String> = common::stdout(&found).lines().map(str::to_string).collect();
+    assert!(!parents.is_empty(), "no cgroup {parent} was made");
+    for p in &parents {
+        let children: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
+        let _ = std::fs::remove_dir(p);
+        assert!(children.is_empty(), "left behind: {children:?}");
+    }
 }
 
 #[test]

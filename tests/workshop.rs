@@ -295,7 +295,7 @@ fn ch04_attach_the_limit_holds_for_the_container() {
     let n: u32 = stdout(&out).trim().parse().unwrap_or(0);
     assert!(
         (1..=6).contains(&n),
-        "{n} processes ran under --pids-limit 6 ({}): is the container in its cgroup (cgroup.procs) and the limit written?",
+        "{n} processes ran under --pids-limit 6 ({}): is the container in its cgroup (v1: the child writes 0 to each tasks file; v2: clone3 CLONE_INTO_CGROUP) and the limit written?",
         stderr(&out).trim()
     );
 }

@@ -473,17 +473,22 @@ impl Cgroup {
         self.fd.as_ref().map(|f| f.as_raw_fd())
     }
 
-    /// Step 5, v1: move the child (still waiting for "go") into every hierarchy.
-    pub fn attach(&self, pid: Pid) -> Result<()> {
-        // EXERCISE(ch04, "put the container into its cgroup", hint = "v2: CLONE_INTO_CGROUP did it (self.fd); v1: write the pid to cgroup.procs of every hierarchy")
-        if self.fd.is_some() {
-            return Ok(()); // CLONE_INTO_CGROUP did it
+    /// Step 3, just before clone, v1: open the `tasks` file of every hierarchy (as host root) for
+    /// the child, which inherits the descriptors and moves itself with them. v2: nothing to open —
+    /// CLONE_INTO_CGROUP puts the child inside.
+    pub fn self_attach(&self) -> Result<SelfAttach> {
+        let mut files = Vec::new();
+        if self.fd.is_none() {
+            for d in &self.plan.v1 {
+                let path = d.path.join("tasks");
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path) // O_WRONLY | O_CLOEXEC
+                    .with_context(|| format!("failed to open {}", path.display()))?;
+                files.push((path, file));
+            }
         }
-        for d in &self.plan.v1 {
-            write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-        // EXERCISE_END
+        Ok(SelfAttach(files))
     }
 
     /// Step 13: the counters, read before the cgroup goes.
@@ -528,6 +533,48 @@ impl Cgroup {
 }
 
 // ANCHOR_END: cgroup_use
+
+// ANCHOR: self_attach
+/// v1: the container's `tasks` files, opened by the parent before clone. The child has its own
+/// copies of the descriptors (clone copies the descriptor table) and moves itself with them; the
+/// parent's copies close when its `SelfAttach` is dropped after clone. v2: empty.
+pub struct SelfAttach(Vec<(PathBuf, std::fs::File)>);
+
+impl SelfAttach {
+    /// Step 7, in the child, the first thing after "go" (still one thread, nothing forked, no
+    /// cgroup namespace yet): move this process into every hierarchy, then close the descriptors.
+    pub fn attach(self) -> Result<()> {
+        // EXERCISE(ch04, "put the container into its cgroup", hint = "v1: write 0 (the writing thread, our only one) to every tasks file the parent opened; v2: the list is empty, CLONE_INTO_CGROUP did it")
+        for (path, tasks) in self.0 {
+            move_self(&tasks, &path)?;
+        } // each descriptor closes here: no process of the container keeps one
+        Ok(())
+        // EXERCISE_END
+    }
+}
+
+/// Move the calling thread into the cgroup of this v1 `tasks` file — the whole process when it
+/// has no other thread. "0" names the writer itself; moving the writer alone is the one case in
+/// which the kernel skips the global cgroup_threadgroup_rwsem and its RCU grace period. The
+/// permission check uses the credentials of whoever opened the file, not the writer's.
+fn move_self(mut tasks: &std::fs::File, path: &Path) -> Result<()> {
+    use std::io::Write;
+    crate::explain!(
+        CHAPTER,
+        "write {} = 0 (this process moves itself)",
+        path.display()
+    );
+    tasks.write_all(b"0").map_err(|e| {
+        let what = format!("failed to write \"0\" to {}: {e}", path.display());
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            // cpu_cgroup_can_attach (kernel/sched/core.c) with CONFIG_RT_GROUP_SCHED.
+            crate::error::hint(what, "a real-time process (SCHED_FIFO or SCHED_RR, e.g. started with chrt) cannot join a v1 cpu cgroup whose cpu.rt_runtime_us is 0: run minictr with the normal scheduling policy")
+        } else {
+            anyhow::anyhow!(what)
+        }
+    })
+}
+// ANCHOR_END: self_attach
 
 // ANCHOR: cgroup_drop
 impl Drop for Cgroup {
@@ -668,11 +715,19 @@ pub fn note_skipped(why: &str) {
 }
 
 /// `minictr exec`: move this process into the container's cgroup(s) — every hierarchy on v1 — so
-/// the process it starts counts against the container's limits.
+/// the process it starts counts against the container's limits. The caller has one thread: v1
+/// moves it by `tasks` like the container's first process (no grace period); v2 writes the pid.
 pub fn join(paths: &Paths) -> Result<()> {
-    let me = std::process::id().to_string();
     for p in &paths.0 {
-        write_file(&Path::new(p).join("cgroup.procs"), &me)?;
+        let tasks = Path::new(p).join("tasks");
+        match std::fs::OpenOptions::new().write(true).open(&tasks) {
+            Ok(f) => move_self(&f, &tasks)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_file(
+                &Path::new(p).join("cgroup.procs"),
+                &std::process::id().to_string(),
+            )?,
+            Err(e) => return Err(e).with_context(|| format!("failed to open {}", tasks.display())),
+        }
     }
     Ok(())
 }
@@ -794,6 +849,24 @@ mod tests {
         assert_eq!(l.version, Version::V1);
         assert_eq!(l.v1[0].controllers, ["cpuacct", "cpu"]);
         assert_eq!(l.v1[0].own, Path::new("/sys/fs/cgroup/cpu,cpuacct/inner"));
+    }
+
+    #[test]
+    fn a_refused_move_names_the_file_and_the_reason() {
+        // /dev/full refuses every write (ENOSPC), as a cgroup refuses a task it cannot take.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let e = SelfAttach(vec![(PathBuf::from("/dev/full"), full)])
+            .attach()
+            .unwrap_err();
+        let line = crate::error::one_line(&e);
+        assert!(
+            line.starts_with("failed to write \"0\" to /dev/full: No space left on device"),
+            "{line}"
+        );
+        assert!(SelfAttach(Vec::new()).attach().is_ok()); // v2: nothing to write
     }
 
     #[test]
