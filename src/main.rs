@@ -374,10 +374,9 @@ fn exit_error(e: anyhow::Error) -> ! {
 /// ch09: `run --bundle DIR` is parsed as the `run` command line its config.json stands for.
 fn parse_cli() -> Cli {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cmd = bundle::with_bundle_arg(Cli::command());
+    let mut cmd = bundle::with_bundle_arg(Cli::command());
     let matches = cmd
-        .clone()
-        .try_get_matches_from(&argv)
+        .try_get_matches_from_mut(&argv)
         .unwrap_or_else(|e| exit_clap(e));
     match bundle::words_for(&matches, &cmd, &argv) {
         Ok(Some(words)) => Cli::try_parse_from(words).unwrap_or_else(|e| exit_clap(e)),

@@ -117,8 +117,5 @@ pub fn mount_mqueue(root: &Root, required: bool) -> Result<()> {
 
 /// The links every program expects in /dev.
 pub fn links(root: &Root) -> Result<()> {
-    for (link, target) in LINKS {
-        root.symlink(target, Path::new(link))?;
-    }
-    Ok(())
+    root.symlinks(&LINKS)
 }

@@ -48,6 +48,12 @@ fn join(parts: &[&std::ffi::OsStr]) -> PathBuf {
     p
 }
 
+/// Whether `name` in `dir` is a symbolic link (not followed).
+fn is_symlink(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> bool {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK)
+}
+
 impl Root {
     /// Open `path` (a host path, already a mount point when used for mounting).
     pub fn open(path: &Path) -> Result<Root> {
@@ -95,52 +101,47 @@ impl Root {
     /// last one. A component that is a symlink is followed *inside* the root; a dangling symlink is
     /// refused rather than guessed at.
     pub fn mkdir_all(&self, inner: &Path) -> Result<OwnedFd> {
-        let parts = components(inner);
-        // Fast path: it already exists.
-        if let Ok(fd) = self.resolve(inner, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-            return Ok(fd);
-        }
-        let mut dir = self
-            .resolve(Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)
-            .context("failed to open the container's root")?;
-        for i in 1..=parts.len() {
-            let prefix = join(&parts[..i]);
-            match self.resolve(&prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-                Ok(fd) => dir = fd,
-                Err(Errno::ENOENT) => {
-                    let name = parts[i - 1];
-                    if let Ok(st) = fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
-                            bail!(crate::error::hint(
-                                format!("/{} is a symlink to a path that does not exist in the rootfs", prefix.display()),
-                                "create the directory it points to inside the rootfs, or choose another path"
-                            ));
-                        }
-                    }
-                    // Use a real directory fd for mkdirat (O_PATH is enough for *at since Linux 5.x
-                    // for lookups, but mkdirat needs search permission only).
-                    nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755))
-                        .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
-                        .with_context(|| {
-                            format!("failed to create /{} inside the rootfs", prefix.display())
-                        })?;
-                    dir = self
-                        .resolve(&prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                        .with_context(|| {
-                            format!("failed to open /{} inside the rootfs", prefix.display())
-                        })?;
-                }
-                Err(Errno::ENOTDIR) => {
-                    bail!("/{} inside the rootfs is not a directory", prefix.display())
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("failed to resolve /{} inside the rootfs", prefix.display())
-                    })
-                }
+        self.mkdir_parts(&components(inner))
+    }
+
+    /// [`Root::mkdir_all`] of the path made of `parts`: the whole path is tried first (it usually
+    /// exists: one system call), and only when it is missing its parent, recursively — so a
+    /// missing `/dev/pts` costs a lookup of `dev/pts`, of `dev`, one mkdirat and one more lookup,
+    /// not a walk from the root.
+    fn mkdir_parts(&self, parts: &[&std::ffi::OsStr]) -> Result<OwnedFd> {
+        let path = join(parts);
+        let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        let (name, parent) = match (self.resolve(&path, dir), parts.split_last()) {
+            (Ok(fd), _) => return Ok(fd),
+            (Err(Errno::ENOENT | Errno::ENOTDIR), Some(split)) => split,
+            (Err(e), _) => {
+                return Err(e).with_context(|| {
+                    format!("failed to resolve /{} inside the rootfs", path.display())
+                })
             }
+        };
+        let parent = self.mkdir_parts(parent)?;
+        nix::sys::stat::mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755))
+            .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
+            .with_context(|| format!("failed to create /{} inside the rootfs", path.display()))?;
+        match self.resolve(&path, dir) {
+            Ok(fd) => Ok(fd),
+            // mkdirat found a name there already (EEXIST) that does not lead to a directory.
+            Err(Errno::ENOENT) if is_symlink(parent.as_fd(), name) => {
+                bail!(crate::error::hint(
+                    format!(
+                        "/{} is a symlink to a path that does not exist in the rootfs",
+                        path.display()
+                    ),
+                    "create the directory it points to inside the rootfs, or choose another path"
+                ))
+            }
+            Err(Errno::ENOTDIR) => {
+                bail!("/{} inside the rootfs is not a directory", path.display())
+            }
+            Err(e) => Err(e)
+                .with_context(|| format!("failed to open /{} inside the rootfs", path.display())),
         }
-        Ok(dir)
     }
 
     /// Make sure `inner` exists as a regular file (creating its parents and an empty file, mode
@@ -179,22 +180,35 @@ impl Root {
             .with_context(|| format!("failed to open {} inside the rootfs", inner.display()))
     }
 
-    /// Create a symlink `inner` → `target` (replacing nothing: an existing entry is left alone).
-    pub fn symlink(&self, target: &str, inner: &Path) -> Result<()> {
-        let parent = inner.parent().unwrap_or(Path::new("/"));
-        let name = inner
-            .file_name()
-            .with_context(|| format!("{} has no file name", inner.display()))?;
-        let dir = self.mkdir_all(parent)?;
-        match nix::unistd::symlinkat(target, dir.as_fd(), name) {
-            Ok(()) | Err(Errno::EEXIST) => Ok(()),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "failed to create the symlink {} -> {target}",
-                    inner.display()
-                )
-            }),
+    /// Create the symlinks `inner` → `target` (replacing nothing: an existing entry is left alone).
+    /// Links in the same directory share one lookup of it.
+    pub fn symlinks(&self, links: &[(&str, &str)]) -> Result<()> {
+        let mut dir: Option<(&Path, OwnedFd)> = None;
+        for (link, target) in links {
+            let inner = Path::new(link);
+            let parent = inner.parent().unwrap_or(Path::new("/"));
+            let name = inner
+                .file_name()
+                .with_context(|| format!("{} has no file name", inner.display()))?;
+            if dir.as_ref().is_none_or(|(p, _)| *p != parent) {
+                dir = Some((parent, self.mkdir_all(parent)?));
+            }
+            let Some((_, fd)) = &dir else {
+                bail!("no directory for {}", inner.display())
+            };
+            match nix::unistd::symlinkat(*target, fd.as_fd(), name) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "failed to create the symlink {} -> {target}",
+                            inner.display()
+                        )
+                    })
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -256,6 +270,54 @@ mod tests {
         let fd = r.mkdir_all(Path::new("/../../a")).unwrap();
         let real = std::fs::read_link(fd_path(fd.as_fd())).unwrap();
         assert_eq!(real, d.join("root/a"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn missing_levels_are_made_and_a_file_in_the_way_is_named() {
+        let d = tmp("levels");
+        let root = d.join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("a/file"), "").unwrap();
+        let r = Root::open(&root).unwrap();
+        let fd = r.mkdir_all(Path::new("/a/b/c/d")).unwrap();
+        let real = std::fs::read_link(fd_path(fd.as_fd())).unwrap();
+        assert_eq!(real, root.join("a/b/c/d"));
+        for p in ["/a/file", "/a/file/x/y"] {
+            let err = format!("{:#}", r.mkdir_all(Path::new(p)).unwrap_err());
+            assert!(
+                err.contains("/a/file inside the rootfs is not a directory"),
+                "{p}: {err}"
+            );
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn symlinks_are_made_inside_the_root_and_existing_entries_kept() {
+        let d = tmp("links");
+        let root = d.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        // dev is a symlink to /etc: the links must land in root/etc, not the host's /etc.
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/etc", root.join("dev")).unwrap();
+        std::fs::write(root.join("etc/kept"), "").unwrap();
+        let r = Root::open(&root).unwrap();
+        r.symlinks(&[
+            ("/dev/fd", "/proc/self/fd"),
+            ("/dev/kept", "x"),
+            ("/new/l", "y"),
+        ])
+        .unwrap();
+        assert_eq!(
+            std::fs::read_link(root.join("etc/fd")).unwrap(),
+            Path::new("/proc/self/fd")
+        );
+        assert!(root.join("etc/kept").is_file());
+        assert_eq!(
+            std::fs::read_link(root.join("new/l")).unwrap(),
+            Path::new("y")
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
