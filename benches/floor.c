@@ -3,12 +3,18 @@
  *
  *   floor [-u] [-c] [-o] [-n] ROOTFS CMD [ARG...]
  *
- * Always (variant A): clone3(NEWPID|NEWNS|NEWUTS|NEWIPC|NEWNET), sethostname, / made private, the
- * rootfs bound onto itself, pivot_root(".", "."), the old root detached, /proc mounted, execve.
+ * Always (variant A) — what `minictr run --network none --userns=host --no-overlay --no-cgroup
+ * --no-security` does, no more: clone3(NEWPID|NEWNS|NEWUTS|NEWIPC|NEWNET|NEWCGROUP), sethostname,
+ * / made private, the rootfs bound onto itself, /proc, /sys (read-only), /dev (a tmpfs with null,
+ * zero, full, random, urandom and tty bound from the host, its symbolic links, devpts, shm,
+ * mqueue), pivot_root(".", "."), the old root detached, lo up, RLIMIT_NOFILE, setgroups +
+ * setresgid + setresuid, not dumpable, close_range(CLOEXEC), execve.
  *   -u  a user namespace: the parent writes uid_map/gid_map (0 100000 65536), the child setresuid(0)
- *   -c  a cgroup beneath this process's own: cgroup v1 (memory and pids hierarchies) or v2 (the
- *       unified hierarchy at /sys/fs/cgroup): mkdir, write memory and pids limits, attach (v1: write
- *       cgroup.procs; v2: clone3(CLONE_INTO_CGROUP)), and rmdir after the child is reaped
+ *   -c  a cgroup beneath this process's own: cgroup v1 (the cpu, cpuacct, memory, freezer, blkio
+ *       and pids hierarchies, as minictr) or v2 (the unified hierarchy at /sys/fs/cgroup): mkdir,
+ *       write memory and pids limits, attach (v1: the child writes 0 to each `tasks` file the
+ *       parent opened, then unshares its cgroup namespace; v2: clone3(CLONE_INTO_CGROUP)), the
+ *       container's /sys/fs/cgroup (a tmpfs with each hierarchy bound, read-only), rmdir after exit
  *   -o  overlayfs: upper and work directories made under $FLOOR_TMP (default /tmp), the overlay
  *       built by the parent with fsopen/fsconfig/fsmount and moved into the child's mount namespace
  *       with move_mount; the directories removed after exit
@@ -35,7 +41,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -50,6 +60,7 @@
 #define FSCONFIG_CMD_CREATE_ 6
 #define FSMOUNT_CLOEXEC_ 1
 #define MOVE_MOUNT_F_EMPTY_PATH_ 4
+#define CLOSE_RANGE_CLOEXEC_ (1U << 2)
 
 struct clone_args_ {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
@@ -73,8 +84,11 @@ static void write_file(const char *path, const char *s) {
 }
 
 /* ---- cgroups ------------------------------------------------------------------------------ */
-static const char *v1_ctrls[] = {"memory", "pids"};
-static char cg_dirs[2][512];
+static const char *v1_ctrls[] = {"cpu", "cpuacct", "memory", "freezer", "blkio", "pids"};
+#define N_V1 (sizeof v1_ctrls / sizeof v1_ctrls[0])
+static char cg_dirs[N_V1][512];
+static const char *cg_names[N_V1];
+static int cg_tasks[N_V1];
 static int n_cg, cg_v2, cg_fd = -1;
 
 static int own_cgroup(const char *ctrl, char *out, size_t n) { /* "" on v2 */
@@ -113,8 +127,9 @@ static void cgroup_create(void) {
                  strcmp(own, "/") ? own : "", getpid());
         n_cg = 1;
     } else {
-        for (int i = 0; i < 2; i++) {
-            if (!own_cgroup(v1_ctrls[i], own, sizeof own)) die("no %s line in /proc/self/cgroup", v1_ctrls[i]);
+        for (size_t i = 0; i < N_V1; i++) {
+            if (!own_cgroup(v1_ctrls[i], own, sizeof own)) continue; /* not mounted here */
+            cg_names[n_cg] = v1_ctrls[i];
             snprintf(cg_dirs[n_cg++], sizeof cg_dirs[0], "/sys/fs/cgroup/%s%s/floor-%d", v1_ctrls[i],
                      strcmp(own, "/") ? own : "", getpid());
         }
@@ -131,20 +146,40 @@ static void cgroup_create(void) {
             cg_fd = open(cg_dirs[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
             if (cg_fd < 0) die("open %s", cg_dirs[i]);
         } else {
-            snprintf(p, sizeof p, "%s/%s", cg_dirs[i],
-                     i == 0 ? "memory.limit_in_bytes" : "pids.max");
-            write_file(p, i == 0 ? "268435456" : "1024");
+            if (strcmp(cg_names[i], "memory") == 0 || strcmp(cg_names[i], "pids") == 0) {
+                int mem = cg_names[i][0] == 'm';
+                snprintf(p, sizeof p, "%s/%s", cg_dirs[i], mem ? "memory.limit_in_bytes" : "pids.max");
+                write_file(p, mem ? "268435456" : "1024");
+            }
+            snprintf(p, sizeof p, "%s/tasks", cg_dirs[i]);
+            cg_tasks[i] = open(p, O_WRONLY | O_CLOEXEC);
+            if (cg_tasks[i] < 0) die("open %s", p);
         }
     }
 }
 
-static void cgroup_attach(pid_t pid) { /* v1 only: v2 starts the child inside */
-    char p[600], s[32];
-    snprintf(s, sizeof s, "%d", pid);
+static void cgroup_attach_self(void) { /* v1, in the child: v2 started it inside */
     for (int i = 0; i < n_cg && !cg_v2; i++) {
-        snprintf(p, sizeof p, "%s/cgroup.procs", cg_dirs[i]);
-        write_file(p, s);
+        if (write(cg_tasks[i], "0", 1) != 1) die("write %s/tasks", cg_dirs[i]);
+        close(cg_tasks[i]);
     }
+    if (!cg_v2 && unshare(CLONE_NEWCGROUP) < 0) die("unshare(CLONE_NEWCGROUP)");
+}
+
+static void cgroup_mount(void) { /* the container's /sys/fs/cgroup, before pivot_root */
+    char dst[600];
+    if (cg_v2) {
+        if (mount("cgroup2", "sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0)
+            die("mount cgroup2");
+        return;
+    }
+    if (mount("tmpfs", "sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
+        die("mount tmpfs on /sys/fs/cgroup");
+    for (int i = 0; i < n_cg; i++) {
+        snprintf(dst, sizeof dst, "sys/fs/cgroup/%s", cg_names[i]);
+        if (mkdir(dst, 0755) < 0 || mount(cg_dirs[i], dst, NULL, MS_BIND, NULL) < 0) die("bind %s", dst);
+    }
+    if (mount(NULL, "sys/fs/cgroup", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) die("read-only /sys/fs/cgroup");
 }
 
 static void cgroup_remove(void) {
@@ -317,6 +352,41 @@ static void veth_child(uint32_t ip, uint32_t gw) {
     nl_send(&m);
 }
 
+/* ---- /dev and lo, as minictr makes them ---------------------------------------------------- */
+static void dev_mount(void) { /* relative to the new root, before pivot_root */
+    static const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    static const char *links[][2] = {{"/proc/self/fd", "dev/fd"}, {"/proc/self/fd/0", "dev/stdin"},
+        {"/proc/self/fd/1", "dev/stdout"}, {"/proc/self/fd/2", "dev/stderr"}, {"pts/ptmx", "dev/ptmx"}};
+    char src[64], dst[64];
+    if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_STRICTATIME, "mode=755,size=65536k") < 0)
+        die("mount /dev");
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        snprintf(src, sizeof src, "/dev/%s", nodes[i]);
+        snprintf(dst, sizeof dst, "dev/%s", nodes[i]);
+        int fd = open(dst, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_WRONLY, 0666);
+        if (fd < 0) die("create %s", dst);
+        close(fd);
+        if (mount(src, dst, NULL, MS_BIND, NULL) < 0) die("bind %s", src);
+    }
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+        if (symlink(links[i][0], links[i][1]) < 0) die("symlink %s", links[i][1]);
+    if (mkdir("dev/pts", 0755) < 0 || mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0) die("mount devpts");
+    if (mkdir("dev/shm", 01777) < 0 || mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "mode=1777,size=65536k") < 0) die("mount shm");
+    if (mkdir("dev/mqueue", 0755) < 0 || mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        die("mount mqueue");
+}
+
+static void lo_up(void) { /* ip link set lo up, with one ioctl */
+    struct ifreq ifr = {0};
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+    if (s < 0 || ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("lo up");
+    close(s);
+}
+
 /* ---- parent -> child: one byte, and the overlay's mount fd when there is one ------------- */
 static void send_fd(int sock, int fd) {
     char x = 'x', cbuf[CMSG_SPACE(sizeof(int))] = {0};
@@ -371,6 +441,7 @@ int main(int argc, char **argv) {
                              .exit_signal = SIGCHLD};
     if (userns) ca.flags |= CLONE_NEWUSER;
     if (cgroup && cg_v2) { ca.flags |= CLONE_INTO_CGROUP; ca.cgroup = cg_fd; }
+    if (!cgroup || cg_v2) ca.flags |= CLONE_NEWCGROUP; /* v1: unshared once the child moved itself */
     pid_t pid = syscall(SYS_clone3, &ca, sizeof ca);
     if (pid < 0) die("clone3");
     if (pid == 0) {
@@ -378,6 +449,8 @@ int main(int argc, char **argv) {
         int got = recv_fd(sync[0]); /* the parent's go, with the overlay when it was built late */
         if (got == -2) _exit(125);  /* the parent failed */
         if (got >= 0) mfd = got;
+        if (cgroup) cgroup_attach_self();
+        if (prctl(PR_SET_DUMPABLE, 0) < 0) die("PR_SET_DUMPABLE");
         if (userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) die("setresuid 0");
         if (net) veth_child(ip_ctr, ip_host);
         if (sethostname("floor", 5) < 0) die("sethostname");
@@ -396,9 +469,17 @@ int main(int argc, char **argv) {
         /* /proc before pivot_root: in a user namespace the kernel allows a new proc mount only while
          * a fully visible one is in the mount namespace (fs/namespace.c, mount_too_revealing) */
         if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
+        if (mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /sys");
+        dev_mount();
+        if (cgroup) cgroup_mount();
         if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
         if (umount2(".", MNT_DETACH) < 0) die("detach the old root");
         if (chdir("/") < 0) die("chdir /");
+        if (!net) lo_up();
+        struct rlimit nofile = {1024, 1024};
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) die("setrlimit");
+        if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("setresuid");
+        if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC_) < 0) die("close_range");
         execvp(cmd[0], cmd);
         _exit(errno == ENOENT ? 127 : 126);
     }
@@ -410,7 +491,6 @@ int main(int argc, char **argv) {
         snprintf(p, sizeof p, "/proc/%d/gid_map", pid);
         write_file(p, "0 100000 65536\n");
     }
-    if (cgroup) cgroup_attach(pid);
     if (net) veth_host(pid, ip_host);
     if (overlay && userns) mfd = overlay_build(rootfs, pid);
     send_fd(sync[1], mfd);
