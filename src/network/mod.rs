@@ -465,7 +465,7 @@ impl Network {
         let ns =
             std::fs::File::open(&ns_path).with_context(|| format!("failed to open {ns_path}"))?;
         b.veth_made = true; // from here on teardown deletes it (ENODEV is fine)
-        b.sock.add_veth(
+        let peer = b.sock.add_veth(
             &b.host_if,
             b.bridge_index,
             b.mtu,
@@ -474,14 +474,28 @@ impl Network {
             &ns_path,
         )?;
         let mut inside = Socket::open_route_in(ns.as_fd(), &ns_path)?;
-        let eth0 = inside
-            .get_link(CTR_IF)?
-            .with_context(|| format!("{CTR_IF} did not appear in {ns_path}"))?;
-        inside.add_addr(CTR_IF, eth0.index, b.addr, b.subnet.prefix)?;
-        // (Setting IFF_UP on the peer inside the creation request fails with ENOTCONN: the peer is
-        // brought up on its own, in its namespace.)
-        inside.set_up(CTR_IF, eth0.index)?;
-        inside.add_default_route(CTR_IF, eth0.index, b.subnet.gateway())?;
+        let eth0 = match peer {
+            Some(index) => index,
+            // (A kernel before 6.3 does not echo the new link: ask for eth0 inside.)
+            None => {
+                inside
+                    .get_link(CTR_IF)?
+                    .with_context(|| format!("{CTR_IF} did not appear in {ns_path}"))?
+                    .index
+            }
+        };
+        // Its address, up, the default route: three requests in one sendmsg, three acks. (Setting
+        // IFF_UP on the peer inside the creation request fails with ENOTCONN: the peer is brought
+        // up on its own, in its namespace.)
+        crate::explain!(
+            CHAPTER,
+            "sendmsg(RTM_NEWADDR + RTM_NEWLINK + RTM_NEWROUTE) — one round trip, three acks"
+        );
+        inside.request_all(vec![
+            netlink::addr_msg(CTR_IF, eth0, b.addr, b.subnet.prefix),
+            netlink::up_msg(CTR_IF, eth0),
+            netlink::default_route_msg(CTR_IF, eth0, b.subnet.gateway()),
+        ])?;
         for p in b.publish.clone() {
             nat::set_element(&p, b.addr, true)?;
             b.published.push(p);
@@ -529,37 +543,44 @@ impl Drop for Network {
 // ANCHOR_END: teardown
 
 // ANCHOR: delete_link
-/// Deleting a network device waits for RCU grace periods in the kernel — tens of milliseconds, far
-/// more than everything else minictr does to start a container. A short-lived helper process (forked
-/// twice, so nobody has to reap it) does the delete while minictr exits. The kernel would also
-/// delete the pair together with the container's network namespace; the helper makes sure of it
-/// even if something keeps that namespace alive.
+/// How long the helper of [`delete_link_in_background`] waits for the kernel to delete the veth.
+const KERNEL_DELETES_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The host end of the veth goes with the container's network namespace: when its last process
+/// has exited, the kernel destroys the namespace in a work queue, a moment later, and with it the
+/// pair — many namespaces in one batch, under one hold of the rtnl lock and one RCU grace period.
+/// An `RTM_DELLINK` of our own does the same work alone, and waits for RCU grace periods inside
+/// the rtnl lock that every other start needs. So a short-lived helper process, which minictr
+/// does not wait for, only watches: it deletes the link itself if the kernel has not within
+/// [`KERNEL_DELETES_WITHIN`] (something keeps the namespace alive — a bind mount, a process that
+/// entered it). Once minictr has exited, the kernel hands the helper to init, which reaps it.
 fn delete_link_in_background(name: &str) {
     crate::explain!(
         CHAPTER,
-        "fork() — a helper process runs `ip link del {name}` while minictr exits"
+        "fork() — a helper process waits for the kernel to delete {name} with the container's namespace, else runs `ip link del {name}`"
     );
     let delete = || {
         if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
-            let _ = s.del_link(name);
+            if !s.wait_deleted(name, KERNEL_DELETES_WITHIN).unwrap_or(false) {
+                let _ = s.del_link(name);
+            }
         }
     };
-    // SAFETY: minictr is single-threaded here; the children only delete a link and _exit.
+    // SAFETY: minictr is single-threaded here; the child only watches or deletes a link and _exits.
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let _ = nix::sys::wait::waitpid(child, None);
-        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
         Ok(nix::unistd::ForkResult::Child) => {
-            // SAFETY: as above.
-            if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
-                // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
-                let _ = crate::fds::close_from(0);
-                delete();
-            }
+            // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
+            let _ = crate::fds::close_from(0);
+            delete();
             // SAFETY: leave the forked process without running minictr's destructors.
             unsafe { libc::_exit(0) }
         }
-        Err(_) => delete(),
+        Err(_) => {
+            if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
+                let _ = s.del_link(name);
+            }
+        }
     }
 }
 // ANCHOR_END: delete_link
@@ -685,7 +706,6 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
         // makes a new one (see `ipam::Allocations::lock`), instead of sharing the table with one
         // that opened the new file meanwhile.
         let _ = std::fs::remove_file(netdir.join("allocations"));
-        let _ = std::fs::remove_file(netdir.join("lock"));
         let _ = std::fs::remove_dir(netdir);
         drop(table);
     }
