@@ -24,6 +24,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub const CHAPTER: &str = "ch06 network";
 
@@ -543,8 +544,8 @@ impl Drop for Network {
 // ANCHOR_END: teardown
 
 // ANCHOR: delete_link
-/// How long the helper of [`delete_link_in_background`] waits for the kernel to delete the veth.
-const KERNEL_DELETES_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the helper of [`delete_link_in_background`] gives the kernel to delete the veth.
+const KERNEL_DELETES_WITHIN: Duration = Duration::from_secs(1);
 
 /// The host end of the veth goes with the container's network namespace: when its last process
 /// has exited, the kernel destroys the namespace in a work queue, a moment later, and with it the
@@ -561,9 +562,7 @@ fn delete_link_in_background(name: &str) {
     );
     let delete = || {
         if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
-            if !s.wait_deleted(name, KERNEL_DELETES_WITHIN).unwrap_or(false) {
-                let _ = s.del_link(name);
-            }
+            let _ = s.del_link(name);
         }
     };
     // SAFETY: minictr is single-threaded here; the child only watches or deletes a link and _exits.
@@ -572,15 +571,33 @@ fn delete_link_in_background(name: &str) {
         Ok(nix::unistd::ForkResult::Child) => {
             // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
             let _ = crate::fds::close_from(0);
-            delete();
+            if !gone_within(name, KERNEL_DELETES_WITHIN) {
+                delete();
+            }
             // SAFETY: leave the forked process without running minictr's destructors.
             unsafe { libc::_exit(0) }
         }
-        Err(_) => {
-            if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
-                let _ = s.del_link(name);
-            }
+        Err(_) => delete(),
+    }
+}
+
+/// Whether the interface `name` is gone — deleted by anyone, the kernel included — within
+/// `timeout`. It looks after 10, 20, 40, … ms with `if_nametoindex` (an `ioctl(SIOCGIFINDEX)`: the
+/// name is looked up under RCU, no lock that other starts need). Not a netlink subscription to link
+/// changes: every start's veth would wake every helper that is still waiting.
+fn gone_within(name: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if nix::net::if_::if_nametoindex(name) == Err(nix::errno::Errno::ENODEV) {
+            return true;
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(pause.min(left));
+        pause *= 2;
     }
 }
 // ANCHOR_END: delete_link

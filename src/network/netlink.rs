@@ -12,13 +12,11 @@
 use anyhow::{Context, Result};
 use nix::sys::socket::{socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 // <linux/netlink.h>
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-/// RTNLGRP_LINK as a bit of `nl_groups`: notifications of links made, changed, deleted.
-const RTMGRP_LINK: u32 = 1;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 /// Send the request back, as the kernel applied it (rtnetlink honours it for RTM_NEWLINK since 6.3).
@@ -583,53 +581,6 @@ impl Socket {
     }
 }
 // ANCHOR_END: requests_route
-
-// ANCHOR: wait_deleted
-impl Socket {
-    /// Wait up to `timeout` for the interface `name` to be deleted — by anyone, the kernel
-    /// included: an `RTM_DELLINK` on the multicast group RTNLGRP_LINK, which this socket joins
-    /// first (then it looks whether the interface still exists, so no deletion is missed).
-    /// Ok(false) when it is still there.
-    pub fn wait_deleted(&mut self, name: &str, timeout: std::time::Duration) -> Result<bool> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use nix::sys::socket::{bind, NetlinkAddr};
-        bind(self.fd.as_raw_fd(), &NetlinkAddr::new(0, RTMGRP_LINK))
-            .context("failed to join the netlink group of link changes")?;
-        let Some(link) = self.get_link(name)? else {
-            return Ok(true);
-        };
-        let deadline = std::time::Instant::now() + timeout;
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
-                .unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, ms) {
-                Ok(0) => return Ok(false),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).context("poll on a netlink socket failed"),
-            }
-            match nix::sys::socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => {
-                    let gone = messages(&buf[..n]).flatten().any(|(ty, _, body)| {
-                        ty == RTM_DELLINK && parse_link(body).is_some_and(|l| l.index == link.index)
-                    });
-                    if gone {
-                        return Ok(true);
-                    }
-                }
-                // Notifications were dropped (a full receive buffer): look instead.
-                Err(nix::errno::Errno::ENOBUFS) if self.get_link(name)?.is_none() => {
-                    return Ok(true)
-                }
-                Err(nix::errno::Errno::ENOBUFS | nix::errno::Errno::EAGAIN) => {}
-                Err(e) => return Err(e).context("netlink recv failed"),
-            }
-        }
-    }
-}
-// ANCHOR_END: wait_deleted
 
 // ANCHOR: builders
 /// `ip link set NAME up` (by index): RTM_NEWLINK with IFF_UP in flags and change mask.
