@@ -343,7 +343,7 @@ fn update_peer_hosts(entries: &[ipam::Entry], except: &str, netns: u64, subnet: 
 
 // ANCHOR: ensure_bridge
 /// The bridge `minictr0` with the gateway address, IP forwarding and the NAT table. The fast path —
-/// the bridge exists — costs three netlink round trips (the link, its address, the nftables table).
+/// the bridge exists — is [`bridge_ready`], before the lock; this is the slow path, under it.
 fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, Subnet)> {
     crate::explain!(
         CHAPTER,
@@ -409,8 +409,10 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
 
 /// The bridge's index, MTU and subnet if it exists, is up, has its address (of the subnet `want`,
 /// if given) and its NAT table: nothing to make. Read-only; any error or gap is None.
+/// (The link by ioctl, the address by an RTM_GETADDR dump, the table by NFT_MSG_GETTABLE: none of
+/// them waits for the rtnl lock that other starts hold while they make their veths.)
 fn bridge_ready(sock: &mut Socket, want: Option<Subnet>) -> Option<(i32, u32, Subnet)> {
-    let link = sock.get_link(BRIDGE).ok()??;
+    let link = sock.link_unlocked(BRIDGE).ok()??;
     let (a, prefix) = sock.get_addr(link.index).ok()??;
     let subnet = Subnet::of(a, prefix);
     let complete = link.up && want.is_none_or(|w| w == subnet) && nat::table_exists().ok()?;
