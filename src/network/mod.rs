@@ -231,7 +231,8 @@ struct BridgeLease {
 /// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
 /// write the container's /etc files into its runtime directory, owned by `owner` (the host uid/gid
 /// of the container's root, so that it may edit them as Docker's containers can), and tell the
-/// other containers on the bridge its name — one hold of the address table's lock for all of it.
+/// other containers on the bridge its name — one hold of the address table's lock for the table
+/// and the /etc/hosts files; /etc/hostname and /etc/resolv.conf are written after it.
 /// state.json has the [`pending_lease`] already: a crash from here on is undone.
 #[allow(clippy::too_many_arguments)]
 pub fn reserve(
@@ -298,13 +299,22 @@ pub fn reserve(
         published: Vec::new(),
     });
     table.save()?;
-    let resolv = etc_files::host_resolv_conf(false);
+    // Its /etc/hosts, then the other containers' (they learn its name; it answers a few
+    // milliseconds later, once attached) under the lock: the next start rewrites them all.
     let peers = peers_of(&table.entries, id, netns, &subnet);
     let own = etc_files::names(hostname, name, id);
     let hosts = etc_files::hosts(Some(addr), &own, &peers);
-    etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
-    // The other containers learn its name (it answers a few milliseconds later, once attached).
+    etc_files::write(rundir, "hosts", &hosts, owner)?;
     update_peer_hosts(&table.entries, id, netns, &subnet);
+    drop(table);
+    // /etc/hostname and /etc/resolv.conf are this container's alone: after the lock.
+    etc_files::write(rundir, "hostname", &format!("{hostname}\n"), owner)?;
+    etc_files::write(
+        rundir,
+        "resolv.conf",
+        &etc_files::host_resolv_conf(false),
+        owner,
+    )?;
     Ok(net)
 }
 // ANCHOR_END: reserve
