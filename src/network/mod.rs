@@ -735,6 +735,7 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
         // makes a new one (see `ipam::Allocations::lock`), instead of sharing the table with one
         // that opened the new file meanwhile.
         let _ = std::fs::remove_file(netdir.join("allocations"));
+        let _ = std::fs::remove_file(netdir.join("lock")); // the lock file of an older minictr
         let _ = std::fs::remove_dir(netdir);
         drop(table);
     }
