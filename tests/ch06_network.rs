@@ -846,15 +846,26 @@ fn the_host_end_goes_even_when_something_keeps_the_containers_namespace_alive() 
         .spawn()
         .unwrap();
     let (_, _rest) = first_line(&mut c);
-    let kids = capture(Command::new("pgrep").args(["-P", &c.id().to_string()]));
-    let ctr = kids
+    // (Not any child of minictr: the one that probes the kernel once is not `sh`.)
+    let kids = capture(Command::new("pgrep").args(["-x", "sh", "-P", &c.id().to_string()]));
+    let ctr: u32 = kids
         .split_whitespace()
         .next()
-        .expect("the container's process");
+        .expect("the container's process")
+        .parse()
+        .unwrap();
+    let netns = |pid: u32| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino())
+    };
+    let ctr_netns = netns(ctr).expect("the container's network namespace");
     let mut holder = Command::new("nsenter")
         .args([&format!("--net=/proc/{ctr}/ns/net"), "sleep", "30"])
         .spawn()
         .unwrap();
+    common::wait_until(5, "the holder in the container's network namespace", || {
+        netns(holder.id()).is_ok_and(|n| n == ctr_netns)
+    });
     drop(c.stdin.take()); // `read` ends: the container exits
     assert!(wait_bounded(&mut c, 30).success());
     host.assert_clean(&[]);
