@@ -576,6 +576,7 @@ fn bridge_and_veth() -> Probe {
             netns.as_fd(),
             "this one",
         )
+        .map(drop)
         .map_err(err)
     })
 }

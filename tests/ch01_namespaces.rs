@@ -137,8 +137,8 @@ fn no_net_shows_the_hosts_interfaces_and_network_none_only_lo() {
     let flags = sh(&["--network", "none"], "cat /sys/class/net/lo/flags");
     let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "lo is down inside");
-    // The host ends (mc…) of the earlier containers' veths are deleted by a helper after they exit
-    // (chapter 6), so either snapshot may still show one: compare the rest.
+    // The host ends (mc…) of the earlier containers' veths go with their network namespaces a
+    // moment after they exit (chapter 6), so either snapshot may still show one: compare the rest.
     let settled = |mut v: Vec<String>| {
         v.retain(|i| !i.starts_with("mc"));
         v.sort();

@@ -791,3 +791,84 @@ fn network_none_and_host() {
     assert!(!host.exec(&["nft", "list", "tables"]).contains("minictr"));
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn a_bridge_or_table_lost_behind_minictrs_back_is_made_again_by_the_next_start() {
+    if !common::need_root(
+        "a_bridge_or_table_lost_behind_minictrs_back_is_made_again_by_the_next_start",
+    ) {
+        return;
+    }
+    let host = Netns::new("repair");
+    let probe =
+        "ip -4 -o addr show eth0; ping -c1 -W5 10.213.0.1 >/dev/null && echo bridge-answers";
+    ok(&host.run(&[], &["true"]));
+    // Deleted by hand: the next start makes it again (a check of the bridge that trusted an
+    // earlier answer would plug the veth into nothing).
+    ip(&["-n", &host.name, "link", "del", "minictr0"]);
+    let text = ok(&host.run(&[], &["sh", "-c", probe]));
+    assert!(text.contains("bridge-answers"), "{text}");
+    assert!(host
+        .exec(&["ip", "-4", "-o", "addr", "show", "minictr0"])
+        .contains("10.213.0.1/16"));
+    // Set down by hand: up again.
+    ip(&["-n", &host.name, "link", "set", "minictr0", "down"]);
+    let text = ok(&host.run(&[], &["sh", "-c", probe]));
+    assert!(text.contains("bridge-answers"), "{text}");
+    if Path::new("/usr/sbin/nft").exists() || Path::new("/sbin/nft").exists() {
+        host.exec(&["nft", "flush", "ruleset"]);
+        ok(&host.run(&[], &["true"]));
+        let table = host.exec(&["nft", "list", "table", "ip", "minictr"]);
+        assert!(
+            table.contains("masquerade"),
+            "the NAT table again:\n{table}"
+        );
+    }
+    host.assert_clean(&[]);
+}
+
+#[test]
+fn the_host_end_goes_even_when_something_keeps_the_containers_namespace_alive() {
+    if !common::need_root(
+        "the_host_end_goes_even_when_something_keeps_the_containers_namespace_alive",
+    ) {
+        return;
+    }
+    let host = Netns::new("held");
+    // A process outside the container enters its network namespace and stays: the namespace (and
+    // with it the veth pair) outlives the container, so the kernel does not delete the pair;
+    // minictr's helper does, a moment later.
+    let script = "echo up; read _; exit 0";
+    let mut c = host
+        .minictr(&[], &["sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, _rest) = first_line(&mut c);
+    // (Not any child of minictr: the one that probes the kernel once is not `sh`.)
+    let kids = capture(Command::new("pgrep").args(["-x", "sh", "-P", &c.id().to_string()]));
+    let ctr: u32 = kids
+        .split_whitespace()
+        .next()
+        .expect("the container's process")
+        .parse()
+        .unwrap();
+    let netns = |pid: u32| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino())
+    };
+    let ctr_netns = netns(ctr).expect("the container's network namespace");
+    let mut holder = Command::new("nsenter")
+        .args([&format!("--net=/proc/{ctr}/ns/net"), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    common::wait_until(5, "the holder in the container's network namespace", || {
+        netns(holder.id()).is_ok_and(|n| n == ctr_netns)
+    });
+    drop(c.stdin.take()); // `read` ends: the container exits
+    assert!(wait_bounded(&mut c, 30).success());
+    host.assert_clean(&[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The three files, as (file name in the runtime directory, path inside the container).
 pub const FILES: [(&str, &str); 3] = [
@@ -108,34 +108,22 @@ pub fn host_resolv_conf(keep_loopback: bool) -> String {
     resolv_conf(&host, fallback.as_deref(), keep_loopback)
 }
 
-/// Write the three files into `rundir`; returns (host path, container path) pairs for the binds.
-pub fn write_all(
-    rundir: &Path,
-    hosts_text: &str,
-    hostname: &str,
-    resolv: &str,
-    owner: (u32, u32),
-) -> Result<Vec<(PathBuf, PathBuf)>> {
-    let contents = [
-        hosts_text.to_string(),
-        format!("{hostname}\n"),
-        resolv.to_string(),
-    ];
-    let mut binds = Vec::new();
-    for ((name, target), text) in FILES.iter().zip(contents.iter()) {
-        let p = rundir.join(name);
-        crate::explain!(
-            super::CHAPTER,
-            "write({}) — the container's {target}, bind-mounted over the image's",
-            p.display()
-        );
-        std::fs::write(&p, text).with_context(|| format!("failed to write {}", p.display()))?;
-        std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).with_context(|| {
-            format!("failed to chown {} to {}:{}", p.display(), owner.0, owner.1)
-        })?;
-        binds.push((p, PathBuf::from(target)));
-    }
-    Ok(binds)
+/// Write one of [`FILES`] (`which`: its name, e.g. "hosts") into the container's runtime
+/// directory, owned by `owner` (the host uid/gid of the container's root).
+pub fn write(rundir: &Path, which: &str, text: &str, owner: (u32, u32)) -> Result<()> {
+    let target = FILES
+        .iter()
+        .find(|(name, _)| *name == which)
+        .map_or(which, |(_, target)| *target);
+    let p = rundir.join(which);
+    crate::explain!(
+        super::CHAPTER,
+        "write({}) — the container's {target}, bind-mounted over the image's",
+        p.display()
+    );
+    std::fs::write(&p, text).with_context(|| format!("failed to write {}", p.display()))?;
+    std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1))
+        .with_context(|| format!("failed to chown {} to {}:{}", p.display(), owner.0, owner.1))
 }
 
 /// Rewrite a running container's /etc/hosts in place (write + truncate to the new length on the

@@ -2,7 +2,7 @@
 //!
 //! One small text file, `<run dir>/network/allocations`, one line per address in use:
 //! `ADDRESS <tab> ID <tab> HOSTNAME <tab> RUNTIME-DIR <tab> NETNS`. Every change happens under an
-//! exclusive `flock` of `<run dir>/network/lock`, so 50 minictr processes starting at once still
+//! exclusive `flock` of that file itself, so 50 minictr processes starting at once still
 //! hand out 50 different addresses. The lock is held only for the read-modify-write of this file:
 //! a start takes it once, a teardown once. A line whose owner crashed is removed by the next
 //! minictr command (its runtime directory records the address); should the subnet run out before
@@ -13,7 +13,7 @@
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::io::Write;
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -173,69 +173,62 @@ pub fn pick(subnet: &Subnet, used: &[Entry]) -> Result<Ipv4Addr> {
 }
 // ANCHOR_END: pick
 
-/// Lock `<dir>/lock` — the file that is there once the lock is held: `minictr network rm` unlinks
-/// the table and its lock (holding it), so a waiter that wakes up on an unlinked file tries again.
+/// Open and lock `<dir>/allocations` — the file that is there once the lock is held: `minictr
+/// network rm` unlinks the table (holding its lock), so a waiter that wakes up on an unlinked file
+/// tries again.
 fn lock_linked(dir: &Path) -> Result<Flock<File>> {
     use std::os::unix::fs::MetadataExt;
+    let path = dir.join("allocations");
     loop {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
-        let lockf = match File::options()
+        let file = match File::options()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
-            .open(dir.join("lock"))
+            .open(&path)
         {
             Ok(f) => f,
-            // The directory went with the last lease between create_dir_all and open: again.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("failed to open {}/lock", dir.display()))
+            // The first address of this run directory (or the first after `network rm`).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("failed to create {}", dir.display()))?;
+                continue;
             }
+            Err(e) => return Err(e).with_context(|| format!("failed to open {}", path.display())),
         };
-        let lock = Flock::lock(lockf, FlockArg::LockExclusive)
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
-            .with_context(|| format!("failed to lock {}/lock", dir.display()))?;
+            .with_context(|| format!("failed to lock {}", path.display()))?;
         let held = lock
             .metadata()
-            .with_context(|| format!("failed to inspect {}/lock", dir.display()))?;
-        if std::fs::metadata(dir.join("lock")).is_ok_and(|m| m.ino() == held.ino()) {
+            .with_context(|| format!("failed to inspect {}", path.display()))?;
+        if std::fs::metadata(&path).is_ok_and(|m| m.ino() == held.ino()) {
             return Ok(lock);
         }
     }
 }
 
-/// The allocation file and its lock, held for as long as this value lives.
+/// The allocation file, locked for as long as this value lives.
 pub struct Allocations {
-    path: PathBuf,
-    _lock: Flock<File>,
+    file: Flock<File>,
     pub entries: Vec<Entry>,
 }
 
 impl Allocations {
     // ANCHOR: lock
-    /// Lock `<dir>/lock` and read `<dir>/allocations`.
+    /// Lock `<dir>/allocations` (the file is its own lock) and read it.
     pub fn lock(dir: &Path) -> Result<Allocations> {
         crate::explain!(
             super::CHAPTER,
-            "flock({}/lock, LOCK_EX) — the address table, one minictr at a time",
+            "flock({}/allocations, LOCK_EX) — the address table, one minictr at a time",
             dir.display()
         );
-        // The last container to leave removes the table, its lock and the directory (see `save`):
-        // a lock taken on a file that was removed meanwhile is not the lock; take it again.
-        let lock = lock_linked(dir)?;
-        let path = dir.join("allocations");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
-        };
+        let mut file = lock_linked(dir)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .with_context(|| format!("failed to read {}/allocations", dir.display()))?;
         let entries = parse_file(&text);
-        Ok(Allocations {
-            path,
-            _lock: lock,
-            entries,
-        })
+        Ok(Allocations { file, entries })
     }
 
     /// Drop the lines whose owner is gone (`alive(rundir)` says whether a runtime directory is
@@ -248,31 +241,18 @@ impl Allocations {
     }
     // ANCHOR_END: lock
 
-    /// Write the entries back (a new file renamed over the old: never half-written). An empty table
-    /// is removed, with its lock and directory: no state is left once the last container is gone.
+    /// Write the entries back, into the locked file itself: no temporary file, no rename, no
+    /// inode made and freed per start. The new text is written over the old one, then the file is
+    /// cut to its length (a minictr killed in between leaves old lines at the end: lines of
+    /// addresses in use or released, never fewer lines than in use). The file stays when the last
+    /// address is released, for the next start; `minictr network rm` removes it with the bridge.
     pub fn save(&self) -> Result<()> {
-        if self.entries.is_empty() {
-            if let Some(dir) = self.path.parent() {
-                crate::explain!(
-                    super::CHAPTER,
-                    "rm -r {} — the last address was released",
-                    dir.display()
-                );
-                let _ = std::fs::remove_file(&self.path);
-                let _ = std::fs::remove_file(dir.join("lock"));
-                let _ = std::fs::remove_dir(dir);
-            }
-            return Ok(());
-        }
-        let tmp = self.path.with_extension("tmp");
-        let mut f =
-            File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
-        for e in &self.entries {
-            f.write_all(e.line().as_bytes())
-                .with_context(|| format!("failed to write {}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("failed to write {}", self.path.display()))
+        use std::os::unix::fs::FileExt;
+        let text: String = self.entries.iter().map(Entry::line).collect();
+        self.file
+            .write_all_at(text.as_bytes(), 0)
+            .and_then(|()| self.file.set_len(text.len() as u64))
+            .context("failed to write the address table (allocations)")
     }
 
     /// Remove the entries of container `id`; true if there was one.

@@ -24,6 +24,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub const CHAPTER: &str = "ch06 network";
 
@@ -230,7 +231,8 @@ struct BridgeLease {
 /// Step 2 (parent, before clone): make sure the bridge and its NAT rules exist, take an address,
 /// write the container's /etc files into its runtime directory, owned by `owner` (the host uid/gid
 /// of the container's root, so that it may edit them as Docker's containers can), and tell the
-/// other containers on the bridge its name — one hold of the address table's lock for all of it.
+/// other containers on the bridge its name — one hold of the address table's lock for the table
+/// and the /etc/hosts files; /etc/hostname and /etc/resolv.conf are written after it.
 /// state.json has the [`pending_lease`] already: a crash from here on is undone.
 #[allow(clippy::too_many_arguments)]
 pub fn reserve(
@@ -297,13 +299,22 @@ pub fn reserve(
         published: Vec::new(),
     });
     table.save()?;
-    let resolv = etc_files::host_resolv_conf(false);
+    // Its /etc/hosts, then the other containers' (they learn its name; it answers a few
+    // milliseconds later, once attached) under the lock: the next start rewrites them all.
     let peers = peers_of(&table.entries, id, netns, &subnet);
     let own = etc_files::names(hostname, name, id);
     let hosts = etc_files::hosts(Some(addr), &own, &peers);
-    etc_files::write_all(rundir, &hosts, hostname, &resolv, owner)?;
-    // The other containers learn its name (it answers a few milliseconds later, once attached).
+    etc_files::write(rundir, "hosts", &hosts, owner)?;
     update_peer_hosts(&table.entries, id, netns, &subnet);
+    drop(table);
+    // /etc/hostname and /etc/resolv.conf are this container's alone: after the lock.
+    etc_files::write(rundir, "hostname", &format!("{hostname}\n"), owner)?;
+    etc_files::write(
+        rundir,
+        "resolv.conf",
+        &etc_files::host_resolv_conf(false),
+        owner,
+    )?;
     Ok(net)
 }
 // ANCHOR_END: reserve
@@ -342,7 +353,7 @@ fn update_peer_hosts(entries: &[ipam::Entry], except: &str, netns: u64, subnet: 
 
 // ANCHOR: ensure_bridge
 /// The bridge `minictr0` with the gateway address, IP forwarding and the NAT table. The fast path —
-/// the bridge exists — costs three netlink round trips (the link, its address, the nftables table).
+/// the bridge exists — is [`bridge_ready`], before the lock; this is the slow path, under it.
 fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, Subnet)> {
     crate::explain!(
         CHAPTER,
@@ -408,8 +419,10 @@ fn ensure_bridge(sock: &mut Socket, want: Option<Subnet>) -> Result<(i32, u32, S
 
 /// The bridge's index, MTU and subnet if it exists, is up, has its address (of the subnet `want`,
 /// if given) and its NAT table: nothing to make. Read-only; any error or gap is None.
+/// (The link by ioctl, the address by an RTM_GETADDR dump, the table by NFT_MSG_GETTABLE: none of
+/// them waits for the rtnl lock that other starts hold while they make their veths.)
 fn bridge_ready(sock: &mut Socket, want: Option<Subnet>) -> Option<(i32, u32, Subnet)> {
-    let link = sock.get_link(BRIDGE).ok()??;
+    let link = sock.link_unlocked(BRIDGE).ok()??;
     let (a, prefix) = sock.get_addr(link.index).ok()??;
     let subnet = Subnet::of(a, prefix);
     let complete = link.up && want.is_none_or(|w| w == subnet) && nat::table_exists().ok()?;
@@ -465,7 +478,7 @@ impl Network {
         let ns =
             std::fs::File::open(&ns_path).with_context(|| format!("failed to open {ns_path}"))?;
         b.veth_made = true; // from here on teardown deletes it (ENODEV is fine)
-        b.sock.add_veth(
+        let peer = b.sock.add_veth(
             &b.host_if,
             b.bridge_index,
             b.mtu,
@@ -474,14 +487,28 @@ impl Network {
             &ns_path,
         )?;
         let mut inside = Socket::open_route_in(ns.as_fd(), &ns_path)?;
-        let eth0 = inside
-            .get_link(CTR_IF)?
-            .with_context(|| format!("{CTR_IF} did not appear in {ns_path}"))?;
-        inside.add_addr(CTR_IF, eth0.index, b.addr, b.subnet.prefix)?;
-        // (Setting IFF_UP on the peer inside the creation request fails with ENOTCONN: the peer is
-        // brought up on its own, in its namespace.)
-        inside.set_up(CTR_IF, eth0.index)?;
-        inside.add_default_route(CTR_IF, eth0.index, b.subnet.gateway())?;
+        let eth0 = match peer {
+            Some(index) => index,
+            // (A kernel before 6.3 does not echo the new link: ask for eth0 inside.)
+            None => {
+                inside
+                    .get_link(CTR_IF)?
+                    .with_context(|| format!("{CTR_IF} did not appear in {ns_path}"))?
+                    .index
+            }
+        };
+        // Its address, up, the default route: three requests in one sendmsg, three acks. (Setting
+        // IFF_UP on the peer inside the creation request fails with ENOTCONN: the peer is brought
+        // up on its own, in its namespace.)
+        crate::explain!(
+            CHAPTER,
+            "sendmsg(RTM_NEWADDR + RTM_NEWLINK + RTM_NEWROUTE) — one round trip, three acks"
+        );
+        inside.request_all(vec![
+            netlink::addr_msg(CTR_IF, eth0, b.addr, b.subnet.prefix),
+            netlink::up_msg(CTR_IF, eth0),
+            netlink::default_route_msg(CTR_IF, eth0, b.subnet.gateway()),
+        ])?;
         for p in b.publish.clone() {
             nat::set_element(&p, b.addr, true)?;
             b.published.push(p);
@@ -529,37 +556,60 @@ impl Drop for Network {
 // ANCHOR_END: teardown
 
 // ANCHOR: delete_link
-/// Deleting a network device waits for RCU grace periods in the kernel — tens of milliseconds, far
-/// more than everything else minictr does to start a container. A short-lived helper process (forked
-/// twice, so nobody has to reap it) does the delete while minictr exits. The kernel would also
-/// delete the pair together with the container's network namespace; the helper makes sure of it
-/// even if something keeps that namespace alive.
+/// How long the helper of [`delete_link_in_background`] gives the kernel to delete the veth.
+const KERNEL_DELETES_WITHIN: Duration = Duration::from_secs(1);
+
+/// The host end of the veth goes with the container's network namespace: when its last process
+/// has exited, the kernel destroys the namespace in a work queue, a moment later, and with it the
+/// pair — many namespaces in one batch, under one hold of the rtnl lock and one RCU grace period.
+/// An `RTM_DELLINK` of our own does the same work alone, and waits for RCU grace periods inside
+/// the rtnl lock that every other start needs. So a short-lived helper process, which minictr
+/// does not wait for, only watches: it deletes the link itself if the kernel has not within
+/// [`KERNEL_DELETES_WITHIN`] (something keeps the namespace alive — a bind mount, a process that
+/// entered it). Once minictr has exited, the kernel hands the helper to init, which reaps it.
 fn delete_link_in_background(name: &str) {
     crate::explain!(
         CHAPTER,
-        "fork() — a helper process runs `ip link del {name}` while minictr exits"
+        "fork() — a helper process waits for the kernel to delete {name} with the container's namespace, else runs `ip link del {name}`"
     );
     let delete = || {
         if let Ok(mut s) = Socket::open(SockProtocol::NetlinkRoute) {
             let _ = s.del_link(name);
         }
     };
-    // SAFETY: minictr is single-threaded here; the children only delete a link and _exit.
+    // SAFETY: minictr is single-threaded here; the child only watches or deletes a link and _exits.
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let _ = nix::sys::wait::waitpid(child, None);
-        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
         Ok(nix::unistd::ForkResult::Child) => {
-            // SAFETY: as above.
-            if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
-                // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
-                let _ = crate::fds::close_from(0);
+            // Hold nothing of minictr's: not its lock, not the pipe someone reads its output from.
+            let _ = crate::fds::close_from(0);
+            if !gone_within(name, KERNEL_DELETES_WITHIN) {
                 delete();
             }
             // SAFETY: leave the forked process without running minictr's destructors.
             unsafe { libc::_exit(0) }
         }
         Err(_) => delete(),
+    }
+}
+
+/// Whether the interface `name` is gone — deleted by anyone, the kernel included — within
+/// `timeout`. It looks after 10, 20, 40, … ms with `if_nametoindex` (an `ioctl(SIOCGIFINDEX)`: the
+/// name is looked up under RCU, no lock that other starts need). Not a netlink subscription to link
+/// changes: every start's veth would wake every helper that is still waiting.
+fn gone_within(name: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if nix::net::if_::if_nametoindex(name) == Err(nix::errno::Errno::ENODEV) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(pause.min(left));
+        pause *= 2;
     }
 }
 // ANCHOR_END: delete_link
@@ -685,7 +735,7 @@ pub fn remove(netdir: &Path, alive: fn(&Path) -> bool) -> Result<()> {
         // makes a new one (see `ipam::Allocations::lock`), instead of sharing the table with one
         // that opened the new file meanwhile.
         let _ = std::fs::remove_file(netdir.join("allocations"));
-        let _ = std::fs::remove_file(netdir.join("lock"));
+        let _ = std::fs::remove_file(netdir.join("lock")); // the lock file of an older minictr
         let _ = std::fs::remove_dir(netdir);
         drop(table);
     }
