@@ -363,7 +363,12 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
                 continue;
             }
         }
-        if let Ok(Some(lock)) = lock_dir(&path, true) {
+        let lock = match lock_dir(&path, true) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => lock_after_owner_died(&path),
+            Err(_) => None,
+        };
+        if let Some(lock) = lock {
             let state = std::fs::read(path.join("state.json"))
                 .ok()
                 .and_then(|d| serde_json::from_slice::<State>(&d).ok());
@@ -379,6 +384,28 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
         }
     }
     out
+}
+
+/// The directory is locked — by its minictr, or by a copy of the lock: a child cloned just before
+/// its minictr was killed holds the lock's descriptor until it runs its first lines (it closes it,
+/// then exits on the channel's EOF). If the recorded owner is gone, wait briefly for that child
+/// instead of taking the container for a live one. (A live detached container's owner is its
+/// monitor, which is alive; an owner's pid reused since is taken for alive: the next command retries.)
+fn lock_after_owner_died(dir: &Path) -> Option<Flock<File>> {
+    let data = std::fs::read(dir.join("state.json")).ok()?;
+    let state: State = serde_json::from_slice(&data).ok()?;
+    let owner = nix::unistd::Pid::from_raw(state.owner_pid);
+    if state.owner_pid <= 0 || nix::sys::signal::kill(owner, None) != Err(nix::errno::Errno::ESRCH)
+    {
+        return None;
+    }
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        if let Ok(Some(lock)) = lock_dir(dir, true) {
+            return Some(lock);
+        }
+    }
+    None
 }
 
 /// What the stages undo for a runtime directory whose minictr died. The orchestrator implements it
