@@ -37,6 +37,9 @@
 
 mod common;
 
+/// See [`Lab::run`]: the lab waits for the veths of exited containers to go before each command.
+const SETTLE: &str = r#"n=0; while [ $n -lt 150 ]; do s=; for l in $(sed -n 's/^ *mc\([0-9a-f]*\):.*/\1/p' /proc/net/dev); do minictr ps -q 2>/dev/null | grep -qx "$l" || s=1; done; [ -z "$s" ] && break; sleep 0.02; n=$((n+1)); done"#;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -654,6 +657,10 @@ impl Lab {
         );
     }
 
+    /// A reader types the next command seconds after the last one returned; the harness, at once.
+    /// The host end of an exited container's veth goes with its network namespace, which the kernel
+    /// destroys a moment later (chapter 6): before each command, wait (up to 3 s) until every
+    /// `mc<ID>` link in the lab belongs to a container that still runs (`minictr ps -q`).
     /// Run one command in the lab, stderr merged into stdout; the output's lines.
     fn run(&self, shell: &str, cmd: &str) -> Vec<String> {
         let bin_dir = self.dir.join("bin");
@@ -671,7 +678,7 @@ impl Lab {
             .args(["-m", "-n"])
             .args(["--", "timeout", "-k", "5", "300", shell, "-c"])
             .arg(format!(
-                "cd '{}' || exit 1\nexec 2>&1\n{cmd}",
+                "cd '{}' || exit 1\n{SETTLE}\nexec 2>&1\n{cmd}",
                 self.dir.display()
             ))
             .env("PATH", path)
