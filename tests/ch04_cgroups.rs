@@ -436,11 +436,14 @@ fn a_realtime_minictr_is_refused_by_the_cpu_cgroup_and_leaves_nothing() {
         .args(opts(&["--hostname", &h, "--cgroup-parent", &parent]))
         .arg(common::rootfs())
         .arg("true");
-    // SAFETY: sched_setscheduler between fork and exec, with a valid sched_param.
+    // SAFETY: sched_setscheduler between fork and exec, with a valid sched_param (all-zero is a
+    // valid value of that plain C struct).
     unsafe {
         use std::os::unix::process::CommandExt;
         c.pre_exec(|| {
-            let p = libc::sched_param { sched_priority: 1 };
+            // Zeroed, then the priority: musl's sched_param has more fields than glibc's.
+            let mut p: libc::sched_param = std::mem::zeroed();
+            p.sched_priority = 1;
             match libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) {
                 0 => Ok(()),
                 _ => Err(std::io::Error::last_os_error()),
