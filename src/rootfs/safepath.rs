@@ -190,11 +190,10 @@ impl Root {
             let name = inner
                 .file_name()
                 .with_context(|| format!("{} has no file name", inner.display()))?;
-            if dir.as_ref().is_none_or(|(p, _)| *p != parent) {
-                dir = Some((parent, self.mkdir_all(parent)?));
-            }
-            let Some((_, fd)) = &dir else {
-                bail!("no directory for {}", inner.display())
+            // The previous link's directory when it is the same, else a lookup (made if missing).
+            let fd = match dir.take() {
+                Some((p, fd)) if p == parent => fd,
+                _ => self.mkdir_all(parent)?,
             };
             match nix::unistd::symlinkat(*target, fd.as_fd(), name) {
                 Ok(()) | Err(Errno::EEXIST) => {}
@@ -207,6 +206,7 @@ impl Root {
                     })
                 }
             }
+            dir = Some((parent, fd));
         }
         Ok(())
     }
