@@ -152,10 +152,8 @@ fn host_path(m: &Mount, cgroup: &str) -> PathBuf {
 impl Layout {
     /// Read /proc/self/mountinfo and /proc/self/cgroup once each.
     pub fn detect() -> Result<Layout> {
-        let mi = std::fs::read_to_string("/proc/self/mountinfo")
-            .context("failed to read /proc/self/mountinfo")?;
-        let pc = std::fs::read_to_string("/proc/self/cgroup")
-            .context("failed to read /proc/self/cgroup")?;
+        let mi = read_proc("/proc/self/mountinfo")?;
+        let pc = read_proc("/proc/self/cgroup")?;
         Ok(Layout::from_texts(&mi, &pc))
     }
 
@@ -210,6 +208,30 @@ impl Layout {
     }
 }
 // ANCHOR_END: detect
+
+/// A /proc file read whole into one large buffer: procfs reports a size of 0, so a plain
+/// `read_to_string` asks for its size (statx, lseek), then starts at 32 bytes and doubles — 8
+/// reads for a 1.6 KB mountinfo, which the kernel formats piece by piece. 16 KiB holds a host's
+/// mountinfo in one read (a longer one grows the buffer and goes on reading).
+fn read_proc(path: &str) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("failed to open {path}"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("failed to read {path}")),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).with_context(|| format!("{path} is not UTF-8"))
+}
 
 /// Where to put the container's cgroup: `--cgroup-parent` (absolute = from the hierarchy's root,
 /// relative = beneath minictr's own cgroup), default `<own>/minictr`.
