@@ -619,15 +619,7 @@ impl Drop for Cgroup {
 /// Kill every process left in these cgroup directories (a daemon that escaped the first process),
 /// then remove them. Used at exit and for the leftovers of a crashed minictr.
 pub fn remove(paths: &[String]) -> Result<()> {
-    let dirs: Vec<PathBuf> = paths
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .collect();
-    if dirs.is_empty() {
-        return Ok(());
-    }
-    kill_all(&dirs);
+    let dirs: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     // A killed process stays in its cgroup until it has finished exiting, and exiting can take
     // seconds: the last process of a container unmounts its overlay, and unmounting an overlay
     // syncs the whole filesystem of its writable layer (ovl_sync_fs) — on a busy disk that is
@@ -635,10 +627,13 @@ pub fn remove(paths: &[String]) -> Result<()> {
     // and then (a process may have forked meanwhile), and give up only after a generous bound.
     let deadline = std::time::Instant::now() + REMOVE_TIMEOUT;
     let mut last = None;
-    for d in &dirs {
+    let mut killed = false;
+    for (i, d) in dirs.iter().enumerate() {
         let mut tries = 0u32;
         loop {
             crate::explain!(CHAPTER, "rmdir {}", d.display());
+            // Usually the container's processes are gone and this succeeds at once: an empty
+            // group needs no look inside first. EBUSY says something is still in it.
             match std::fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -646,6 +641,12 @@ pub fn remove(paths: &[String]) -> Result<()> {
                     if e.raw_os_error() == Some(libc::EBUSY)
                         && std::time::Instant::now() < deadline =>
                 {
+                    // Every directory still to remove holds the same processes (they were
+                    // attached together): kill them all once, then again now and then.
+                    if !killed {
+                        kill_all(&dirs[i..]);
+                        killed = true;
+                    }
                     tries += 1;
                     if tries.is_multiple_of(20) {
                         kill_all(std::slice::from_ref(d));
