@@ -732,8 +732,17 @@ fn mount_everything(
 }
 // ANCHOR_END: mounts
 
-/// ch04's plan for /sys/fs/cgroup, made with the root filesystem stage's mount calls.
+/// ch04's plan for /sys/fs/cgroup, made with the root filesystem stage's mount calls. The tmpfs a
+/// step mounts is opened once (`top`): the directories bound into it and its read-only switch go
+/// through that descriptor instead of resolving each path from the root again.
 fn mount_cgroupfs(root: &rootfs::safepath::Root, steps: Vec<cgroups::fs::FsStep>) -> Result<()> {
+    use nix::fcntl::OFlag;
+    let mut top: Option<(PathBuf, OwnedFd)> = None;
+    // The mount now at `at` (the lookup crosses onto the tmpfs just mounted there).
+    let top_of = |at: &std::path::Path| -> Result<OwnedFd> {
+        root.resolve(at, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .with_context(|| format!("failed to open {} inside the rootfs", at.display()))
+    };
     for step in steps {
         match step {
             cgroups::fs::FsStep::Mount {
@@ -745,14 +754,57 @@ fn mount_cgroupfs(root: &rootfs::safepath::Root, steps: Vec<cgroups::fs::FsStep>
             } => {
                 let dir = root.mkdir_all(&target)?;
                 rootfs::mount_on(&source, dir.as_fd(), &target, fstype, flags, data)?;
+                top = None;
+            }
+            cgroups::fs::FsStep::BindInto { source, at, name } => {
+                let fd = match top.take() {
+                    Some((p, fd)) if p == at => fd,
+                    _ => top_of(&at)?,
+                };
+                let shown = at.join(&name);
+                let dir = mkdir_in(fd.as_fd(), &name, &shown)?;
+                rootfs::mount_on(
+                    &source,
+                    dir.as_fd(),
+                    &shown,
+                    None,
+                    nix::mount::MsFlags::MS_BIND,
+                    None,
+                )?;
+                top = Some((at, fd));
             }
             cgroups::fs::FsStep::ReadOnly(at) => {
-                let dir = root.mkdir_all(&at)?;
-                rootfs::make_readonly(dir.as_fd(), &at, true)?;
+                let fd = match top.take() {
+                    Some((p, fd)) if p == at => fd,
+                    _ => root.mkdir_all(&at)?,
+                };
+                rootfs::make_readonly(fd.as_fd(), &at, true)?;
             }
         }
     }
     Ok(())
+}
+
+/// `name`, a new directory in the fresh tmpfs `parent`, opened (O_PATH) as a mount point.
+fn mkdir_in(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    shown: &std::path::Path,
+) -> Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::sys::stat::mkdirat(
+        parent,
+        name,
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )
+    .with_context(|| format!("failed to create {} inside the rootfs", shown.display()))?;
+    nix::fcntl::openat(
+        parent,
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("failed to open {} inside the rootfs", shown.display()))
 }
 
 // ANCHOR: ch07_steps

@@ -16,6 +16,14 @@ pub enum FsStep {
         flags: MsFlags,
         data: Option<&'static str>,
     },
+    /// Bind `source` onto a new directory `name` of the tmpfs that an earlier step mounted at `at`
+    /// (empty and fresh, so `name` is created and opened inside it: no lookup from the root, no
+    /// symlink to fear).
+    BindInto {
+        source: String,
+        at: PathBuf,
+        name: String,
+    },
     /// Make the mount at this path (and everything under it) read-only.
     ReadOnly(PathBuf),
 }
@@ -52,7 +60,11 @@ pub fn cgroupfs_plan(inside: &Inside, cgroupns: bool) -> Vec<FsStep> {
                 data: Some("mode=755"),
             }];
             for (name, host) in hierarchies {
-                steps.push(bind(host, at.join(name)));
+                steps.push(FsStep::BindInto {
+                    source: host.display().to_string(),
+                    at: at.clone(),
+                    name: name.clone(),
+                });
             }
             steps.push(FsStep::ReadOnly(at));
             steps
@@ -89,7 +101,7 @@ mod tests {
             }
         ));
         assert!(
-            matches!(&steps[2], FsStep::Mount { target, source, .. } if target.ends_with("pids") && source.ends_with("minictr/x"))
+            matches!(&steps[2], FsStep::BindInto { at, name, source } if at.ends_with("fs/cgroup") && name == "pids" && source.ends_with("minictr/x"))
         );
         assert_eq!(steps[3], FsStep::ReadOnly("/sys/fs/cgroup".into()));
     }

@@ -152,10 +152,8 @@ fn host_path(m: &Mount, cgroup: &str) -> PathBuf {
 impl Layout {
     /// Read /proc/self/mountinfo and /proc/self/cgroup once each.
     pub fn detect() -> Result<Layout> {
-        let mi = std::fs::read_to_string("/proc/self/mountinfo")
-            .context("failed to read /proc/self/mountinfo")?;
-        let pc = std::fs::read_to_string("/proc/self/cgroup")
-            .context("failed to read /proc/self/cgroup")?;
+        let mi = read_proc("/proc/self/mountinfo")?;
+        let pc = read_proc("/proc/self/cgroup")?;
         Ok(Layout::from_texts(&mi, &pc))
     }
 
@@ -210,6 +208,30 @@ impl Layout {
     }
 }
 // ANCHOR_END: detect
+
+/// A /proc file read whole into one large buffer: procfs reports a size of 0, so a plain
+/// `read_to_string` asks for its size (statx, lseek), then starts at 32 bytes and doubles — 8
+/// reads for a 1.6 KB mountinfo, which the kernel formats piece by piece. 16 KiB holds a host's
+/// mountinfo in one read (a longer one grows the buffer and goes on reading).
+fn read_proc(path: &str) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("failed to open {path}"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("failed to read {path}")),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).with_context(|| format!("{path} is not UTF-8"))
+}
 
 /// Where to put the container's cgroup: `--cgroup-parent` (absolute = from the hierarchy's root,
 /// relative = beneath minictr's own cgroup), default `<own>/minictr`.
@@ -597,15 +619,7 @@ impl Drop for Cgroup {
 /// Kill every process left in these cgroup directories (a daemon that escaped the first process),
 /// then remove them. Used at exit and for the leftovers of a crashed minictr.
 pub fn remove(paths: &[String]) -> Result<()> {
-    let dirs: Vec<PathBuf> = paths
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .collect();
-    if dirs.is_empty() {
-        return Ok(());
-    }
-    kill_all(&dirs);
+    let dirs: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     // A killed process stays in its cgroup until it has finished exiting, and exiting can take
     // seconds: the last process of a container unmounts its overlay, and unmounting an overlay
     // syncs the whole filesystem of its writable layer (ovl_sync_fs) — on a busy disk that is
@@ -613,10 +627,13 @@ pub fn remove(paths: &[String]) -> Result<()> {
     // and then (a process may have forked meanwhile), and give up only after a generous bound.
     let deadline = std::time::Instant::now() + REMOVE_TIMEOUT;
     let mut last = None;
-    for d in &dirs {
+    let mut killed = false;
+    for (i, d) in dirs.iter().enumerate() {
         let mut tries = 0u32;
         loop {
             crate::explain!(CHAPTER, "rmdir {}", d.display());
+            // Usually the container's processes are gone and this succeeds at once: an empty
+            // group needs no look inside first. EBUSY says something is still in it.
             match std::fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -624,6 +641,12 @@ pub fn remove(paths: &[String]) -> Result<()> {
                     if e.raw_os_error() == Some(libc::EBUSY)
                         && std::time::Instant::now() < deadline =>
                 {
+                    // Every directory still to remove holds the same processes (they were
+                    // attached together): kill them all once, then again now and then.
+                    if !killed {
+                        kill_all(&dirs[i..]);
+                        killed = true;
+                    }
                     tries += 1;
                     if tries.is_multiple_of(20) {
                         kill_all(std::slice::from_ref(d));

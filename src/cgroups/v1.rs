@@ -5,7 +5,7 @@
 use super::stats::{self, Stats};
 use super::{container_dir, limits::Swap, mkdir, read_trim, write_file, Limits};
 use crate::error::hint;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// One mounted v1 hierarchy and minictr's own cgroup in it.
@@ -163,22 +163,28 @@ pub fn create(dirs: &[Dir], l: &Limits, created: &mut Vec<PathBuf>) -> Result<()
     // EXERCISE(ch04, "create the cgroup and write its limits", hint = "mkdir in every hierarchy (a new cpuset inherits its parent's cpus and mems), then write each limit file writes(l) names")
     for d in dirs {
         let is_cpuset = d.controllers.iter().any(|c| c == "cpuset");
-        let rel = d
-            .path
-            .strip_prefix(&d.anchor)
-            .unwrap_or(&d.path)
-            .to_path_buf();
-        let mut cur = d.anchor.clone();
-        for comp in rel.components() {
-            cur.push(comp);
-            let new = mkdir(&cur)?;
-            if cur == d.path {
-                created.push(cur.clone());
+        // The container's own directory first: its parents (`…/minictr`) are there after the
+        // first run. Only when one is missing, every level from the anchor down.
+        let leaf_made = mkdir_leaf(&d.path)?;
+        if !leaf_made {
+            let rel = d
+                .path
+                .strip_prefix(&d.anchor)
+                .unwrap_or(&d.path)
+                .to_path_buf();
+            let mut cur = d.anchor.clone();
+            for comp in rel.components() {
+                cur.push(comp);
+                let new = mkdir(&cur)?;
+                if new && is_cpuset && cur != d.path {
+                    // A new cpuset has no CPUs and no memory nodes: inherit the parent's.
+                    inherit_cpuset(&cur)?;
+                }
             }
-            if new && is_cpuset {
-                // A new cpuset has no CPUs and no memory nodes: inherit the parent's.
-                inherit_cpuset(&cur)?;
-            }
+        }
+        created.push(d.path.clone());
+        if is_cpuset {
+            inherit_cpuset(&d.path)?;
         }
     }
     for w in writes(l) {
@@ -207,6 +213,20 @@ pub fn create(dirs: &[Dir], l: &Limits, created: &mut Vec<PathBuf>) -> Result<()
     // EXERCISE_END
 }
 // ANCHOR_END: create
+
+/// mkdir of the container's directory alone (it may exist already, as before); false when a
+/// parent is missing (ENOENT), so that the caller creates the path level by level.
+fn mkdir_leaf(path: &Path) -> Result<bool> {
+    match std::fs::create_dir(path) {
+        Ok(()) => {
+            crate::explain!(super::CHAPTER, "mkdir {}", path.display());
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("failed to create the cgroup {}", path.display())),
+    }
+}
 
 fn missing_file_hint(flag: &str) -> String {
     match flag {
