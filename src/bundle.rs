@@ -478,38 +478,44 @@ fn profile_file(json: &str) -> Result<PathBuf> {
 /// `run --bundle DIR`: added to the `run` subcommand, and ROOTFS/CMD become optional with it (and
 /// forbidden: they come from config.json).
 pub fn with_bundle_arg(cli: clap::Command) -> clap::Command {
-    cli.mut_subcommand("run", |run| {
-        let positionals: Vec<clap::Id> =
-            run.get_positionals().map(|a| a.get_id().clone()).collect();
-        let mut run = run.override_usage(
-            "minictr run [OPTIONS] <ROOTFS|IMAGE> [CMD]...\n       minictr run [OPTIONS] --bundle <DIR>",
-        );
-        run = run.arg(
-            clap::Arg::new("bundle")
-                .long("bundle")
-                .value_name("DIR")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("Run the OCI runtime bundle in DIR (config.json + rootfs, e.g. from `runc spec` or `umoci unpack`); ROOTFS and CMD come from config.json (ch09)"),
-        );
-        for id in positionals {
-            run = run.mut_arg(id, |a| {
-                let required = a.is_required_set();
-                let a = a.required(false).conflicts_with("bundle");
-                if required {
-                    a.required_unless_present("bundle")
-                } else {
-                    a
-                }
-            });
-        }
-        run
-    })
+    // `run`'s options are added only when `run` is the command used (clap's `defer`, see main.rs):
+    // the flag is added with them.
+    cli.mut_subcommand("run", |run| run.defer(run_with_bundle))
+}
+
+/// `run`'s options, then `--bundle`.
+fn run_with_bundle(run: clap::Command) -> clap::Command {
+    let mut run = crate::deferred_args::<crate::RunArgs>(run);
+    let positionals: Vec<clap::Id> = run.get_positionals().map(|a| a.get_id().clone()).collect();
+    run = run.override_usage(
+        "minictr run [OPTIONS] <ROOTFS|IMAGE> [CMD]...\n       minictr run [OPTIONS] --bundle <DIR>",
+    );
+    run = run.arg(
+        clap::Arg::new("bundle")
+            .long("bundle")
+            .value_name("DIR")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("Run the OCI runtime bundle in DIR (config.json + rootfs, e.g. from `runc spec` or `umoci unpack`); ROOTFS and CMD come from config.json (ch09)"),
+    );
+    for id in positionals {
+        run = run.mut_arg(id, |a| {
+            let required = a.is_required_set();
+            let a = a.required(false).conflicts_with("bundle");
+            if required {
+                a.required_unless_present("bundle")
+            } else {
+                a
+            }
+        });
+    }
+    run
 }
 // ANCHOR_END: cli
 
 // ANCHOR: words_for
 /// When `argv` is `minictr run --bundle DIR [OPTIONS]`: the words it stands for, and the warning
 /// line naming what the config asks for and minictr ignores. `None` for every other command line.
+/// `cli` is the command `matches` came from, parsed in place (`try_get_matches_from_mut`).
 pub fn words_for(
     matches: &clap::ArgMatches,
     cli: &clap::Command,
@@ -795,8 +801,8 @@ mod tests {
 
     #[test]
     fn the_words_parse_as_a_run_command_line() {
-        use clap::{CommandFactory, Parser};
-        let cli = with_bundle_arg(crate::Cli::command());
+        use clap::Parser;
+        let mut cli = with_bundle_arg(crate::cli_command());
         let dir = std::env::temp_dir().join(format!("minictr-bundle-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.json"), RUNC_SPEC).unwrap();
@@ -813,7 +819,8 @@ mod tests {
         .iter()
         .map(OsString::from)
         .collect();
-        let matches = cli.clone().try_get_matches_from(&argv).unwrap();
+        // As main.rs does: parsing builds `run`'s options (deferred) in `cli`, words_for reads them.
+        let matches = cli.try_get_matches_from_mut(&argv).unwrap();
         let words = words_for(&matches, &cli, &argv).unwrap().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(crate::Cli::try_parse_from(&words).is_ok(), "{words:?}");

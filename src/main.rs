@@ -49,7 +49,13 @@ struct Cli {
     command: Command,
 }
 
+/// `defer`: a subcommand's options are added to the parser only when that subcommand is the one
+/// used (or for help, completions, man pages): `minictr run` does not build the other commands'.
+/// The options of a variant like `Run(Box<RunArgs>)` are then added after the variant's help text,
+/// and the doc comments of `RunArgs` and of the structs it flattens would replace that text:
+/// `cli_command` adds them with `deferred_args` instead.
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Run a command in a new container (foreground; removed when it exits, like `docker run --rm`)
     #[command(after_help = "Examples:\n  \
@@ -312,6 +318,34 @@ pub struct RunArgs {
     pub workshop: workshop::WorkshopArgs,
 }
 
+/// The options of `T`, added to the subcommand `cmd` when it is built (clap's `defer`), with the
+/// subcommand's own help text kept: `T`'s doc comment (and those of the structs it flattens) would
+/// otherwise replace it, being added last.
+pub fn deferred_args<T: clap::Args>(cmd: clap::Command) -> clap::Command {
+    use clap::builder::Resettable;
+    let text = |t: Option<&clap::builder::StyledStr>| {
+        t.cloned().map_or(Resettable::Reset, Resettable::Value)
+    };
+    let (about, long_about) = (text(cmd.get_about()), text(cmd.get_long_about()));
+    T::augment_args(cmd).about(about).long_about(long_about)
+}
+
+/// The command line above, as clap's parser, help, completions and man pages see it.
+fn cli_command() -> clap::Command {
+    let mut cli = Cli::command();
+    // In place: `mut_subcommand` would move each to the end, and completions list them in order.
+    for sub in cli.get_subcommands_mut() {
+        let args: fn(clap::Command) -> clap::Command = match sub.get_name() {
+            "run" => deferred_args::<RunArgs>,
+            "selftest" => deferred_args::<selftest::SelftestArgs>,
+            "doctor" => deferred_args::<doctor::DoctorArgs>,
+            _ => continue,
+        };
+        *sub = std::mem::take(sub).defer(args);
+    }
+    cli
+}
+
 /// Undo what crashed runs left behind, before any command that reads or creates containers
 /// (`kill` and `logs` only read one container's own files; `doctor`, `completions` and `man` change
 /// nothing).
@@ -329,28 +363,21 @@ fn cleans_stale(c: &Command) -> bool {
 
 /// `minictr completions SHELL`: the script clap_complete generates from the command line above.
 fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
-    use clap::CommandFactory;
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "minictr",
-        &mut std::io::stdout(),
-    );
+    clap_complete::generate(shell, &mut cli_command(), "minictr", &mut std::io::stdout());
     Ok(0)
 }
 
 /// `minictr man [DIR]`: the manual pages clap_mangen renders from the command line above.
 fn print_man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
     use anyhow::Context;
-    use clap::CommandFactory;
     match dir {
-        Some(d) => clap_mangen::generate_to(Cli::command(), d).map_err(|e| {
+        Some(d) => clap_mangen::generate_to(cli_command(), d).map_err(|e| {
             error::hint(
                 format!("failed to write the manual pages into {}: {e}", d.display()),
                 "give an existing directory you can write",
             )
         })?,
-        None => clap_mangen::Man::new(Cli::command())
+        None => clap_mangen::Man::new(cli_command())
             .render(&mut std::io::stdout())
             .context("failed to write the manual page")?,
     }
@@ -378,7 +405,7 @@ fn exit_error(e: anyhow::Error) -> ! {
 /// ch09: `run --bundle DIR` is parsed as the `run` command line its config.json stands for.
 fn parse_cli() -> Cli {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut cmd = bundle::with_bundle_arg(Cli::command());
+    let mut cmd = bundle::with_bundle_arg(cli_command());
     let matches = cmd
         .try_get_matches_from_mut(&argv)
         .unwrap_or_else(|e| exit_clap(e));
@@ -468,5 +495,50 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => exit_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand's help line is the variant's doc comment, also once its deferred options
+    /// are built (a doc comment on a variant's Args struct would replace it then).
+    #[test]
+    fn deferred_options_keep_the_help_lines() {
+        for cmd in [cli_command(), bundle::with_bundle_arg(cli_command())] {
+            help_lines_kept(cmd);
+        }
+    }
+
+    fn help_lines_kept(mut cmd: clap::Command) {
+        let before: Vec<(String, Option<String>, Option<String>)> = cmd
+            .get_subcommands()
+            .map(|s| {
+                let text = |t: Option<&clap::builder::StyledStr>| t.map(ToString::to_string);
+                (
+                    s.get_name().to_string(),
+                    text(s.get_about()),
+                    text(s.get_long_about()),
+                )
+            })
+            .collect();
+        assert!(before
+            .iter()
+            .any(|(n, about, _)| n == "run" && about.is_some()));
+        cmd.build();
+        for (name, about, long_about) in before {
+            let s = cmd.find_subcommand(&name).unwrap();
+            assert!(
+                s.get_arguments().next().is_some() || name == "network",
+                "{name}: not built"
+            );
+            assert_eq!(s.get_about().map(ToString::to_string), about, "{name}");
+            assert_eq!(
+                s.get_long_about().map(ToString::to_string),
+                long_about,
+                "{name}"
+            );
+        }
     }
 }
