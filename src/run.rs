@@ -115,9 +115,6 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
         // (The directory outlives the container only once it ran: see `go`.)
         detach::redirect_output(&rt.path().join("log"))?;
     }
-    // The container's "/" is mounted on root/ here (chapter 2).
-    std::fs::create_dir(&spec.rootfs.mountpoint)
-        .with_context(|| format!("failed to create {}", spec.rootfs.mountpoint.display()))?;
     crate::explain::checkpoint(2, "runtime-dir")?;
     let layer = reserve_layer(spec, &rt)?;
     let cgroup = reserve_cgroup(spec)?;
