@@ -499,12 +499,8 @@ impl state::UndoStale for Stages<'_> {
         true
     }
 
-    fn finish(&self) {
-        // One listing of the runtime directories instead of a link and a stat per layer.
-        let dirs: std::collections::HashSet<std::ffi::OsString> =
-            std::fs::read_dir(&self.0.run_dir)
-                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
+    fn finish(&self, dirs: &std::collections::HashSet<std::ffi::OsString>) {
+        // The scan's listing of the runtime directories instead of a link and a stat per layer.
         overlay::remove_orphans(&|id| dirs.contains(std::ffi::OsStr::new(id)));
     }
 }

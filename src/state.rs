@@ -10,6 +10,8 @@
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,8 @@ pub fn base_dir() -> PathBuf {
 /// owned by us and writable by nobody else. The rootless fallback lives in the shared /tmp, where
 /// another user could have made `/tmp/minictr-<uid>` first to plant or read state.
 /// The base is 0711: nobody else may list it or write to it, but a container's first process —
-/// host uid 100000 with the user namespace — must be able to walk to its `root/` mount point.
+/// host uid 100000 with the user namespace — must be able to walk to its runtime directory, the
+/// mount point of its root (chapter 2).
 fn create_base(base: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -46,9 +49,13 @@ fn create_base(base: &Path) -> Result<()> {
 }
 
 fn check_base(base: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(base)
         .with_context(|| format!("failed to inspect {}", base.display()))?;
+    check_base_is_ours(base, &m)
+}
+
+fn check_base_is_ours(base: &Path, m: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let euid = nix::unistd::geteuid().as_raw();
     if !m.is_dir() || m.uid() != euid || m.mode() & 0o022 != 0 {
         anyhow::bail!(crate::error::hint(
@@ -176,16 +183,8 @@ pub struct RuntimeDir {
 /// someone else holds it. A `lock` file inside, held by a minictr from before the directory lock,
 /// counts as held too.
 fn lock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
-    let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
-    let arg = if nonblocking {
-        FlockArg::LockExclusiveNonblock
-    } else {
-        FlockArg::LockExclusive
-    };
-    let held = match Flock::lock(f, arg) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-        Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", dir.display())),
+    let Some(held) = flock_dir(dir, nonblocking)? else {
+        return Ok(None);
     };
     let legacy = File::open(dir.join("lock")).ok().map(|f| {
         matches!(
@@ -200,11 +199,33 @@ fn lock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
     })
 }
 
+/// flock `dir` itself, nothing else: `None` when someone else holds it.
+fn flock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
+    let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+    let arg = if nonblocking {
+        FlockArg::LockExclusiveNonblock
+    } else {
+        FlockArg::LockExclusive
+    };
+    match Flock::lock(f, arg) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}", dir.display())),
+    }
+}
+
 impl RuntimeDir {
     /// Create `<base>/<id>/` atomically: built under a dot-name, locked, state written, then renamed
     /// into place — so nobody ever sees an unlocked or state-less directory under its real name.
     pub fn create(base: &Path, state: State) -> Result<RuntimeDir> {
-        create_base(base)?;
+        // Checked as it is (one stat); made first only where it is missing.
+        match std::fs::symlink_metadata(base) {
+            Ok(m) => check_base_is_ours(base, &m)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_base(base)?,
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to inspect {}", base.display()))
+            }
+        }
         let tmp = base.join(format!(".new-{}", state.id));
         let path = base.join(&state.id);
         crate::explain!(
@@ -220,7 +241,8 @@ impl RuntimeDir {
                 .create(&tmp)
                 .with_context(|| format!("failed to create {}", tmp.display()))?;
         }
-        let lock = match lock_dir(&tmp, false) {
+        // (A directory made just now has no legacy `lock` file to look for.)
+        let lock = match flock_dir(&tmp, false) {
             Ok(Some(l)) => l,
             Ok(None) => unreachable_lock(&tmp)?,
             Err(e) => {
@@ -287,8 +309,18 @@ impl Drop for RuntimeDir {
             self.state.finished.get_or_insert_with(now);
             let _ = self.save();
         } else {
-            let _ = std::fs::remove_dir_all(&self.path);
+            remove_known(&self.path);
         }
+    }
+}
+
+/// Remove a runtime directory whose entries are known — state.json, and nothing else unless a stage
+/// left something (a log, a mount point): one unlink and one rmdir, instead of `remove_dir_all`'s
+/// open, fstat, fcntl and listing of the directory. Anything else inside falls back to that.
+fn remove_known(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("state.json"));
+    if std::fs::remove_dir(dir).is_err() {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -329,14 +361,21 @@ impl Stale {
 
 /// Every runtime directory under `base` whose lock is free: its minictr died without cleaning up.
 pub fn stale_entries(base: &Path) -> Vec<Stale> {
+    scan(base).0
+}
+
+/// The names in `base` (one listing), and the stale runtime directories among them.
+fn scan(base: &Path) -> (Vec<Stale>, HashSet<OsString>) {
+    let mut names = HashSet::new();
     if check_base(base).is_err() {
-        return Vec::new(); // not ours (or missing): never act on what someone else wrote there
+        return (Vec::new(), names); // not ours (or missing): never act on what someone else wrote there
     }
     let Ok(rd) = std::fs::read_dir(base) else {
-        return Vec::new();
+        return (Vec::new(), names);
     };
     let mut out = Vec::new();
     for entry in rd.flatten() {
+        names.insert(entry.file_name());
         // The listing's type (no stat); a live container then costs open, flock and close.
         // (Not /proc/locks: reading it takes a lock whose writer waits for an RCU grace period,
         // 10-17 ms on the development VM.)
@@ -383,7 +422,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             });
         }
     }
-    out
+    (out, names)
 }
 
 /// The directory is locked — by its minictr, or by a copy of the lock: a child cloned just before
@@ -414,15 +453,17 @@ pub trait UndoStale {
     /// Undo what `state` recorded, before its directory goes. False when something could not be
     /// undone yet: the directory (and its record) then stays for the next command to try again.
     fn undo(&self, state: &State) -> bool;
-    /// After every stale directory: what no directory names any more (orphaned layers).
-    fn finish(&self) {}
+    /// After every stale directory: what no directory names any more (orphaned layers). `names`:
+    /// what the runtime directory holds now (from the scan's listing, less what it removed).
+    fn finish(&self, _names: &HashSet<OsString>) {}
 }
 
 // ANCHOR: cleanup_stale
 /// Undo what crashed runs left behind. main.rs calls this before every command that reads or
 /// creates containers.
 pub fn cleanup_stale(stages: &dyn UndoStale) {
-    for stale in stale_entries(&base_dir()) {
+    let (stale_dirs, mut names) = scan(&base_dir());
+    for stale in stale_dirs {
         crate::explain!(
             CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -442,13 +483,16 @@ pub fn cleanup_stale(stages: &dyn UndoStale) {
         let result = if keep_entry {
             stale.mark_exited()
         } else {
-            stale.remove()
+            let name = stale.path.file_name().map(OsString::from);
+            stale.remove().map(|()| {
+                name.map(|n| names.remove(&n));
+            })
         };
         if let Err(e) = result {
             eprintln!("minictr: warning: {}", crate::error::one_line(&e));
         }
     }
-    stages.finish();
+    stages.finish(&names);
 }
 // ANCHOR_END: cleanup_stale
 
