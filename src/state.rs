@@ -177,6 +177,8 @@ pub struct RuntimeDir {
     pub state: State,
     /// Detached containers: keep the directory (state, log) after exit, marked "exited".
     pub persist: bool,
+    /// The length of state.json as last written (an in-place write pads to it).
+    written: usize,
 }
 
 /// Lock the runtime directory `dir` itself (flock works on a directory's descriptor); `None`:
@@ -255,10 +257,13 @@ impl RuntimeDir {
             _lock: lock,
             state,
             persist: false,
+            written: 0,
         };
-        // Nobody reads the directory under its dot-name: state.json is written in place here.
-        std::fs::write(tmp.join("state.json"), dir.json()?)
+        // Nobody reads the directory under its dot-name: state.json is simply written here.
+        let data = dir.json()?;
+        std::fs::write(tmp.join("state.json"), &data)
             .with_context(|| format!("failed to write {}/state.json", tmp.display()))?;
+        dir.written = data.len();
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("failed to create {}", path.display()))?;
         dir.path = path;
@@ -279,23 +284,69 @@ impl RuntimeDir {
         serde_json::to_vec_pretty(&self.state).context("failed to serialise the state")
     }
 
-    /// Write state.json atomically (write a temporary file, then rename).
-    pub fn save(&self) -> Result<()> {
-        let tmp = self.path.join("state.json.tmp");
-        let data = self.json()?;
-        let mut f =
-            File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
-        f.write_all(&data)
-            .with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.path.join("state.json"))
-            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+    // ANCHOR: save
+    /// Write state.json again. In place when the record fits in one page: one `pwrite` at offset 0,
+    /// padded with trailing spaces (JSON allows them) to the length the file had, so nothing of
+    /// the old record is left behind it. The kernel checks for a fatal signal between the pages of
+    /// a write, not within one: even SIGKILL leaves the old record or the new one, which the stale
+    /// clean-up needs. The write holds an exclusive `flock` on the file, which every reader takes shared
+    /// ([`read_state`]): nobody reads half of each. No new inode and no rename, which cost real
+    /// time where /run is a disk file system. A larger record: a temporary file, then rename.
+    pub fn save(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path.join("state.json");
+        let mut data = self.json()?;
+        if data.len() < self.written {
+            data.resize(self.written, b' ');
+        }
+        if data.len() > IN_PLACE_MAX {
+            replace(&path, &data)?;
+            self.written = data.len();
+            return Ok(());
+        }
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let f = Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("failed to lock {}", path.display()))?;
+        f.write_all_at(&data, 0)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        self.written = data.len();
+        Ok(())
     }
+    // ANCHOR_END: save
 
     /// A new status, saved.
     pub fn set_status(&mut self, status: Status) -> Result<()> {
         self.state.status = status;
         self.save()
     }
+}
+
+/// The largest record [`RuntimeDir::save`] writes in place: one page.
+const IN_PLACE_MAX: usize = 4096;
+
+/// Replace `path` atomically: a temporary file beside it, then rename.
+fn replace(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Read a runtime directory's state.json under a shared `flock` (the owner writes it in place
+/// under an exclusive one). `None`: missing or unreadable.
+pub fn read_state(dir: &Path) -> Option<State> {
+    let f = File::open(dir.join("state.json")).ok()?;
+    let mut f = Flock::lock(f, FlockArg::LockShared).ok()?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut *f, &mut data).ok()?;
+    serde_json::from_slice(&data).ok()
 }
 
 fn unreachable_lock(dir: &Path) -> Result<Flock<File>> {
@@ -342,10 +393,7 @@ impl Stale {
             ..Default::default()
         };
         let data = serde_json::to_vec_pretty(&st).context("failed to serialise the state")?;
-        let tmp = self.path.join("state.json.tmp");
-        std::fs::write(&tmp, data).with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.path.join("state.json"))
-            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+        replace(&self.path.join("state.json"), &data)
     }
 
     /// Remove the directory (after the stages undid their reservations).
@@ -408,9 +456,7 @@ fn scan(base: &Path) -> (Vec<Stale>, HashSet<OsString>) {
             Err(_) => None,
         };
         if let Some(lock) = lock {
-            let state = std::fs::read(path.join("state.json"))
-                .ok()
-                .and_then(|d| serde_json::from_slice::<State>(&d).ok());
+            let state = read_state(&path);
             // A detached container that ended normally is not stale: it waits for `minictr rm`.
             if state.as_ref().is_some_and(|s| s.status == Status::Exited) {
                 continue;
@@ -431,8 +477,7 @@ fn scan(base: &Path) -> (Vec<Stale>, HashSet<OsString>) {
 /// instead of taking the container for a live one. (A live detached container's owner is its
 /// monitor, which is alive; an owner's pid reused since is taken for alive: the next command retries.)
 fn lock_after_owner_died(dir: &Path) -> Option<Flock<File>> {
-    let data = std::fs::read(dir.join("state.json")).ok()?;
-    let state: State = serde_json::from_slice(&data).ok()?;
+    let state = read_state(dir)?;
     let owner = nix::unistd::Pid::from_raw(state.owner_pid);
     if state.owner_pid <= 0 || nix::sys::signal::kill(owner, None) != Err(nix::errno::Errno::ESRCH)
     {
@@ -528,10 +573,7 @@ pub fn list(base: &Path) -> Vec<Entry> {
         if e.file_name().to_string_lossy().starts_with('.') || !path.is_dir() {
             continue;
         }
-        let Some(state) = std::fs::read(path.join("state.json"))
-            .ok()
-            .and_then(|d| serde_json::from_slice::<State>(&d).ok())
-        else {
+        let Some(state) = read_state(&path) else {
             continue;
         };
         let live = is_live(&path);
@@ -587,6 +629,54 @@ mod tests {
         assert!(stale_entries(&base).is_empty());
         drop(dir);
         assert!(!base.join(&st.id).exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn saves_overwrite_in_place_padded_and_large_records_are_replaced() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("minictr-save-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let st = State {
+            id: new_id(),
+            hostname: "a-rather-long-hostname-to-shrink".into(),
+            ..Default::default()
+        };
+        let mut dir = RuntimeDir::create(&base, st).unwrap();
+        let file = dir.path().join("state.json");
+        let inode = std::fs::metadata(&file).unwrap().ino();
+        let first = std::fs::metadata(&file).unwrap().len();
+        // Shorter: the same inode, padded to the old length, and it reads back as the new record.
+        dir.state.hostname = "h".into();
+        dir.set_status(Status::Running).unwrap();
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!((m.ino(), m.len()), (inode, first));
+        let back = read_state(dir.path()).unwrap();
+        assert_eq!(
+            (back.hostname.as_str(), back.status),
+            ("h", Status::Running)
+        );
+        // Longer: still in place, grown.
+        dir.state.container_pid = Some(123_456);
+        dir.state.command = vec!["x".repeat(100)];
+        dir.save().unwrap();
+        let m = std::fs::metadata(&file).unwrap();
+        assert!(m.ino() == inode && m.len() > first);
+        assert_eq!(read_state(dir.path()).unwrap().container_pid, Some(123_456));
+        // More than a page: a new file renamed over the old one (no half-written record).
+        dir.state.command = vec!["y".repeat(IN_PLACE_MAX)];
+        dir.save().unwrap();
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), inode);
+        assert_eq!(
+            read_state(dir.path()).unwrap().command[0].len(),
+            IN_PLACE_MAX
+        );
+        assert!(!dir.path().join("state.json.tmp").exists());
+        // Small again: written in place over all of the large one.
+        dir.state.command = vec!["z".into()];
+        dir.save().unwrap();
+        assert_eq!(read_state(dir.path()).unwrap().command, ["z"]);
+        drop(dir);
         std::fs::remove_dir_all(&base).unwrap();
     }
 
