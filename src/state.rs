@@ -217,8 +217,9 @@ fn flock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
 }
 
 impl RuntimeDir {
-    /// Create `<base>/<id>/` atomically: built under a dot-name, locked, state written, then renamed
-    /// into place — so nobody ever sees an unlocked or state-less directory under its real name.
+    /// Create `<base>/<id>/`: made, locked, then its state.json written. Between mkdir and flock
+    /// another minictr may find it unlocked and without state: it leaves such a young directory
+    /// alone ([`stale_entries`]), and nobody lists a directory without state.json.
     pub fn create(base: &Path, state: State) -> Result<RuntimeDir> {
         // Checked as it is (one stat); made first only where it is missing.
         match std::fs::symlink_metadata(base) {
@@ -228,7 +229,6 @@ impl RuntimeDir {
                 return Err(e).with_context(|| format!("failed to inspect {}", base.display()))
             }
         }
-        let tmp = base.join(format!(".new-{}", state.id));
         let path = base.join(&state.id);
         crate::explain!(
             CHAPTER,
@@ -240,33 +240,31 @@ impl RuntimeDir {
             // 0711, like the base: walkable by the container's root, listable only by us.
             std::fs::DirBuilder::new()
                 .mode(0o711)
-                .create(&tmp)
-                .with_context(|| format!("failed to create {}", tmp.display()))?;
+                .create(&path)
+                .with_context(|| format!("failed to create {}", path.display()))?;
         }
         // (A directory made just now has no legacy `lock` file to look for.)
-        let lock = match flock_dir(&tmp, false) {
+        let lock = match flock_dir(&path, false) {
             Ok(Some(l)) => l,
-            Ok(None) => unreachable_lock(&tmp)?,
+            Ok(None) => unreachable_lock(&path)?,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = std::fs::remove_dir_all(&path);
                 return Err(e);
             }
         };
         let mut dir = RuntimeDir {
-            path: tmp.clone(),
+            path: path.clone(),
             _lock: lock,
             state,
             persist: false,
             written: 0,
         };
-        // Nobody reads the directory under its dot-name: state.json is simply written here.
+        // Written under the lock, which every reader of a new directory's state waits for or
+        // leaves alone: nobody reads a half-written first record.
         let data = dir.json()?;
-        std::fs::write(tmp.join("state.json"), &data)
-            .with_context(|| format!("failed to write {}/state.json", tmp.display()))?;
+        std::fs::write(path.join("state.json"), &data)
+            .with_context(|| format!("failed to write {}/state.json", path.display()))?;
         dir.written = data.len();
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("failed to create {}", path.display()))?;
-        dir.path = path;
         Ok(dir)
     }
 
@@ -432,23 +430,23 @@ fn scan(base: &Path) -> (Vec<Stale>, HashSet<OsString>) {
         }
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Only container directories: `<id>` or `.new-<id>`. Stages keep shared state next to them
-        // (ch06: network/ with its own lock), which is not a container.
+        // Only container directories: `<id>` (or `.new-<id>`, made by minictr before 2026-12).
+        // Stages keep shared state next to them (ch06: network/ with its own lock), which is not
+        // a container.
         let id = name.strip_prefix(".new-").unwrap_or(&name);
         if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }
-        if name.starts_with(".new-") {
-            // Being created right now, or left by a crash between mkdir and flock: only old ones.
-            let young = entry
+        let young = || {
+            entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age.as_secs() < 30);
-            if young {
-                continue;
-            }
+                .is_none_or(|age| age.as_secs() < 30)
+        };
+        if name.starts_with(".new-") && young() {
+            continue;
         }
         let lock = match lock_dir(&path, true) {
             Ok(Some(lock)) => Some(lock),
@@ -457,6 +455,11 @@ fn scan(base: &Path) -> (Vec<Stale>, HashSet<OsString>) {
         };
         if let Some(lock) = lock {
             let state = read_state(&path);
+            // No state yet: being created right now (between its mkdir and flock), or left by a
+            // crash there — only old ones go.
+            if state.is_none() && young() {
+                continue;
+            }
             // A detached container that ended normally is not stale: it waits for `minictr rm`.
             if state.as_ref().is_some_and(|s| s.status == Status::Exited) {
                 continue;
@@ -629,6 +632,27 @@ mod tests {
         assert!(stale_entries(&base).is_empty());
         drop(dir);
         assert!(!base.join(&st.id).exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_directory_without_state_is_left_alone_while_young() {
+        let base = std::env::temp_dir().join(format!("minictr-young-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        create_base(&base).unwrap();
+        // What a `create` between its mkdir and its flock looks like to everyone else.
+        let dir = base.join(new_id());
+        std::fs::create_dir(&dir).unwrap();
+        assert!(stale_entries(&base).is_empty());
+        assert!(list(&base).is_empty());
+        // Left by a crash there a minute ago: stale.
+        let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        File::open(&dir).unwrap().set_modified(minute_ago).unwrap();
+        let stale = stale_entries(&base);
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0].state.is_none());
+        stale.into_iter().for_each(|s| s.remove().unwrap());
+        assert!(!dir.exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 
