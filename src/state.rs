@@ -287,9 +287,9 @@ impl RuntimeDir {
     /// padded with trailing spaces (JSON allows them) to the length the file had, so nothing of
     /// the old record is left behind it. The kernel checks for a fatal signal between the pages of
     /// a write, not within one: even SIGKILL leaves the old record or the new one, which the stale
-    /// clean-up needs. The write holds an exclusive `flock` on the file, which every reader takes shared
-    /// ([`read_state`]): nobody reads half of each. No new inode and no rename, which cost real
-    /// time where /run is a disk file system. A larger record: a temporary file, then rename.
+    /// clean-up needs. The write holds an exclusive `flock` on the file, which every reader takes
+    /// shared ([`read_state`]): nobody reads half of each. No new inode and no rename, which cost
+    /// real time where /run is a disk file system. A larger record: a temporary file, then rename.
     pub fn save(&mut self) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let path = self.path.join("state.json");
