@@ -115,9 +115,6 @@ fn reserve(spec: &Spec) -> Result<Reserved> {
         // (The directory outlives the container only once it ran: see `go`.)
         detach::redirect_output(&rt.path().join("log"))?;
     }
-    // The container's "/" is mounted on root/ here (chapter 2).
-    std::fs::create_dir(&spec.rootfs.mountpoint)
-        .with_context(|| format!("failed to create {}", spec.rootfs.mountpoint.display()))?;
     crate::explain::checkpoint(2, "runtime-dir")?;
     let layer = reserve_layer(spec, &rt)?;
     let cgroup = reserve_cgroup(spec)?;
@@ -502,12 +499,8 @@ impl state::UndoStale for Stages<'_> {
         true
     }
 
-    fn finish(&self) {
-        // One listing of the runtime directories instead of a link and a stat per layer.
-        let dirs: std::collections::HashSet<std::ffi::OsString> =
-            std::fs::read_dir(&self.0.run_dir)
-                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
+    fn finish(&self, dirs: &std::collections::HashSet<std::ffi::OsString>) {
+        // The scan's listing of the runtime directories instead of a link and a stat per layer.
         overlay::remove_orphans(&|id| dirs.contains(std::ffi::OsStr::new(id)));
     }
 }

@@ -272,10 +272,20 @@ fn rootfs_config(
             .clone()
             .unwrap_or_else(|| PathBuf::from("/")),
     )?;
+    // As host root with a user namespace the child is an unprivileged host user that may not walk to
+    // the image: its root goes on the runtime directory, which it can always reach (every volume,
+    // the /etc files in that directory included, then comes as a prepared mount). Otherwise the
+    // rootfs is its own mount point, as with runc: no directory to make and remove per start.
+    let volumes_prepared = userns.is_some() && host.is_root();
+    let mountpoint = if volumes_prepared {
+        rundir
+    } else {
+        rootfs.clone()
+    };
     Ok(rootfs::Config {
         rootfs,
-        mountpoint: rundir.join("root"),
-        volumes_prepared: userns.is_some() && host.is_root(),
+        mountpoint,
+        volumes_prepared,
         readonly: args.overlay.read_only,
         volumes,
         workdir,
@@ -543,6 +553,15 @@ mod tests {
     fn the_runtime_directory_comes_from_the_host() {
         let h = host(0, Some("none"));
         let s = spec(&h, &["--userns=host"]).unwrap();
-        assert_eq!(s.rootfs.mountpoint, h.run_dir.join(&s.id).join("root"));
+        assert_eq!(s.rootfs.mountpoint, s.rootfs.rootfs);
+        assert!(!s.rootfs.volumes_prepared);
+    }
+
+    #[test]
+    fn with_a_user_namespace_root_mounts_on_the_runtime_directory() {
+        let h = host(0, Some("none"));
+        let s = spec(&h, &[]).unwrap();
+        assert!(s.userns.is_some() && s.rootfs.volumes_prepared);
+        assert_eq!(s.rootfs.mountpoint, h.run_dir.join(&s.id));
     }
 }

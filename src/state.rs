@@ -10,6 +10,8 @@
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,8 @@ pub fn base_dir() -> PathBuf {
 /// owned by us and writable by nobody else. The rootless fallback lives in the shared /tmp, where
 /// another user could have made `/tmp/minictr-<uid>` first to plant or read state.
 /// The base is 0711: nobody else may list it or write to it, but a container's first process —
-/// host uid 100000 with the user namespace — must be able to walk to its `root/` mount point.
+/// host uid 100000 with the user namespace — must be able to walk to its runtime directory, the
+/// mount point of its root (chapter 2).
 fn create_base(base: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -46,9 +49,13 @@ fn create_base(base: &Path) -> Result<()> {
 }
 
 fn check_base(base: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(base)
         .with_context(|| format!("failed to inspect {}", base.display()))?;
+    check_base_is_ours(base, &m)
+}
+
+fn check_base_is_ours(base: &Path, m: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let euid = nix::unistd::geteuid().as_raw();
     if !m.is_dir() || m.uid() != euid || m.mode() & 0o022 != 0 {
         anyhow::bail!(crate::error::hint(
@@ -170,22 +177,16 @@ pub struct RuntimeDir {
     pub state: State,
     /// Detached containers: keep the directory (state, log) after exit, marked "exited".
     pub persist: bool,
+    /// The length of state.json as last written (an in-place write pads to it).
+    written: usize,
 }
 
 /// Lock the runtime directory `dir` itself (flock works on a directory's descriptor); `None`:
 /// someone else holds it. A `lock` file inside, held by a minictr from before the directory lock,
 /// counts as held too.
 fn lock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
-    let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
-    let arg = if nonblocking {
-        FlockArg::LockExclusiveNonblock
-    } else {
-        FlockArg::LockExclusive
-    };
-    let held = match Flock::lock(f, arg) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-        Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", dir.display())),
+    let Some(held) = flock_dir(dir, nonblocking)? else {
+        return Ok(None);
     };
     let legacy = File::open(dir.join("lock")).ok().map(|f| {
         matches!(
@@ -200,12 +201,34 @@ fn lock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
     })
 }
 
+/// flock `dir` itself, nothing else: `None` when someone else holds it.
+fn flock_dir(dir: &Path, nonblocking: bool) -> Result<Option<Flock<File>>> {
+    let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+    let arg = if nonblocking {
+        FlockArg::LockExclusiveNonblock
+    } else {
+        FlockArg::LockExclusive
+    };
+    match Flock::lock(f, arg) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}", dir.display())),
+    }
+}
+
 impl RuntimeDir {
-    /// Create `<base>/<id>/` atomically: built under a dot-name, locked, state written, then renamed
-    /// into place — so nobody ever sees an unlocked or state-less directory under its real name.
+    /// Create `<base>/<id>/`: made, locked, then its state.json written. Between mkdir and flock
+    /// another minictr may find it unlocked and without state: it leaves such a young directory
+    /// alone ([`stale_entries`]), and nobody lists a directory without state.json.
     pub fn create(base: &Path, state: State) -> Result<RuntimeDir> {
-        create_base(base)?;
-        let tmp = base.join(format!(".new-{}", state.id));
+        // Checked as it is (one stat); made first only where it is missing.
+        match std::fs::symlink_metadata(base) {
+            Ok(m) => check_base_is_ours(base, &m)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_base(base)?,
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to inspect {}", base.display()))
+            }
+        }
         let path = base.join(&state.id);
         crate::explain!(
             CHAPTER,
@@ -217,29 +240,31 @@ impl RuntimeDir {
             // 0711, like the base: walkable by the container's root, listable only by us.
             std::fs::DirBuilder::new()
                 .mode(0o711)
-                .create(&tmp)
-                .with_context(|| format!("failed to create {}", tmp.display()))?;
+                .create(&path)
+                .with_context(|| format!("failed to create {}", path.display()))?;
         }
-        let lock = match lock_dir(&tmp, false) {
+        // (A directory made just now has no legacy `lock` file to look for.)
+        let lock = match flock_dir(&path, false) {
             Ok(Some(l)) => l,
-            Ok(None) => unreachable_lock(&tmp)?,
+            Ok(None) => unreachable_lock(&path)?,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = std::fs::remove_dir_all(&path);
                 return Err(e);
             }
         };
         let mut dir = RuntimeDir {
-            path: tmp.clone(),
+            path: path.clone(),
             _lock: lock,
             state,
             persist: false,
+            written: 0,
         };
-        // Nobody reads the directory under its dot-name: state.json is written in place here.
-        std::fs::write(tmp.join("state.json"), dir.json()?)
-            .with_context(|| format!("failed to write {}/state.json", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("failed to create {}", path.display()))?;
-        dir.path = path;
+        // Written under the lock, which every reader of a new directory's state waits for or
+        // leaves alone: nobody reads a half-written first record.
+        let data = dir.json()?;
+        std::fs::write(path.join("state.json"), &data)
+            .with_context(|| format!("failed to write {}/state.json", path.display()))?;
+        dir.written = data.len();
         Ok(dir)
     }
 
@@ -257,23 +282,69 @@ impl RuntimeDir {
         serde_json::to_vec_pretty(&self.state).context("failed to serialise the state")
     }
 
-    /// Write state.json atomically (write a temporary file, then rename).
-    pub fn save(&self) -> Result<()> {
-        let tmp = self.path.join("state.json.tmp");
-        let data = self.json()?;
-        let mut f =
-            File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
-        f.write_all(&data)
-            .with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.path.join("state.json"))
-            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+    // ANCHOR: save
+    /// Write state.json again. In place when the record fits in one page: one `pwrite` at offset 0,
+    /// padded with trailing spaces (JSON allows them) to the length the file had, so nothing of
+    /// the old record is left behind it. The kernel checks for a fatal signal between the pages of
+    /// a write, not within one: even SIGKILL leaves the old record or the new one, which the stale
+    /// clean-up needs. The write holds an exclusive `flock` on the file, which every reader takes
+    /// shared ([`read_state`]): nobody reads half of each. No new inode and no rename, which cost
+    /// real time where /run is a disk file system. A larger record: a temporary file, then rename.
+    pub fn save(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path.join("state.json");
+        let mut data = self.json()?;
+        if data.len() < self.written {
+            data.resize(self.written, b' ');
+        }
+        if data.len() > IN_PLACE_MAX {
+            replace(&path, &data)?;
+            self.written = data.len();
+            return Ok(());
+        }
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let f = Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("failed to lock {}", path.display()))?;
+        f.write_all_at(&data, 0)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        self.written = data.len();
+        Ok(())
     }
+    // ANCHOR_END: save
 
     /// A new status, saved.
     pub fn set_status(&mut self, status: Status) -> Result<()> {
         self.state.status = status;
         self.save()
     }
+}
+
+/// The largest record [`RuntimeDir::save`] writes in place: one page.
+const IN_PLACE_MAX: usize = 4096;
+
+/// Replace `path` atomically: a temporary file beside it, then rename.
+fn replace(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Read a runtime directory's state.json under a shared `flock` (the owner writes it in place
+/// under an exclusive one). `None`: missing or unreadable.
+pub fn read_state(dir: &Path) -> Option<State> {
+    let f = File::open(dir.join("state.json")).ok()?;
+    let mut f = Flock::lock(f, FlockArg::LockShared).ok()?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut *f, &mut data).ok()?;
+    serde_json::from_slice(&data).ok()
 }
 
 fn unreachable_lock(dir: &Path) -> Result<Flock<File>> {
@@ -287,8 +358,18 @@ impl Drop for RuntimeDir {
             self.state.finished.get_or_insert_with(now);
             let _ = self.save();
         } else {
-            let _ = std::fs::remove_dir_all(&self.path);
+            remove_known(&self.path);
         }
+    }
+}
+
+/// Remove a runtime directory whose entries are known — state.json, and nothing else unless a stage
+/// left something (a log, a mount point): one unlink and one rmdir, instead of `remove_dir_all`'s
+/// open, fstat, fcntl and listing of the directory. Anything else inside falls back to that.
+fn remove_known(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("state.json"));
+    if std::fs::remove_dir(dir).is_err() {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -310,10 +391,7 @@ impl Stale {
             ..Default::default()
         };
         let data = serde_json::to_vec_pretty(&st).context("failed to serialise the state")?;
-        let tmp = self.path.join("state.json.tmp");
-        std::fs::write(&tmp, data).with_context(|| format!("failed to write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.path.join("state.json"))
-            .with_context(|| format!("failed to write {}/state.json", self.path.display()))
+        replace(&self.path.join("state.json"), &data)
     }
 
     /// Remove the directory (after the stages undid their reservations).
@@ -329,14 +407,21 @@ impl Stale {
 
 /// Every runtime directory under `base` whose lock is free: its minictr died without cleaning up.
 pub fn stale_entries(base: &Path) -> Vec<Stale> {
+    scan(base).0
+}
+
+/// The names in `base` (one listing), and the stale runtime directories among them.
+fn scan(base: &Path) -> (Vec<Stale>, HashSet<OsString>) {
+    let mut names = HashSet::new();
     if check_base(base).is_err() {
-        return Vec::new(); // not ours (or missing): never act on what someone else wrote there
+        return (Vec::new(), names); // not ours (or missing): never act on what someone else wrote there
     }
     let Ok(rd) = std::fs::read_dir(base) else {
-        return Vec::new();
+        return (Vec::new(), names);
     };
     let mut out = Vec::new();
     for entry in rd.flatten() {
+        names.insert(entry.file_name());
         // The listing's type (no stat); a live container then costs open, flock and close.
         // (Not /proc/locks: reading it takes a lock whose writer waits for an RCU grace period,
         // 10-17 ms on the development VM.)
@@ -345,23 +430,23 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
         }
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Only container directories: `<id>` or `.new-<id>`. Stages keep shared state next to them
-        // (ch06: network/ with its own lock), which is not a container.
+        // Only container directories: `<id>` (or `.new-<id>`, made by minictr before 2026-12).
+        // Stages keep shared state next to them (ch06: network/ with its own lock), which is not
+        // a container.
         let id = name.strip_prefix(".new-").unwrap_or(&name);
         if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }
-        if name.starts_with(".new-") {
-            // Being created right now, or left by a crash between mkdir and flock: only old ones.
-            let young = entry
+        let young = || {
+            entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age.as_secs() < 30);
-            if young {
-                continue;
-            }
+                .is_none_or(|age| age.as_secs() < 30)
+        };
+        if name.starts_with(".new-") && young() {
+            continue;
         }
         let lock = match lock_dir(&path, true) {
             Ok(Some(lock)) => Some(lock),
@@ -369,9 +454,12 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             Err(_) => None,
         };
         if let Some(lock) = lock {
-            let state = std::fs::read(path.join("state.json"))
-                .ok()
-                .and_then(|d| serde_json::from_slice::<State>(&d).ok());
+            let state = read_state(&path);
+            // No state yet: being created right now (between its mkdir and flock), or left by a
+            // crash there — only old ones go.
+            if state.is_none() && young() {
+                continue;
+            }
             // A detached container that ended normally is not stale: it waits for `minictr rm`.
             if state.as_ref().is_some_and(|s| s.status == Status::Exited) {
                 continue;
@@ -383,7 +471,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
             });
         }
     }
-    out
+    (out, names)
 }
 
 /// The directory is locked — by its minictr, or by a copy of the lock: a child cloned just before
@@ -392,8 +480,7 @@ pub fn stale_entries(base: &Path) -> Vec<Stale> {
 /// instead of taking the container for a live one. (A live detached container's owner is its
 /// monitor, which is alive; an owner's pid reused since is taken for alive: the next command retries.)
 fn lock_after_owner_died(dir: &Path) -> Option<Flock<File>> {
-    let data = std::fs::read(dir.join("state.json")).ok()?;
-    let state: State = serde_json::from_slice(&data).ok()?;
+    let state = read_state(dir)?;
     let owner = nix::unistd::Pid::from_raw(state.owner_pid);
     if state.owner_pid <= 0 || nix::sys::signal::kill(owner, None) != Err(nix::errno::Errno::ESRCH)
     {
@@ -414,15 +501,17 @@ pub trait UndoStale {
     /// Undo what `state` recorded, before its directory goes. False when something could not be
     /// undone yet: the directory (and its record) then stays for the next command to try again.
     fn undo(&self, state: &State) -> bool;
-    /// After every stale directory: what no directory names any more (orphaned layers).
-    fn finish(&self) {}
+    /// After every stale directory: what no directory names any more (orphaned layers). `names`:
+    /// what the runtime directory holds now (from the scan's listing, less what it removed).
+    fn finish(&self, _names: &HashSet<OsString>) {}
 }
 
 // ANCHOR: cleanup_stale
 /// Undo what crashed runs left behind. main.rs calls this before every command that reads or
 /// creates containers.
 pub fn cleanup_stale(stages: &dyn UndoStale) {
-    for stale in stale_entries(&base_dir()) {
+    let (stale_dirs, mut names) = scan(&base_dir());
+    for stale in stale_dirs {
         crate::explain!(
             CHAPTER,
             "removing stale runtime directory {:?} (its minictr died)",
@@ -442,13 +531,16 @@ pub fn cleanup_stale(stages: &dyn UndoStale) {
         let result = if keep_entry {
             stale.mark_exited()
         } else {
-            stale.remove()
+            let name = stale.path.file_name().map(OsString::from);
+            stale.remove().map(|()| {
+                name.map(|n| names.remove(&n));
+            })
         };
         if let Err(e) = result {
             eprintln!("minictr: warning: {}", crate::error::one_line(&e));
         }
     }
-    stages.finish();
+    stages.finish(&names);
 }
 // ANCHOR_END: cleanup_stale
 
@@ -484,10 +576,7 @@ pub fn list(base: &Path) -> Vec<Entry> {
         if e.file_name().to_string_lossy().starts_with('.') || !path.is_dir() {
             continue;
         }
-        let Some(state) = std::fs::read(path.join("state.json"))
-            .ok()
-            .and_then(|d| serde_json::from_slice::<State>(&d).ok())
-        else {
+        let Some(state) = read_state(&path) else {
             continue;
         };
         let live = is_live(&path);
@@ -543,6 +632,75 @@ mod tests {
         assert!(stale_entries(&base).is_empty());
         drop(dir);
         assert!(!base.join(&st.id).exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_directory_without_state_is_left_alone_while_young() {
+        let base = std::env::temp_dir().join(format!("minictr-young-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        create_base(&base).unwrap();
+        // What a `create` between its mkdir and its flock looks like to everyone else.
+        let dir = base.join(new_id());
+        std::fs::create_dir(&dir).unwrap();
+        assert!(stale_entries(&base).is_empty());
+        assert!(list(&base).is_empty());
+        // Left by a crash there a minute ago: stale.
+        let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        File::open(&dir).unwrap().set_modified(minute_ago).unwrap();
+        let stale = stale_entries(&base);
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0].state.is_none());
+        stale.into_iter().for_each(|s| s.remove().unwrap());
+        assert!(!dir.exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn saves_overwrite_in_place_padded_and_large_records_are_replaced() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("minictr-save-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let st = State {
+            id: new_id(),
+            hostname: "a-rather-long-hostname-to-shrink".into(),
+            ..Default::default()
+        };
+        let mut dir = RuntimeDir::create(&base, st).unwrap();
+        let file = dir.path().join("state.json");
+        let inode = std::fs::metadata(&file).unwrap().ino();
+        let first = std::fs::metadata(&file).unwrap().len();
+        // Shorter: the same inode, padded to the old length, and it reads back as the new record.
+        dir.state.hostname = "h".into();
+        dir.set_status(Status::Running).unwrap();
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!((m.ino(), m.len()), (inode, first));
+        let back = read_state(dir.path()).unwrap();
+        assert_eq!(
+            (back.hostname.as_str(), back.status),
+            ("h", Status::Running)
+        );
+        // Longer: still in place, grown.
+        dir.state.container_pid = Some(123_456);
+        dir.state.command = vec!["x".repeat(100)];
+        dir.save().unwrap();
+        let m = std::fs::metadata(&file).unwrap();
+        assert!(m.ino() == inode && m.len() > first);
+        assert_eq!(read_state(dir.path()).unwrap().container_pid, Some(123_456));
+        // More than a page: a new file renamed over the old one (no half-written record).
+        dir.state.command = vec!["y".repeat(IN_PLACE_MAX)];
+        dir.save().unwrap();
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), inode);
+        assert_eq!(
+            read_state(dir.path()).unwrap().command[0].len(),
+            IN_PLACE_MAX
+        );
+        assert!(!dir.path().join("state.json.tmp").exists());
+        // Small again: written in place over all of the large one.
+        dir.state.command = vec!["z".into()];
+        dir.save().unwrap();
+        assert_eq!(read_state(dir.path()).unwrap().command, ["z"]);
+        drop(dir);
         std::fs::remove_dir_all(&base).unwrap();
     }
 

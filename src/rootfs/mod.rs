@@ -92,9 +92,12 @@ pub fn check_rootfs(path: &Path) -> Result<PathBuf> {
 pub struct Config {
     /// The rootfs (canonical host path): the image.
     pub rootfs: PathBuf,
-    /// Where the container's "/" is mounted before pivot_root: `root/` in its runtime directory.
-    /// (Not the image path itself: with a user namespace the child may not even be allowed to walk
-    /// to the image — under /root or a 0750 home — but it can always reach its runtime directory.)
+    /// Where the container's "/" is mounted before pivot_root: the rootfs itself (runc's way: the
+    /// mount stacks on the image's own path, visible only in the child's mount namespace). As host
+    /// root with a user namespace, the container's runtime directory instead: the child, an
+    /// unprivileged host user, may not even be allowed to walk to the image — under /root or a
+    /// 0750 home — but it can always reach that directory (and needs nothing in it any more: every
+    /// volume comes prepared by the parent then).
     pub mountpoint: PathBuf,
     /// The parent hands the child every volume as a detached mount (host root with a user
     /// namespace), instead of the child binding host paths itself.
@@ -175,9 +178,9 @@ pub fn make_private() -> Result<()> {
 // ANCHOR_END: private
 
 // ANCHOR: root_mount
-/// Make the rootfs a mount point — pivot_root needs one. Either a detached mount prepared by the
-/// parent (an overlay, or an idmapped bind: chapters 3 and 5) is attached there, or the rootfs is
-/// bound onto itself.
+/// Make the root a mount point — pivot_root needs one. Either a detached mount prepared by the
+/// parent (an overlay, or an idmapped bind: chapters 3 and 5) is attached on the mount point, or
+/// the rootfs is bound onto itself.
 pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
     match prepared {
         Some(fd) => {
@@ -193,7 +196,7 @@ pub fn mount_root(cfg: &Config, prepared: Option<OwnedFd>) -> Result<Root> {
             let (p, m) = (cfg.rootfs.as_path(), cfg.mountpoint.as_path());
             crate::explain!(
                 CHAPTER,
-                "mount({p:?}, {m:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs as a mount point"
+                "mount({p:?}, {m:?}, NULL, MS_BIND|MS_REC, NULL) — the rootfs bound onto itself: a mount point"
             );
             mount(
                 Some(p),
