@@ -4,6 +4,7 @@
 //! (chapter 5). `minictr images` lists what was pulled, `minictr rmi` removes it.
 
 pub mod manifest;
+mod progress;
 pub mod reference;
 pub mod registry;
 pub mod run;
@@ -13,9 +14,10 @@ pub mod unpack;
 use anyhow::{bail, Context, Result};
 pub use manifest::ImageConfig;
 use manifest::{ConfigBlob, Descriptor, Document};
+use progress::Progress;
 pub use run::{for_run, ImageArgs, InUse, Use};
 use sha2::{Digest as _, Sha256};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use store::{LayerRecord, Locked, Record, Store};
 
@@ -91,60 +93,6 @@ fn privilege() -> unpack::Privilege {
 fn short(digest: &str) -> &str {
     let hex = digest.trim_start_matches("sha256:");
     &hex[..hex.len().min(12)]
-}
-
-/// Progress of one layer: a bar on a terminal, plain lines otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    label: String,
-    quiet: bool,
-}
-
-impl Progress {
-    /// For the config blob: no output (Docker shows layers only).
-    fn quiet() -> Progress {
-        Progress {
-            bar: None,
-            label: String::new(),
-            quiet: true,
-        }
-    }
-    fn new(label: String, size: u64) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(size);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes}",
-            ) {
-                b.set_style(style.progress_chars("=> "));
-            }
-            b.set_prefix(label.clone());
-            b
-        });
-        Progress {
-            bar,
-            label,
-            quiet: false,
-        }
-    }
-    fn status(&self, msg: &str) {
-        match &self.bar {
-            Some(b) => b.set_message(msg.to_string()),
-            None if !self.quiet => eprintln!("{}: {msg}", self.label),
-            None => {}
-        }
-    }
-    fn set(&self, n: u64) {
-        if let Some(b) = &self.bar {
-            b.set_position(n);
-        }
-    }
-    fn finish(&self, msg: &str) {
-        match &self.bar {
-            Some(b) => b.finish_with_message(msg.to_string()),
-            None if !self.quiet => eprintln!("{}: {msg}", self.label),
-            None => {}
-        }
-    }
 }
 
 // ANCHOR: fetch_blob
